@@ -1,0 +1,186 @@
+//! Library errors and the sops exit codes they map to.
+//!
+//! Every error is one line of text that names the reason; the CLI prefixes the
+//! file name and may print [`Error::hint`] on a second line. No variant ever
+//! carries a plaintext value: parse errors give a line number, decryption
+//! errors give the key path (keys are never encrypted).
+
+use std::fmt;
+
+/// Exit codes, as `cmd/sops/codes/codes.go` in sops 3.11 defines them.
+pub mod exit {
+    #![allow(missing_docs)]
+    pub const GENERIC: i32 = 1;
+    pub const COULD_NOT_READ_INPUT_FILE: i32 = 2;
+    pub const COULD_NOT_WRITE_OUTPUT_FILE: i32 = 3;
+    pub const ERROR_DUMPING_TREE: i32 = 4;
+    pub const ERROR_READING_CONFIG: i32 = 5;
+    pub const INVALID_SET_FORMAT: i32 = 7;
+    pub const CONFLICTING_PARAMETERS: i32 = 8;
+    pub const ERROR_ENCRYPTING_MAC: i32 = 21;
+    pub const ERROR_ENCRYPTING_TREE: i32 = 23;
+    pub const ERROR_DECRYPTING_MAC: i32 = 24;
+    pub const ERROR_DECRYPTING_TREE: i32 = 25;
+    pub const CANNOT_CHANGE_KEYS_FROM_NON_EXISTENT_FILE: i32 = 49;
+    pub const MAC_MISMATCH: i32 = 51;
+    pub const MAC_NOT_FOUND: i32 = 52;
+    pub const CONFIG_FILE_NOT_FOUND: i32 = 61;
+    pub const KEYBOARD_INTERRUPT: i32 = 85;
+    pub const INVALID_TREE_PATH_FORMAT: i32 = 91;
+    pub const NEED_AT_LEAST_ONE_DOCUMENT: i32 = 92;
+    pub const NO_FILE_SPECIFIED: i32 = 100;
+    pub const NO_ENCRYPTION_KEY_FOUND: i32 = 111;
+    pub const DUPLICATE_DECRYPTION_KEY_TYPE: i32 = 112;
+    pub const COULD_NOT_RETRIEVE_KEY: i32 = 128;
+    pub const FILE_HAS_NOT_BEEN_MODIFIED: i32 = 200;
+    pub const NO_EDITOR_FOUND: i32 = 201;
+    pub const FAILED_TO_COMPARE_VERSIONS: i32 = 202;
+    pub const FILE_ALREADY_ENCRYPTED: i32 = 203;
+}
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input is not well-formed for its format (line numbers, never content).
+    #[error("{format} parse error: {message}")]
+    Parse {
+        /// The store: yaml, json, dotenv, ini.
+        format: &'static str,
+        /// What is wrong, with a line number where known.
+        message: String,
+    },
+    /// A structure the format cannot hold (e.g. a nested map in dotenv).
+    #[error("{0}")]
+    Emit(String),
+    /// The document has no `sops` metadata.
+    #[error("sops metadata not found")]
+    MetadataNotFound,
+    /// The `sops` metadata is present but unusable.
+    #[error("invalid sops metadata: {0}")]
+    Metadata(String),
+    /// The plaintext already carries a top-level `sops` key.
+    #[error("the file is already encrypted (it has a top-level sops key)")]
+    AlreadyEncrypted,
+    /// A YAML stream without any document.
+    #[error("the input has no YAML document")]
+    NoDocument,
+    /// The MAC stored in the file does not match the content.
+    #[error("MAC mismatch: the file was modified after encryption, or its MAC does not belong to it")]
+    MacMismatch,
+    /// The file's `mac` field is empty.
+    #[error("the file has no MAC")]
+    MacNotFound,
+    /// The MAC itself could not be decrypted.
+    #[error("cannot decrypt the MAC: {0}")]
+    MacDecrypt(String),
+    /// A value could not be decrypted (tampered, truncated or wrong key).
+    #[error("cannot decrypt the value at {path}: {reason}")]
+    DecryptValue {
+        /// Key path of the value, `a:b:` style (keys are never secret).
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The tree could not be encrypted.
+    #[error("cannot encrypt the tree: {0}")]
+    EncryptTree(String),
+    /// No data key could be recovered from the key groups.
+    #[error("{0}")]
+    DataKey(#[from] crate::keys::DataKeyError),
+    /// Encryption keys are missing or invalid.
+    #[error("{0}")]
+    NoEncryptionKeys(String),
+    /// A key (recipient, identity, certificate) could not be parsed or used.
+    #[error("{0}")]
+    Key(String),
+    /// Mutually exclusive options were combined.
+    #[error("{0}")]
+    ConflictingParameters(String),
+    /// `.sops.yaml` is malformed or has no matching rule.
+    #[error("{0}")]
+    Config(String),
+    /// A `["a"][0]` style tree path is malformed.
+    #[error("invalid tree path: {0}")]
+    TreePath(String),
+    /// A tree path points at nothing.
+    #[error("{0}")]
+    PathNotFound(String),
+    /// An I/O error with the file it concerns.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// An error reading input (exit code 2 like sops).
+    #[error("{0}")]
+    Read(String),
+    /// An error writing output (exit code 3 like sops).
+    #[error("{0}")]
+    Write(String),
+    /// Anything else, with its message.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// The sops exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        use exit::*;
+        match self {
+            Error::Parse { .. } | Error::Read(_) => COULD_NOT_READ_INPUT_FILE,
+            Error::Emit(_) => ERROR_DUMPING_TREE,
+            Error::MetadataNotFound | Error::Metadata(_) => GENERIC,
+            Error::AlreadyEncrypted => FILE_ALREADY_ENCRYPTED,
+            Error::NoDocument => NEED_AT_LEAST_ONE_DOCUMENT,
+            Error::MacMismatch => MAC_MISMATCH,
+            Error::MacNotFound => MAC_NOT_FOUND,
+            Error::MacDecrypt(_) => ERROR_DECRYPTING_MAC,
+            Error::DecryptValue { .. } => ERROR_DECRYPTING_TREE,
+            Error::EncryptTree(_) => ERROR_ENCRYPTING_TREE,
+            Error::DataKey(_) => COULD_NOT_RETRIEVE_KEY,
+            Error::NoEncryptionKeys(_) => GENERIC,
+            Error::Key(_) => GENERIC,
+            Error::ConflictingParameters(_) => CONFLICTING_PARAMETERS,
+            Error::Config(_) => ERROR_READING_CONFIG,
+            Error::TreePath(_) => INVALID_TREE_PATH_FORMAT,
+            Error::PathNotFound(_) => GENERIC,
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                NO_FILE_SPECIFIED
+            }
+            Error::Io { .. } => COULD_NOT_READ_INPUT_FILE,
+            Error::Write(_) => COULD_NOT_WRITE_OUTPUT_FILE,
+            Error::Other(_) => GENERIC,
+        }
+    }
+
+    /// A second line telling the user what to do, where one helps.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::MacMismatch => Some(
+                "restore the file from Git, or pass --ignore-mac if you really must read it".into(),
+            ),
+            Error::DataKey(e) => Some(e.hint()),
+            Error::AlreadyEncrypted => {
+                Some("use `kustos decrypt` or `kustos edit` on encrypted files".into())
+            }
+            Error::NoEncryptionKeys(_) => Some(
+                "pass --age/--pgp, set SOPS_AGE_RECIPIENTS/SOPS_PGP_FP, or add a creation rule to .sops.yaml".into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Shorthand for an I/O error about `path`.
+    pub fn io(path: impl fmt::Display, source: std::io::Error) -> Self {
+        Error::Io {
+            path: crate::util::escape_for_terminal(&path.to_string()),
+            source,
+        }
+    }
+}

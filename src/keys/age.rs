@@ -1,0 +1,359 @@
+//! age recipients and identities, as sops uses them.
+//!
+//! sops wraps the data key once per recipient into an ASCII-armored age file
+//! and tries every identity it can find: SSH keys (`SOPS_AGE_SSH_PRIVATE_KEY_FILE`,
+//! `~/.ssh/id_ed25519`, `~/.ssh/id_rsa`), `SOPS_AGE_KEY`, `SOPS_AGE_KEY_FILE`,
+//! `SOPS_AGE_KEY_CMD` and `$XDG_CONFIG_HOME/sops/age/keys.txt`. kustos adds
+//! `--keys-dir` folders of `*.agekey` files, the naming Flux's decryption
+//! Secrets use, and tries those first.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use age::armor::{ArmoredReader, ArmoredWriter, Format};
+use zeroize::Zeroizing;
+
+use super::{KeySources, UnwrapError};
+use crate::Error;
+
+/// Wraps `secret` for one recipient as an armored age file (sops' layout).
+pub fn wrap(recipient: &str, secret: &[u8]) -> crate::Result<String> {
+    let parsed = parse_recipient(recipient)?;
+    let encryptor = age::Encryptor::with_recipients(std::iter::once(parsed.as_ref() as &dyn age::Recipient))
+        .map_err(|e| Error::Key(format!("age recipient {recipient}: {e}")))?;
+    let mut out = Vec::with_capacity(400);
+    let armor = ArmoredWriter::wrap_output(&mut out, Format::AsciiArmor)
+        .map_err(|e| Error::Key(format!("age armor: {e}")))?;
+    let mut w = encryptor
+        .wrap_output(armor)
+        .map_err(|e| Error::Key(format!("age encryption: {e}")))?;
+    w.write_all(secret)
+        .and_then(|_| w.finish())
+        .and_then(|armor| armor.finish())
+        .map_err(|e| Error::Key(format!("age encryption: {e}")))?;
+    let mut s = String::from_utf8(out).map_err(|e| Error::Key(e.to_string()))?;
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    Ok(s)
+}
+
+/// Parses an age recipient: `age1…` (X25519) or an SSH public key.
+pub fn parse_recipient(s: &str) -> crate::Result<Box<dyn age::Recipient + Send>> {
+    let s = s.trim();
+    if s.starts_with("age1") {
+        if let Ok(r) = age::x25519::Recipient::from_str(s) {
+            return Ok(Box::new(r));
+        }
+        return Err(Error::Key(format!(
+            "invalid age recipient {s:?} (plugin recipients are not supported)"
+        )));
+    }
+    if s.starts_with("ssh-") {
+        return age::ssh::Recipient::from_str(s)
+            .map(|r| Box::new(r) as Box<dyn age::Recipient + Send>)
+            .map_err(|_| Error::Key(format!("invalid SSH recipient {:?}", truncate(s))));
+    }
+    Err(Error::Key(format!("invalid age recipient {:?}", truncate(s))))
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// Checks that a recipient string parses.
+pub fn validate_recipient(s: &str) -> crate::Result<()> {
+    parse_recipient(s).map(|_| ())
+}
+
+type Ident = Box<dyn age::Identity + Send + Sync>;
+
+/// The age identities found in the configured places.
+#[derive(Default)]
+pub struct AgeIdentities {
+    identities: Vec<Ident>,
+    /// Where identities were found (for messages).
+    pub locations: Vec<String>,
+    /// Problems while loading (unreadable files, bad lines); no secrets.
+    pub problems: Vec<String>,
+    /// Places that were looked at but held nothing.
+    pub looked: Vec<String>,
+}
+
+impl AgeIdentities {
+    /// Number of identities.
+    pub fn len(&self) -> usize {
+        self.identities.len()
+    }
+
+    /// True when no identity loaded.
+    pub fn is_empty(&self) -> bool {
+        self.identities.is_empty()
+    }
+
+    /// Identities from an in-memory identity file (tests, the sidecar).
+    pub fn from_text(text: &str, location: &str) -> Self {
+        let mut me = AgeIdentities::default();
+        me.add_identity_text(text, location);
+        me
+    }
+
+    /// Loads from the key sources.
+    pub fn load(src: &KeySources) -> Self {
+        let mut me = AgeIdentities::default();
+        for dir in &src.keys_dirs {
+            me.load_dir(dir);
+        }
+        if src.use_env {
+            me.load_env();
+        }
+        me
+    }
+
+    fn load_dir(&mut self, dir: &Path) {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                self.problems
+                    .push(format!("cannot read keys folder {}: {e}", dir.display()));
+                return;
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "agekey"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            self.looked.push(format!("{}/*.agekey", dir.display()));
+        }
+        for f in files {
+            self.load_file(&f, &f.display().to_string());
+        }
+    }
+
+    fn load_file(&mut self, path: &Path, location: &str) {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let bytes = Zeroizing::new(bytes);
+                match std::str::from_utf8(&bytes) {
+                    Ok(text) => self.add_identity_text(text, location),
+                    Err(_) => self
+                        .problems
+                        .push(format!("{location}: not a text identity file")),
+                }
+            }
+            Err(e) => self.problems.push(format!("cannot read {location}: {e}")),
+        }
+    }
+
+    fn load_env(&mut self) {
+        // SSH keys first, as sops does.
+        match std::env::var_os("SOPS_AGE_SSH_PRIVATE_KEY_FILE") {
+            Some(p) => self.load_ssh(Path::new(&p), "SOPS_AGE_SSH_PRIVATE_KEY_FILE"),
+            None => {
+                if let Some(home) = home_dir() {
+                    for name in ["id_ed25519", "id_rsa"] {
+                        let p = home.join(".ssh").join(name);
+                        if p.exists() {
+                            self.load_ssh(&p, &p.display().to_string());
+                        }
+                    }
+                }
+            }
+        }
+        if let Ok(text) = std::env::var("SOPS_AGE_KEY") {
+            let text = Zeroizing::new(text);
+            self.add_identity_text(&text, "SOPS_AGE_KEY");
+        }
+        if let Some(p) = std::env::var_os("SOPS_AGE_KEY_FILE") {
+            let loc = format!("SOPS_AGE_KEY_FILE={}", Path::new(&p).display());
+            self.load_file(Path::new(&p), &loc);
+        }
+        if let Ok(cmd) = std::env::var("SOPS_AGE_KEY_CMD") {
+            self.load_cmd(&cmd);
+        }
+        if let Some(dir) = user_config_dir() {
+            let p = dir.join("sops").join("age").join("keys.txt");
+            if p.exists() {
+                self.load_file(&p, &p.display().to_string());
+            } else {
+                self.looked.push(p.display().to_string());
+            }
+        }
+    }
+
+    fn load_cmd(&mut self, cmd: &str) {
+        let Some(args) = shlex::split(cmd).filter(|a| !a.is_empty()) else {
+            self.problems
+                .push("SOPS_AGE_KEY_CMD: cannot split the command".into());
+            return;
+        };
+        match std::process::Command::new(&args[0])
+            .args(&args[1..])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+        {
+            Ok(out) if out.status.success() => {
+                let stdout = Zeroizing::new(out.stdout);
+                match std::str::from_utf8(&stdout) {
+                    Ok(t) => self.add_identity_text(t, "SOPS_AGE_KEY_CMD"),
+                    Err(_) => self
+                        .problems
+                        .push("SOPS_AGE_KEY_CMD: output is not text".into()),
+                }
+            }
+            Ok(out) => self.problems.push(format!(
+                "SOPS_AGE_KEY_CMD: the command failed ({})",
+                out.status
+            )),
+            Err(e) => self
+                .problems
+                .push(format!("SOPS_AGE_KEY_CMD: cannot run {:?}: {e}", args[0])),
+        }
+    }
+
+    fn load_ssh(&mut self, path: &Path, location: &str) {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => Zeroizing::new(b),
+            Err(e) => {
+                self.problems.push(format!("cannot read {location}: {e}"));
+                return;
+            }
+        };
+        match age::ssh::Identity::from_buffer(&bytes[..], Some(location.to_string())) {
+            Ok(age::ssh::Identity::Unencrypted(k)) => {
+                self.identities
+                    .push(Box::new(age::ssh::Identity::Unencrypted(k)));
+                self.locations.push(location.to_string());
+            }
+            Ok(age::ssh::Identity::Encrypted(_)) => self.problems.push(format!(
+                "{location}: passphrase-protected SSH keys are not supported"
+            )),
+            Ok(age::ssh::Identity::Unsupported(_)) | Err(_) => self
+                .problems
+                .push(format!("{location}: not a supported SSH private key")),
+        }
+    }
+
+    /// Parses an age identity file: one `AGE-SECRET-KEY-1…` per line, `#`
+    /// comments and blank lines skipped. Tolerates CRLF line ends.
+    fn add_identity_text(&mut self, text: &str, location: &str) {
+        let before = self.identities.len();
+        if text.contains("-----BEGIN AGE ENCRYPTED FILE-----")
+            || text.starts_with("age-encryption.org/")
+        {
+            self.problems.push(format!(
+                "{location}: passphrase-protected identity files are not supported"
+            ));
+            return;
+        }
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if line.starts_with("AGE-SECRET-KEY-1") {
+                match age::x25519::Identity::from_str(line) {
+                    Ok(id) => self.identities.push(Box::new(id)),
+                    // A line number, never the line: it is a secret key.
+                    Err(_) => self
+                        .problems
+                        .push(format!("{location}: invalid age secret key on line {}", n + 1)),
+                }
+            } else if line.starts_with("AGE-PLUGIN-") {
+                self.problems.push(format!(
+                    "{location}: line {}: age plugin identities are not supported",
+                    n + 1
+                ));
+            } else {
+                self.problems
+                    .push(format!("{location}: line {} is not an age identity", n + 1));
+            }
+        }
+        if self.identities.len() > before {
+            self.locations.push(location.to_string());
+        } else {
+            self.looked.push(location.to_string());
+        }
+    }
+
+    /// Unwraps one armored age stanza.
+    pub fn unwrap(&self, enc: &str) -> Result<Zeroizing<Vec<u8>>, UnwrapError> {
+        if self.identities.is_empty() {
+            let mut msg = "no age identity found".to_string();
+            if !self.problems.is_empty() {
+                msg.push_str(&format!(" ({})", self.problems.join("; ")));
+            } else if !self.looked.is_empty() {
+                msg.push_str(&format!(" (looked in {})", self.looked.join(", ")));
+            }
+            return Err(UnwrapError::NoIdentity(msg));
+        }
+        let reader = ArmoredReader::new(enc.trim_start().as_bytes());
+        let decryptor = age::Decryptor::new(reader)
+            .map_err(|e| UnwrapError::Failed(format!("malformed age stanza: {e}")))?;
+        let mut r = decryptor
+            .decrypt(self.identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
+            .map_err(|e| match e {
+                age::DecryptError::NoMatchingKeys => UnwrapError::NoIdentity(format!(
+                    "none of the {} age identities ({}) matches",
+                    self.identities.len(),
+                    self.locations.join(", ")
+                )),
+                other => UnwrapError::Failed(format!("age: {other}")),
+            })?;
+        let mut out = Zeroizing::new(Vec::with_capacity(33));
+        r.read_to_end(&mut out)
+            .map_err(|e| UnwrapError::Failed(format!("age: {e}")))?;
+        Ok(out)
+    }
+}
+
+fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Go's `os.UserConfigDir` on Unix: `$XDG_CONFIG_HOME`, else `~/.config`.
+pub fn user_config_dir() -> Option<PathBuf> {
+    match std::env::var_os("XDG_CONFIG_HOME") {
+        Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
+        _ => home_dir().map(|h| h.join(".config")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use age::secrecy::ExposeSecret;
+
+    #[test]
+    fn wrap_unwrap() {
+        let id = age::x25519::Identity::generate();
+        let recipient = id.to_public().to_string();
+        let enc = wrap(&recipient, &[7u8; 32]).unwrap();
+        assert!(enc.starts_with("-----BEGIN AGE ENCRYPTED FILE-----\n"));
+        assert!(enc.ends_with("-----END AGE ENCRYPTED FILE-----\n"));
+        let ids = AgeIdentities::from_text(
+            &format!("# comment\r\n{}\r\n", id.to_string().expose_secret()),
+            "test",
+        );
+        assert_eq!(ids.len(), 1);
+        assert_eq!(&ids.unwrap(&enc).unwrap()[..], &[7u8; 32]);
+        let other = AgeIdentities::from_text(
+            age::x25519::Identity::generate().to_string().expose_secret(),
+            "other",
+        );
+        assert!(matches!(other.unwrap(&enc), Err(UnwrapError::NoIdentity(_))));
+    }
+
+    #[test]
+    fn bad_identity_lines_do_not_echo_secrets() {
+        let ids = AgeIdentities::from_text("AGE-SECRET-KEY-1NOTAKEY\n", "t");
+        assert!(ids.is_empty());
+        assert!(!ids.problems.join(" ").contains("NOTAKEY"));
+    }
+}

@@ -1,0 +1,469 @@
+//! Master keys: how the data key is wrapped for each recipient, and how it is
+//! recovered from key groups (with Shamir's secret sharing across groups).
+//!
+//! Mechanism is separate from policy: [`KeyRing::unwrap`] answers for one
+//! stanza ("not mine", "failed because…", or the plaintext), and
+//! [`recover_data_key`] applies sops' group and threshold rules on top.
+
+pub mod age;
+pub mod pgp;
+pub mod shamir;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use zeroize::Zeroizing;
+
+use crate::sops::cipher::DataKey;
+use crate::sops::time::Timestamp;
+use crate::sops::value::Map;
+
+/// One wrapped copy of the data key (or of a Shamir share) in the metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MasterKey {
+    /// An age recipient and the armored age file holding the key.
+    Age {
+        /// `age1…`, `ssh-ed25519 …` or `ssh-rsa …`.
+        recipient: String,
+        /// Armored age ciphertext.
+        enc: String,
+    },
+    /// An OpenPGP certificate fingerprint and the armored PGP message.
+    Pgp {
+        /// Fingerprint as the user gave it (spaces removed).
+        fp: String,
+        /// When the key was wrapped.
+        created_at: Timestamp,
+        /// Armored PGP message.
+        enc: String,
+    },
+    /// A cloud KMS or Vault entry kustos cannot use but keeps on rewrite.
+    Foreign {
+        /// Which list it came from.
+        kind: ForeignKind,
+        /// Its fields, in file order.
+        fields: Map,
+    },
+}
+
+/// The key types kustos preserves without using them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForeignKind {
+    /// AWS KMS (`kms`).
+    Kms,
+    /// GCP KMS (`gcp_kms`).
+    GcpKms,
+    /// Azure Key Vault (`azure_kv`).
+    AzureKv,
+    /// HashiCorp Vault transit (`hc_vault`).
+    HcVault,
+}
+
+impl ForeignKind {
+    /// The metadata field name.
+    pub fn field(self) -> &'static str {
+        match self {
+            ForeignKind::Kms => "kms",
+            ForeignKind::GcpKms => "gcp_kms",
+            ForeignKind::AzureKv => "azure_kv",
+            ForeignKind::HcVault => "hc_vault",
+        }
+    }
+
+    fn id_field(self) -> &'static str {
+        match self {
+            ForeignKind::Kms => "arn",
+            ForeignKind::GcpKms => "resource_id",
+            ForeignKind::AzureKv => "vault_url",
+            ForeignKind::HcVault => "vault_address",
+        }
+    }
+}
+
+impl MasterKey {
+    /// The identifier `--decryption-order` uses (`age`, `pgp`, `kms`, …).
+    pub fn type_id(&self) -> &'static str {
+        match self {
+            MasterKey::Age { .. } => "age",
+            MasterKey::Pgp { .. } => "pgp",
+            MasterKey::Foreign { kind, .. } => kind.field(),
+        }
+    }
+
+    /// What the key is called in messages and in `--rm-*` (sops' `ToString`).
+    pub fn name(&self) -> String {
+        match self {
+            MasterKey::Age { recipient, .. } => recipient.clone(),
+            MasterKey::Pgp { fp, .. } => fp.clone(),
+            MasterKey::Foreign { kind, fields } => fields
+                .get(kind.id_field())
+                .and_then(|v| v.as_str())
+                .unwrap_or("?")
+                .to_string(),
+        }
+    }
+
+    /// The wrapped key material.
+    pub fn enc(&self) -> &str {
+        match self {
+            MasterKey::Age { enc, .. } | MasterKey::Pgp { enc, .. } => enc,
+            MasterKey::Foreign { fields, .. } => {
+                fields.get("enc").and_then(|v| v.as_str()).unwrap_or("")
+            }
+        }
+    }
+
+    /// A new entry for a recipient, wrapping `secret` (data key or share).
+    pub fn wrap(recipient: &Recipient, secret: &[u8]) -> crate::Result<MasterKey> {
+        match recipient {
+            Recipient::Age(r) => Ok(MasterKey::Age {
+                recipient: r.clone(),
+                enc: age::wrap(r, secret)?,
+            }),
+            Recipient::Pgp(fp) => Ok(MasterKey::Pgp {
+                fp: fp.clone(),
+                created_at: Timestamp::now_utc(),
+                enc: pgp::wrap(fp, secret)?,
+            }),
+        }
+    }
+
+    /// The recipient this entry was made for, if kustos can wrap for it.
+    pub fn recipient(&self) -> Option<Recipient> {
+        match self {
+            MasterKey::Age { recipient, .. } => Some(Recipient::Age(recipient.clone())),
+            MasterKey::Pgp { fp, .. } => Some(Recipient::Pgp(fp.clone())),
+            MasterKey::Foreign { .. } => None,
+        }
+    }
+}
+
+/// Someone a data key can be wrapped for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Recipient {
+    /// An age recipient string.
+    Age(String),
+    /// An OpenPGP fingerprint.
+    Pgp(String),
+}
+
+impl Recipient {
+    /// The string sops shows for it.
+    pub fn name(&self) -> &str {
+        match self {
+            Recipient::Age(s) | Recipient::Pgp(s) => s,
+        }
+    }
+
+    /// An OpenPGP fingerprint as sops stores it: spaces removed.
+    pub fn pgp(fp: &str) -> Recipient {
+        Recipient::Pgp(fp.chars().filter(|c| !c.is_whitespace()).collect())
+    }
+}
+
+/// A group of master keys that each wrap the same secret.
+pub type KeyGroup = Vec<MasterKey>;
+
+/// Why one stanza could not be unwrapped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnwrapError {
+    /// No identity that matches it is available.
+    NoIdentity(String),
+    /// An identity matched but unwrapping failed.
+    Failed(String),
+    /// kustos does not implement this key type.
+    Unsupported(String),
+}
+
+impl fmt::Display for UnwrapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnwrapError::NoIdentity(s) | UnwrapError::Failed(s) | UnwrapError::Unsupported(s) => {
+                f.write_str(s)
+            }
+        }
+    }
+}
+
+/// The data key could not be recovered; says which group and key failed, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct DataKeyError {
+    /// Per group: (type, key name, error) for every key tried.
+    pub groups: Vec<Vec<(String, String, UnwrapError)>>,
+    /// Groups needed.
+    pub threshold: usize,
+    /// Groups that succeeded.
+    pub recovered: usize,
+    /// A problem after unwrapping (bad length, Shamir combine failure).
+    pub other: Option<String>,
+}
+
+impl fmt::Display for DataKeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(o) = &self.other {
+            return write!(f, "cannot recover the data key: {o}");
+        }
+        if self.groups.len() > 1 {
+            write!(
+                f,
+                "cannot recover the data key: {} of {} key groups needed, {} decrypted",
+                self.threshold,
+                self.groups.len(),
+                self.recovered
+            )?;
+        } else {
+            f.write_str("cannot recover the data key")?;
+        }
+        for (gi, keys) in self.groups.iter().enumerate() {
+            if keys.is_empty() {
+                continue;
+            }
+            if self.groups.len() > 1 {
+                write!(f, "; group {}:", gi + 1)?;
+            } else {
+                f.write_str(":")?;
+            }
+            for (ki, (kind, name, err)) in keys.iter().enumerate() {
+                let sep = if ki == 0 { " " } else { ", " };
+                write!(f, "{sep}{kind} {}: {err}", short(name))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DataKeyError {
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        let kinds: Vec<&str> = self
+            .groups
+            .iter()
+            .flatten()
+            .map(|(k, _, _)| k.as_str())
+            .collect();
+        let mut h = Vec::new();
+        if kinds.contains(&"age") {
+            h.push("set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY, or pass --keys-dir with *.agekey files");
+        }
+        if kinds.contains(&"pgp") {
+            h.push("pass --keys-dir with *.asc secret keys, or import the key into GnuPG");
+        }
+        if h.is_empty() {
+            "no key type in this file is one kustos can use (age, pgp)".into()
+        } else {
+            h.join("; ")
+        }
+    }
+}
+
+fn short(name: &str) -> String {
+    if name.chars().count() > 24 && !name.starts_with("ssh-") {
+        let s: String = name.chars().take(20).collect();
+        format!("{s}…")
+    } else {
+        name.chars().take(60).collect()
+    }
+}
+
+/// Where identities come from; see [`KeyRing::from_env`].
+#[derive(Clone, Debug, Default)]
+pub struct KeySources {
+    /// `--keys-dir` / `KUSTOS_KEYS_DIR`: `*.agekey` and `*.asc` files.
+    pub keys_dirs: Vec<PathBuf>,
+    /// Read sops' environment variables and default files.
+    pub use_env: bool,
+    /// Fall back to the `gpg` binary for PGP fingerprints with no key file.
+    pub gpg_fallback: bool,
+}
+
+/// The identities available to unwrap data keys, loaded lazily.
+pub struct KeyRing {
+    sources: KeySources,
+    age: OnceLock<age::AgeIdentities>,
+    pgp: OnceLock<pgp::PgpKeys>,
+    /// `--decryption-order`.
+    pub decryption_order: Vec<String>,
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("sources", &self.sources)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyRing {
+    /// A key ring over the given sources.
+    pub fn new(sources: KeySources) -> Self {
+        KeyRing {
+            sources,
+            age: OnceLock::new(),
+            pgp: OnceLock::new(),
+            decryption_order: vec!["age".into(), "pgp".into()],
+        }
+    }
+
+    /// Only the keys in one folder (the sidecar's tenant scoping).
+    pub fn from_dir(dir: &Path) -> Self {
+        Self::new(KeySources {
+            keys_dirs: vec![dir.to_path_buf()],
+            use_env: false,
+            gpg_fallback: false,
+        })
+    }
+
+    /// sops' sources plus `--keys-dir` folders.
+    pub fn from_env(keys_dirs: Vec<PathBuf>) -> Self {
+        Self::new(KeySources {
+            keys_dirs,
+            use_env: true,
+            gpg_fallback: true,
+        })
+    }
+
+    /// The loaded age identities.
+    pub fn age(&self) -> &age::AgeIdentities {
+        self.age.get_or_init(|| age::AgeIdentities::load(&self.sources))
+    }
+
+    /// The loaded OpenPGP secret keys.
+    pub fn pgp(&self) -> &pgp::PgpKeys {
+        self.pgp.get_or_init(|| pgp::PgpKeys::load(&self.sources))
+    }
+
+    /// Number of identities (age and PGP) that loaded.
+    pub fn identity_count(&self) -> usize {
+        self.age().len() + self.pgp().len()
+    }
+
+    /// Unwraps one stanza.
+    pub fn unwrap(&self, key: &MasterKey) -> Result<Zeroizing<Vec<u8>>, UnwrapError> {
+        match key {
+            MasterKey::Age { enc, .. } => self.age().unwrap(enc),
+            MasterKey::Pgp { fp, enc, .. } => self.pgp().unwrap(fp, enc, self.sources.gpg_fallback),
+            MasterKey::Foreign { kind, .. } => Err(UnwrapError::Unsupported(format!(
+                "{} keys are not supported by kustos",
+                kind.field()
+            ))),
+        }
+    }
+}
+
+/// Recovers the data key from the key groups (sops' `GetDataKey`).
+pub fn recover_data_key(
+    groups: &[KeyGroup],
+    threshold: usize,
+    ring: &KeyRing,
+) -> Result<DataKey, DataKeyError> {
+    let needed = if groups.len() > 1 {
+        if threshold == 0 {
+            groups.len()
+        } else {
+            threshold
+        }
+    } else {
+        1
+    };
+    let mut report = DataKeyError {
+        groups: vec![Vec::new(); groups.len()],
+        threshold: needed,
+        recovered: 0,
+        other: None,
+    };
+    let mut parts: Vec<Zeroizing<Vec<u8>>> = Vec::new();
+    for (gi, group) in groups.iter().enumerate() {
+        if parts.len() >= needed {
+            break;
+        }
+        for idx in order_indices(group, &ring.decryption_order) {
+            let key = &group[idx];
+            match ring.unwrap(key) {
+                Ok(part) => {
+                    parts.push(part);
+                    break;
+                }
+                Err(e) => report.groups[gi].push((key.type_id().into(), key.name(), e)),
+            }
+        }
+    }
+    report.recovered = parts.len();
+    if parts.len() < needed {
+        return Err(report);
+    }
+    let key_bytes = if groups.len() > 1 {
+        match shamir::combine(&parts) {
+            Ok(k) => k,
+            Err(e) => {
+                report.other = Some(e);
+                return Err(report);
+            }
+        }
+    } else {
+        parts.pop().unwrap_or_default()
+    };
+    DataKey::from_slice(&key_bytes).ok_or_else(|| DataKeyError {
+        other: Some(format!(
+            "the unwrapped data key has {} bytes instead of 32",
+            key_bytes.len()
+        )),
+        ..report
+    })
+}
+
+/// Wraps a data key for every key of every group (splitting it with Shamir
+/// when there are several groups), as sops' `UpdateMasterKeys` does.
+pub fn wrap_data_key(
+    groups: &mut [KeyGroup],
+    threshold: &mut usize,
+    key: &DataKey,
+) -> crate::Result<()> {
+    if groups.is_empty() {
+        return Err(crate::Error::NoEncryptionKeys(
+            "no key groups: give at least one age recipient or PGP fingerprint".into(),
+        ));
+    }
+    let parts: Vec<Zeroizing<Vec<u8>>> = if groups.len() == 1 {
+        vec![Zeroizing::new(key.as_bytes().to_vec())]
+    } else {
+        if *threshold == 0 {
+            *threshold = groups.len();
+        }
+        if *threshold > groups.len() {
+            return Err(crate::Error::NoEncryptionKeys(format!(
+                "the Shamir threshold {} is larger than the number of key groups {}",
+                threshold,
+                groups.len()
+            )));
+        }
+        shamir::split(key.as_bytes(), groups.len(), *threshold)
+            .map_err(crate::Error::EncryptTree)?
+    };
+    for (group, part) in groups.iter_mut().zip(parts.iter()) {
+        if group.is_empty() {
+            return Err(crate::Error::NoEncryptionKeys(
+                "Could not generate data key: [empty key group provided]".into(),
+            ));
+        }
+        for mk in group.iter_mut() {
+            if let Some(r) = mk.recipient() {
+                *mk = MasterKey::wrap(&r, part)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Indices of a group sorted by the decryption order (stable).
+fn order_indices(group: &KeyGroup, order: &[String]) -> Vec<usize> {
+    let prio = |k: &MasterKey| {
+        order
+            .iter()
+            .position(|o| o == k.type_id())
+            .unwrap_or(order.len())
+    };
+    let mut idx: Vec<usize> = (0..group.len()).collect();
+    idx.sort_by_key(|&i| prio(&group[i]));
+    idx
+}

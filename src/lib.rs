@@ -1,0 +1,18 @@
+//! kustos: SOPS-compatible secrets for multi-tenant Flux fleets.
+//!
+//! The library holds everything; the `kustos` binary is a thin CLI on top.
+//! - [`sops`]: the file format core (values, cipher, metadata, MAC).
+//! - [`formats`]: YAML, JSON, dotenv, INI and binary stores.
+//! - [`keys`]: age and OpenPGP master keys, Shamir key groups.
+//! - [`ops`]: whole-file encrypt/decrypt used by the CLI, plugin and sidecar.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod formats;
+pub mod keys;
+pub mod sops;
+pub mod util;
+
+pub use error::{Error, Result};

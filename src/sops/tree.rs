@@ -1,0 +1,371 @@
+//! Encrypting and decrypting a whole tree, and the MAC over it.
+//!
+//! This follows sops' `Tree.Encrypt`/`Tree.Decrypt` walk exactly, because the
+//! walk order, the AAD of each value and the bytes fed to the MAC are all part
+//! of the file format:
+//! - AAD = the mapping keys from the root joined with `:`, plus `:`; list
+//!   indices are not part of it, and comments use their branch's path.
+//! - MAC = SHA-512 over the typed plaintext of every non-comment leaf in
+//!   document order (only encrypted ones with `mac_only_encrypted`), printed
+//!   as uppercase hex and encrypted with `lastmodified` as AAD.
+//! - A key anywhere on a value's path decides its encryption (suffix/regex),
+//!   and comment regexes look at the comments "active" above a value.
+
+use regex::Regex;
+use sha2::{Digest, Sha512};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::cipher::{Cipher, Plain, ValueError};
+use super::metadata::{Metadata, SelectionRules};
+use super::value::{Item, Key, Map, Text, Value};
+use crate::{Error, Result};
+
+/// Compiled selection rules.
+pub struct Selector {
+    rules: SelectionRules,
+    unencrypted_regex: Option<Regex>,
+    encrypted_regex: Option<Regex>,
+    unencrypted_comment_regex: Option<Regex>,
+    encrypted_comment_regex: Option<Regex>,
+}
+
+fn compile(name: &str, re: &str) -> Result<Option<Regex>> {
+    if re.is_empty() {
+        return Ok(None);
+    }
+    Regex::new(re)
+        .map(Some)
+        .map_err(|e| Error::Metadata(format!("invalid {name} {re:?}: {e}")))
+}
+
+impl Selector {
+    /// Compiles the regexes of a rule set.
+    pub fn new(rules: &SelectionRules) -> Result<Self> {
+        Ok(Selector {
+            unencrypted_regex: compile("unencrypted_regex", &rules.unencrypted_regex)?,
+            encrypted_regex: compile("encrypted_regex", &rules.encrypted_regex)?,
+            unencrypted_comment_regex: compile(
+                "unencrypted_comment_regex",
+                &rules.unencrypted_comment_regex,
+            )?,
+            encrypted_comment_regex: compile(
+                "encrypted_comment_regex",
+                &rules.encrypted_comment_regex,
+            )?,
+            rules: rules.clone(),
+        })
+    }
+
+    /// sops' `shouldBeEncrypted`.
+    fn should_encrypt(&self, path: &[&str], comments: &[Vec<String>], is_comment: bool) -> bool {
+        let mut encrypted = true;
+        let r = &self.rules;
+        if !r.unencrypted_suffix.is_empty()
+            && path.iter().any(|k| k.ends_with(&r.unencrypted_suffix))
+        {
+            encrypted = false;
+        }
+        if !r.encrypted_suffix.is_empty() {
+            encrypted = path.iter().any(|k| k.ends_with(&r.encrypted_suffix));
+        }
+        if let Some(re) = &self.unencrypted_regex {
+            if path.iter().any(|k| re.is_match(k)) {
+                encrypted = false;
+            }
+        }
+        if let Some(re) = &self.encrypted_regex {
+            encrypted = path.iter().any(|k| re.is_match(k));
+        }
+        if let Some(re) = &self.unencrypted_comment_regex {
+            if comments.iter().flatten().any(|c| re.is_match(c)) {
+                encrypted = false;
+            }
+        }
+        if let Some(re) = &self.encrypted_comment_regex {
+            encrypted = false;
+            let last_level = comments.len().saturating_sub(1);
+            'outer: for (i, level) in comments.iter().enumerate() {
+                for (j, c) in level.iter().enumerate() {
+                    // The matching comment line itself stays plaintext.
+                    if is_comment && i == last_level && j + 1 == level.len() {
+                        continue;
+                    }
+                    if re.is_match(c) {
+                        encrypted = true;
+                        break 'outer;
+                    }
+                }
+            }
+        }
+        encrypted
+    }
+}
+
+enum Mode<'a> {
+    Encrypt(&'a mut Cipher),
+    Decrypt(&'a mut Cipher),
+}
+
+struct Walker<'a> {
+    mode: Mode<'a>,
+    sel: &'a Selector,
+    mac_only_encrypted: bool,
+    hash: Sha512,
+}
+
+fn aad(path: &[&str]) -> String {
+    let mut s = path.join(":");
+    s.push(':');
+    s
+}
+
+fn comment_text(t: &Text) -> String {
+    t.to_str_lossy().into_owned()
+}
+
+impl Walker<'_> {
+    fn hash_value(&mut self, v: &Value) -> Result<()> {
+        if let Some(p) = Plain::of(v) {
+            if !matches!(v, Value::Comment(_)) {
+                self.hash.update(&*p.to_bytes());
+            }
+        }
+        Ok(())
+    }
+
+    fn leaf(&mut self, v: &mut Value, path: &[&str], comments: &[Vec<String>]) -> Result<()> {
+        if let Value::Uint(_) = v {
+            return Err(Error::EncryptTree(format!(
+                "the value at {} is an integer beyond the int64 range (unknown type: uint64)",
+                aad(path)
+            )));
+        }
+        let is_comment = matches!(v, Value::Comment(_));
+        let encrypted = self.sel.should_encrypt(path, comments, is_comment);
+        match &mut self.mode {
+            Mode::Encrypt(cipher) => {
+                let cipher: &mut Cipher = cipher;
+                if !self.mac_only_encrypted || encrypted {
+                    if !is_comment {
+                        if let Some(p) = Plain::of(v) {
+                            self.hash.update(&*p.to_bytes());
+                        }
+                    }
+                }
+                if encrypted {
+                    let Some(p) = Plain::of(v) else {
+                        return Ok(());
+                    };
+                    let enc = cipher.encrypt(p, &aad(path));
+                    check_comment_regex(self.sel, is_comment, &enc)?;
+                    // Quirk kept from sops: an encrypted comment inside a
+                    // sequence becomes a plain string item.
+                    *v = Value::Str(Text::new(enc));
+                }
+                Ok(())
+            }
+            Mode::Decrypt(cipher) => {
+                let cipher: &mut Cipher = cipher;
+                if encrypted {
+                    match v {
+                        Value::Comment(t) => {
+                            // A comment that does not decrypt is kept as it is.
+                            if let Some(s) = t.as_str() {
+                                if let Ok(d) = cipher.decrypt(s, &aad(path)) {
+                                    *v = match d {
+                                        Value::Str(t) => Value::Comment(t),
+                                        other => other,
+                                    };
+                                }
+                            }
+                        }
+                        Value::Str(t) => {
+                            let s = t.as_str().ok_or_else(|| decrypt_err(path, ValueError::NotEncrypted))?;
+                            *v = cipher.decrypt(s, &aad(path)).map_err(|e| decrypt_err(path, e))?;
+                        }
+                        _ => {
+                            return Err(Error::DecryptValue {
+                                path: aad(path),
+                                reason: "expected an encrypted string, found a plain value".into(),
+                            })
+                        }
+                    }
+                }
+                if !self.mac_only_encrypted || encrypted {
+                    let v: &Value = v;
+                    self.hash_value(v)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn comment_key(&mut self, t: &mut Text, path: &[&str], comments: &[Vec<String>]) -> Result<()> {
+        let encrypted = self.sel.should_encrypt(path, comments, true);
+        if !encrypted {
+            return Ok(());
+        }
+        match &mut self.mode {
+            Mode::Encrypt(cipher) => {
+                let enc = cipher.encrypt(Plain::Comment(t.as_bytes()), &aad(path));
+                check_comment_regex(self.sel, true, &enc)?;
+                *t = Text::new(enc);
+            }
+            Mode::Decrypt(cipher) => {
+                if let Some(s) = t.as_str() {
+                    if let Ok(Value::Comment(c) | Value::Str(c)) = cipher.decrypt(s, &aad(path)) {
+                        *t = c;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, v: &mut Value, path: &[&str], comments: &mut Vec<Vec<String>>) -> Result<()> {
+        match v {
+            Value::Map(m) => self.map(m, path, comments),
+            Value::Seq(items) => {
+                comments.push(Vec::new());
+                for item in items.iter_mut() {
+                    let is_comment = matches!(item, Value::Comment(_));
+                    if let Value::Comment(c) = item {
+                        let text = comment_text(c);
+                        if let Some(last) = comments.last_mut() {
+                            last.push(text);
+                        }
+                    }
+                    self.value(item, path, comments)?;
+                    if !is_comment {
+                        if let Some(last) = comments.last_mut() {
+                            last.clear();
+                        }
+                    }
+                }
+                comments.pop();
+                Ok(())
+            }
+            Value::Null => Ok(()),
+            _ => self.leaf(v, path, comments),
+        }
+    }
+
+    fn map(&mut self, m: &mut Map, path: &[&str], comments: &mut Vec<Vec<String>>) -> Result<()> {
+        comments.push(Vec::new());
+        for item in m.0.iter_mut() {
+            let Item { key, value } = item;
+            let k = match key {
+                Key::Comment(t) => {
+                    let text = comment_text(t);
+                    if let Some(last) = comments.last_mut() {
+                        last.push(text);
+                    }
+                    self.comment_key(t, path, comments)?;
+                    continue;
+                }
+                Key::Other(k) => {
+                    return Err(Error::EncryptTree(format!(
+                        "Tree contains a non-string key: {}. Only string keys are supported",
+                        crate::util::escape_for_terminal(k)
+                    )))
+                }
+                Key::Str(k) => k.as_str(),
+            };
+            let mut sub: Vec<&str> = Vec::with_capacity(path.len() + 1);
+            sub.extend_from_slice(path);
+            sub.push(k);
+            let is_comment_value = matches!(value, Value::Comment(_));
+            self.value(value, &sub, comments)?;
+            if !is_comment_value {
+                if let Some(last) = comments.last_mut() {
+                    last.clear();
+                }
+            }
+        }
+        comments.pop();
+        Ok(())
+    }
+}
+
+fn check_comment_regex(sel: &Selector, is_comment: bool, enc: &str) -> Result<()> {
+    if is_comment {
+        if let Some(re) = &sel.unencrypted_comment_regex {
+            if re.is_match(enc) {
+                return Err(Error::EncryptTree(
+                    "an encrypted comment matches unencrypted_comment_regex; make sure that regex cannot match an encrypted comment".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn decrypt_err(path: &[&str], e: ValueError) -> Error {
+    Error::DecryptValue {
+        path: crate::util::escape_for_terminal(&aad(path)),
+        reason: e.to_string(),
+    }
+}
+
+fn walk(
+    branches: &mut [Map],
+    md: &Metadata,
+    mode: Mode<'_>,
+) -> Result<Zeroizing<String>> {
+    let sel = Selector::new(&md.rules)?;
+    let mut w = Walker {
+        mode,
+        sel: &sel,
+        mac_only_encrypted: md.mac_only_encrypted,
+        hash: Sha512::new(),
+    };
+    if md.mac_only_encrypted {
+        // SHA-256("sops") first, so the two MAC modes never agree.
+        w.hash.update(sha2::Sha256::digest(b"sops"));
+    }
+    for b in branches.iter_mut() {
+        w.map(b, &[], &mut Vec::new())?;
+    }
+    let digest = w.hash.finalize();
+    let mut hex = Zeroizing::new(String::with_capacity(128));
+    for b in digest.iter() {
+        hex.push_str(&format!("{b:02X}"));
+    }
+    Ok(hex)
+}
+
+/// Encrypts every selected value in place and sets `md.mac`.
+///
+/// `md.last_modified` must already hold the time to write: it is the MAC's AAD.
+pub fn encrypt(branches: &mut [Map], md: &mut Metadata, cipher: &mut Cipher) -> Result<()> {
+    let mac = walk(branches, md, Mode::Encrypt(cipher))?;
+    md.mac = cipher.encrypt(Plain::Str(mac.as_bytes()), &md.last_modified.rfc3339());
+    Ok(())
+}
+
+/// Decrypts every selected value in place and verifies the MAC (unless
+/// `ignore_mac`), comparing in constant time.
+pub fn decrypt(branches: &mut [Map], md: &Metadata, cipher: &mut Cipher, ignore_mac: bool) -> Result<()> {
+    let computed = walk(branches, md, Mode::Decrypt(cipher))?;
+    let stored = if md.mac.is_empty() {
+        None
+    } else {
+        Some(cipher.decrypt(&md.mac, &md.last_modified.rfc3339()))
+    };
+    if ignore_mac {
+        return Ok(());
+    }
+    match stored {
+        None => Err(Error::MacNotFound),
+        Some(Err(e)) => Err(Error::MacDecrypt(e.to_string())),
+        Some(Ok(Value::Str(t))) => {
+            if bool::from(t.as_bytes().ct_eq(computed.as_bytes())) {
+                Ok(())
+            } else {
+                Err(Error::MacMismatch)
+            }
+        }
+        Some(Ok(_)) => Err(Error::MacDecrypt("the MAC is not a string".into())),
+    }
+}
