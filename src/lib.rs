@@ -9,9 +9,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cli;
+pub mod config;
 pub mod error;
 pub mod formats;
+pub mod fsutil;
 pub mod keys;
+pub mod ops;
 pub mod sops;
 pub mod util;
 

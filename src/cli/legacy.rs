@@ -1,0 +1,106 @@
+//! sops' legacy flag style (`sops -e file`, `sops -d -i file`, `sops file`),
+//! rewritten to subcommands before clap sees the arguments.
+
+use std::ffi::OsString;
+
+const SUBCOMMANDS: &[&str] = &[
+    "encrypt",
+    "decrypt",
+    "rotate",
+    "updatekeys",
+    "set",
+    "unset",
+    "edit",
+    "filestatus",
+    "exec-env",
+    "exec-file",
+    "completion",
+    "keygen",
+    "secret",
+    "init",
+    "tenant",
+    "validate",
+    "plugin",
+    "render",
+    "serve",
+    "fleet",
+    "demo",
+    "cmp",
+    "help",
+    "groups",
+    "keyservice",
+    "publish",
+];
+
+/// Rewrites legacy invocations; anything else passes through unchanged.
+pub fn translate(args: Vec<OsString>) -> Vec<OsString> {
+    let strs: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    if strs.len() < 2 {
+        return args;
+    }
+    // Global flags that take a value may come before the subcommand.
+    let mut i = 1;
+    while i < strs.len() {
+        let a = &strs[i];
+        if a == "--config" || a == "--keys-dir" {
+            i += 2;
+        } else if a.starts_with("--config=") || a.starts_with("--keys-dir=") || a == "--verbose" || a == "--disable-version-check" {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    if i >= strs.len() {
+        return args;
+    }
+    let first = &strs[i];
+    if SUBCOMMANDS.contains(&first.as_str())
+        || matches!(first.as_str(), "-h" | "--help" | "-V" | "--version")
+    {
+        return args;
+    }
+    let rest: Vec<&String> = strs[i..].iter().collect();
+    let has = |names: &[&str]| rest.iter().any(|a| names.contains(&a.as_str()));
+    let sub = if has(&["-e", "--encrypt"]) {
+        "encrypt"
+    } else if has(&["-d", "--decrypt"]) {
+        "decrypt"
+    } else if has(&["-r", "--rotate"]) {
+        "rotate"
+    } else {
+        "edit"
+    };
+    let mut out: Vec<OsString> = args[..i].to_vec();
+    out.push(sub.into());
+    for a in rest {
+        if matches!(a.as_str(), "-e" | "--encrypt" | "-d" | "--decrypt" | "-r" | "--rotate") {
+            continue;
+        }
+        out.push(a.into());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(a: &[&str]) -> Vec<String> {
+        translate(a.iter().map(OsString::from).collect())
+            .into_iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn legacy_forms() {
+        assert_eq!(t(&["kustos", "-d", "f.yaml"]), ["kustos", "decrypt", "f.yaml"]);
+        assert_eq!(t(&["kustos", "-i", "-e", "f.yaml"]), ["kustos", "encrypt", "-i", "f.yaml"]);
+        assert_eq!(t(&["kustos", "f.yaml"]), ["kustos", "edit", "f.yaml"]);
+        assert_eq!(t(&["kustos", "decrypt", "-d"]), ["kustos", "decrypt", "-d"]);
+        assert_eq!(
+            t(&["kustos", "--config", "c", "-d", "f"]),
+            ["kustos", "--config", "c", "decrypt", "f"]
+        );
+    }
+}

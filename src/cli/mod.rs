@@ -1,0 +1,169 @@
+//! The command line: sops-compatible commands plus kustos' own.
+//!
+//! Parsing is clap; each command resolves its flags (and sops' environment
+//! variables) into library calls. Errors are printed as one line naming the
+//! file and the reason, then a hint line when one helps, and the process
+//! exits with sops' exit code for that error.
+
+mod legacy;
+mod sops_cmds;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::util::escape_for_terminal;
+use crate::Error;
+
+/// An error at the CLI edge: exit code, message, optional hint.
+#[derive(Debug)]
+pub struct CliError {
+    /// Process exit code (sops' codes where they exist).
+    pub code: i32,
+    /// One line: what failed and why.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl CliError {
+    /// An error with a code and message.
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        CliError {
+            code,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Adds the file the error concerns in front of the message.
+    pub fn in_file(mut self, file: &str) -> Self {
+        if !file.is_empty() {
+            self.message = format!("{}: {}", escape_for_terminal(file), self.message);
+        }
+        self
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        CliError {
+            code: e.exit_code(),
+            hint: e.hint(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Result type of command handlers.
+pub type CliResult<T = ()> = std::result::Result<T, CliError>;
+
+/// kustos: SOPS-compatible secrets, tenant Git credentials and Flux
+/// multi-tenancy onboarding in one fast binary.
+#[derive(Parser, Debug)]
+#[command(name = "kustos", version, about, long_about = None, propagate_version = true)]
+#[command(after_help = "Drop-in for sops: `kustos encrypt|decrypt|edit|set|unset|rotate|updatekeys` take sops' flags,\nenvironment variables (SOPS_AGE_KEY_FILE, SOPS_AGE_RECIPIENTS, SOPS_PGP_FP, …) and exit codes.")]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Path to the .sops.yaml config (default: searched from the current directory up)
+    #[arg(long, global = true, env = "SOPS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Folders with decryption keys: *.agekey (age) and *.asc (OpenPGP), like Flux's decryption Secrets
+    #[arg(long = "keys-dir", global = true, env = "KUSTOS_KEYS_DIR", value_delimiter = ':', value_name = "DIR")]
+    pub keys_dir: Vec<PathBuf>,
+    /// Print debug information (never secret values) to stderr
+    #[arg(long, global = true)]
+    pub verbose: bool,
+    /// Accepted for sops compatibility; kustos never checks for updates
+    #[arg(long, global = true, hide = true)]
+    pub disable_version_check: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Encrypt a file (or stdin with --filename-override) and print it, or write it with -i/--output
+    Encrypt(sops_cmds::EncryptArgs),
+    /// Decrypt a file (or stdin) and print it, or write it with -i/--output
+    Decrypt(sops_cmds::DecryptArgs),
+    /// Print a shell completion script
+    Completion {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+}
+
+fn print_error(e: &CliError) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "kustos: {}", e.message);
+    if let Some(h) = &e.hint {
+        let _ = writeln!(err, "hint: {h}");
+    }
+}
+
+/// Runs the CLI with the process arguments.
+pub fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let code = run(legacy::translate(args));
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// Runs the CLI with explicit arguments; returns the exit code.
+pub fn run(args: Vec<OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 1,
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Encrypt(a) => sops_cmds::encrypt(&cli.global, a),
+        Command::Decrypt(a) => sops_cmds::decrypt(&cli.global, a),
+        Command::Completion { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "kustos", &mut std::io::stdout());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            print_error(&e);
+            e.code
+        }
+    }
+}
+
+/// Writes bytes to stdout; a closed pipe is not an error.
+pub(crate) fn write_stdout(data: &[u8]) -> CliResult {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(data).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::new(crate::error::exit::COULD_NOT_WRITE_OUTPUT_FILE, format!("cannot write to stdout: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+}
