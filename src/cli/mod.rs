@@ -5,6 +5,7 @@
 //! file and the reason, then a hint line when one helps, and the process
 //! exits with sops' exit code for that error.
 
+mod demo;
 mod legacy;
 mod sops_cmds;
 
@@ -96,6 +97,8 @@ enum Command {
     Encrypt(sops_cmds::EncryptArgs),
     /// Decrypt a file (or stdin) and print it, or write it with -i/--output
     Decrypt(sops_cmds::DecryptArgs),
+    /// Run the whole flow on generated keys in a temporary folder
+    Demo(demo::DemoArgs),
     /// Print a shell completion script
     Completion {
         /// bash, zsh, fish, elvish or powershell
@@ -133,6 +136,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     let result = match cli.command {
         Command::Encrypt(a) => sops_cmds::encrypt(&cli.global, a),
         Command::Decrypt(a) => sops_cmds::decrypt(&cli.global, a),
+        Command::Demo(a) => demo::run(a),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "kustos", &mut std::io::stdout());

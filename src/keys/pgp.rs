@@ -1,45 +1,992 @@
-//! OpenPGP master keys (placeholder until the sequoia backend lands).
+//! OpenPGP master keys, as sops uses them, on top of Sequoia.
+//!
+//! sops wraps the data key (or a Shamir share) by running
+//! `gpg --encrypt -a -r FPR` and stores the armored message with the
+//! trailing newline trimmed; it unwraps with `gpg -d`. kustos does both
+//! natively:
+//!
+//! * wrapping looks the certificate up in the `*.asc` files of the key
+//!   folders, then (optionally) asks GnuPG for it with `gpg --export`, and
+//!   encrypts with Sequoia to every valid encryption subkey. v4 keys get a
+//!   SEIPD v1 (MDC) message, which every GnuPG since 1.4 reads.
+//! * unwrapping uses the unprotected secret keys found in the `*.asc` files
+//!   of the key folders (Flux's `sops.asc` convention), matched against the
+//!   message's PKESK recipients, and (optionally) falls back to
+//!   `gpg --batch --quiet -d`.
+//!
+//! `$SOPS_GPG_EXEC` names the GnuPG binary, as in sops; `$GNUPGHOME` is
+//! passed through untouched.
 
+use std::fmt;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use sequoia_openpgp as openpgp;
+
+use openpgp::armor;
+use openpgp::cert::prelude::*;
+use openpgp::crypto::SessionKey;
+use openpgp::packet::key::{PublicParts, SecretParts, UnspecifiedRole};
+use openpgp::packet::{Key, PKESK, SKESK};
+use openpgp::parse::stream::{
+    DecryptionHelper, DecryptorBuilder, MessageLayer, MessageStructure, VerificationHelper,
+};
+use openpgp::parse::Parse;
+use openpgp::policy::{Policy, StandardPolicy};
+use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient};
+use openpgp::serialize::SerializeInto;
+use openpgp::types::{
+    DataFormat, Features, HashAlgorithm, KeyFlags, PublicKeyAlgorithmSpecification,
+    SymmetricAlgorithm,
+};
+use openpgp::{Cert, Fingerprint, KeyHandle, KeyID, Profile};
 use zeroize::Zeroizing;
 
 use super::{KeySources, UnwrapError};
+use crate::Error;
 
-/// Wraps `secret` for the certificate with this fingerprint.
-pub fn wrap(fp: &str, _secret: &[u8]) -> crate::Result<String> {
-    Err(crate::Error::Key(format!(
-        "PGP encryption to {fp} is not supported yet"
-    )))
+/// The environment variable sops reads for the GnuPG binary.
+const GPG_EXEC_ENV: &str = "SOPS_GPG_EXEC";
+
+/// Wraps `secret` for the certificate with this fingerprint, looking the
+/// certificate up in `$KUSTOS_KEYS_DIR` (colon-separated folders) and then
+/// in GnuPG's public keyring.
+pub fn wrap(fp: &str, secret: &[u8]) -> crate::Result<String> {
+    let keys_dirs = std::env::var_os("KUSTOS_KEYS_DIR")
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    wrap_with(
+        fp,
+        secret,
+        &KeySources {
+            keys_dirs,
+            use_env: true,
+            gpg_fallback: true,
+        },
+    )
 }
 
-/// OpenPGP secret keys available for unwrapping.
+/// Wraps `secret` for the certificate with this fingerprint (or key ID),
+/// found in the `*.asc` files of `sources.keys_dirs` or, when
+/// `sources.gpg_fallback` is set, exported from GnuPG.
+///
+/// Returns the armored message as sops stores it: no armor headers and no
+/// trailing newline.
+pub fn wrap_with(fp: &str, secret: &[u8], sources: &KeySources) -> crate::Result<String> {
+    let wanted = Wanted::parse(fp)?;
+    let mut looked = Vec::new();
+    let mut cert = None;
+    for dir in &sources.keys_dirs {
+        for (path, certs) in read_cert_dir(dir, &mut Vec::new()) {
+            for c in certs {
+                if wanted.matches(&c) {
+                    merge_candidate(&mut cert, c.strip_secret_key_material(), fp, &path)?;
+                }
+            }
+        }
+        looked.push(format!("{}/*.asc", dir.display()));
+    }
+    if cert.is_none() && sources.gpg_fallback {
+        match gpg_export(&wanted.query()) {
+            Ok(certs) => {
+                for c in certs {
+                    if wanted.matches(&c) {
+                        merge_candidate(&mut cert, c, fp, Path::new("GnuPG"))?;
+                    }
+                }
+                looked.push("the GnuPG keyring".into());
+            }
+            Err(e) => looked.push(format!("the GnuPG keyring ({e})")),
+        }
+    }
+    let Some(cert) = cert else {
+        let place = if looked.is_empty() {
+            "no key folder was given and the GnuPG fallback is off".to_string()
+        } else {
+            format!("looked in {}", looked.join(", "))
+        };
+        return Err(Error::Key(format!(
+            "no OpenPGP certificate for {fp}: {place}"
+        )));
+    };
+    encrypt_to_cert(&cert, secret)
+        .map_err(|e| Error::Key(format!("PGP encryption to {fp}: {e}")))
+}
+
+/// Keeps the first certificate that matched; merges duplicates of it and
+/// refuses an ambiguous (short) key ID that names two certificates.
+fn merge_candidate(slot: &mut Option<Cert>, c: Cert, fp: &str, from: &Path) -> crate::Result<()> {
+    match slot.take() {
+        None => *slot = Some(c),
+        Some(have) if have.fingerprint() == c.fingerprint() => {
+            *slot = Some(
+                have.merge_public(c)
+                    .map_err(|e| Error::Key(format!("PGP certificate {fp}: {e}")))?,
+            );
+        }
+        Some(have) => {
+            return Err(Error::Key(format!(
+                "PGP key ID {fp} is ambiguous: it matches {} and {} (in {}); give the full fingerprint",
+                have.fingerprint().to_hex(),
+                c.fingerprint().to_hex(),
+                from.display()
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// The lenient policy: the standard one, but accepting SHA-1 self
+/// signatures, which keys made by older GnuPG versions carry.
+fn lenient_policy() -> StandardPolicy<'static> {
+    let mut p = StandardPolicy::new();
+    p.accept_hash(HashAlgorithm::SHA1);
+    p
+}
+
+/// Encrypts `secret` to every usable encryption (sub)key of `cert`.
+fn encrypt_to_cert(cert: &Cert, secret: &[u8]) -> openpgp::Result<String> {
+    let standard = StandardPolicy::new();
+    let lenient = lenient_policy();
+    let mut keys = encryption_keys(cert, &standard);
+    if keys.is_empty() {
+        keys = encryption_keys(cert, &lenient);
+    }
+    if keys.is_empty() {
+        return Err(anyhow_msg(format!(
+            "certificate {} has no valid encryption key (expired, revoked, or no key marked for encryption)",
+            cert.fingerprint().to_hex()
+        )));
+    }
+    let recipients: Vec<Recipient> = keys
+        .iter()
+        .map(|(key, features)| {
+            if key.version() == 4 {
+                // Force SEIPD v1 (with MDC) for v4 keys: GnuPG 2.2 and sops'
+                // other implementations cannot read SEIPD v2.
+                Recipient::new(
+                    Features::empty().set_seipdv1(),
+                    KeyHandle::from(key.keyid()),
+                    key,
+                )
+            } else {
+                Recipient::new(features.clone(), KeyHandle::from(key.fingerprint()), key)
+            }
+        })
+        .collect();
+
+    let mut out = Vec::with_capacity(1024);
+    {
+        let message = Message::new(&mut out);
+        let message = Armorer::new(message).kind(armor::Kind::Message).build()?;
+        let message = Encryptor::for_recipients(message, recipients).build()?;
+        let mut w = LiteralWriter::new(message)
+            .format(DataFormat::Binary)
+            .build()?;
+        w.write_all(secret)?;
+        w.finalize()?;
+    }
+    let text = String::from_utf8(out).map_err(|_| anyhow_msg("armor is not UTF-8".into()))?;
+    Ok(sops_armor(&text))
+}
+
+/// Normalizes armor to what sops stores: `\n` line endings, no armor
+/// headers, no trailing newline.
+fn sops_armor(text: &str) -> String {
+    let text = text.replace("\r\n", "\n");
+    let mut lines = text.lines();
+    let mut out = String::with_capacity(text.len());
+    if let Some(first) = lines.next() {
+        out.push_str(first);
+        out.push('\n');
+    }
+    // Drop header lines up to (and keep) the blank separator line.
+    let mut in_headers = true;
+    for line in lines {
+        if in_headers {
+            if line.trim().is_empty() {
+                in_headers = false;
+                out.push('\n');
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    while out.ends_with('\n') {
+        out.pop();
+    }
+    out
+}
+
+/// The valid encryption keys of a cert under a policy, with the cert's
+/// advertised features.
+fn encryption_keys<'a>(
+    cert: &'a Cert,
+    policy: &dyn Policy,
+) -> Vec<(&'a Key<PublicParts, UnspecifiedRole>, Features)> {
+    let Ok(vc) = cert.with_policy(policy, None) else {
+        return Vec::new();
+    };
+    if vc.alive().is_err() || matches!(vc.revocation_status(), RevocationStatus::Revoked(_)) {
+        return Vec::new();
+    }
+    let features = vc.features().unwrap_or_else(Features::empty);
+    vc.keys()
+        .supported()
+        .alive()
+        .revoked(false)
+        .for_storage_encryption()
+        .for_transport_encryption()
+        .map(|ka| (ka.key().role_as_unspecified(), features.clone()))
+        .collect()
+}
+
+fn anyhow_msg(s: String) -> anyhow_compat::Error {
+    anyhow_compat::Error::msg(s)
+}
+
+/// Sequoia's error type is `anyhow::Error`; reach it through its `Result`
+/// alias without adding a direct dependency.
+mod anyhow_compat {
+    pub type Error = <super::openpgp::Result<()> as ResultErr>::E;
+
+    pub trait ResultErr {
+        type E;
+    }
+
+    impl<T, E> ResultErr for Result<T, E> {
+        type E = E;
+    }
+}
+
+/// A fingerprint or key ID as the user gave it.
+enum Wanted {
+    /// A full fingerprint or a 16-hex-digit key ID.
+    Handle(KeyHandle),
+    /// A short (8-hex-digit) key ID: a suffix of a v4 fingerprint.
+    Short(String),
+}
+
+impl Wanted {
+    fn parse(fp: &str) -> crate::Result<Wanted> {
+        let mut s: String = fp.chars().filter(|c| !c.is_whitespace()).collect();
+        if s.starts_with("0x") || s.starts_with("0X") {
+            s.drain(..2);
+        }
+        let s = s.to_ascii_uppercase();
+        let hex = !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit());
+        let bad = || Error::Key(format!("invalid PGP fingerprint {:?}", truncate(fp)));
+        if !hex {
+            return Err(bad());
+        }
+        match s.len() {
+            40 | 64 => Fingerprint::from_hex(&s)
+                .map(|f| Wanted::Handle(f.into()))
+                .map_err(|_| bad()),
+            16 => KeyID::from_hex(&s)
+                .map(|k| Wanted::Handle(k.into()))
+                .map_err(|_| bad()),
+            8 => Ok(Wanted::Short(s)),
+            _ => Err(bad()),
+        }
+    }
+
+    /// Whether any key of the cert (primary or subkey) is the wanted one.
+    fn matches(&self, cert: &Cert) -> bool {
+        cert.keys().any(|ka| self.matches_key(ka.key()))
+    }
+
+    fn matches_key<P: openpgp::packet::key::KeyParts, R: openpgp::packet::key::KeyRole>(
+        &self,
+        key: &Key<P, R>,
+    ) -> bool {
+        match self {
+            Wanted::Handle(h) => h.aliases(key.key_handle()),
+            Wanted::Short(s) => key.version() == 4 && key.fingerprint().to_hex().ends_with(s),
+        }
+    }
+
+    /// What to ask `gpg --export` for.
+    fn query(&self) -> String {
+        match self {
+            Wanted::Handle(KeyHandle::Fingerprint(f)) => f.to_hex(),
+            Wanted::Handle(KeyHandle::KeyID(k)) => k.to_hex(),
+            Wanted::Short(s) => s.clone(),
+        }
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(70).collect()
+}
+
+/// Reads every `*.asc` file of a folder (sorted) into certificates.
+/// Problems go to `problems` (file names and parser errors only).
+fn read_cert_dir(dir: &Path, problems: &mut Vec<String>) -> Vec<(PathBuf, Vec<Cert>)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.push(format!("cannot read keys folder {}: {e}", dir.display()));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "asc") && p.is_file())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|f| {
+            let certs = read_cert_file(&f, problems);
+            (!certs.is_empty()).then_some((f, certs))
+        })
+        .collect()
+}
+
+/// Reads the certificates (public or secret) in one file.
+fn read_cert_file(path: &Path, problems: &mut Vec<String>) -> Vec<Cert> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => Zeroizing::new(b),
+        Err(e) => {
+            problems.push(format!("cannot read {}: {e}", path.display()));
+            return Vec::new();
+        }
+    };
+    parse_certs(&bytes, &path.display().to_string(), problems)
+}
+
+fn parse_certs(bytes: &[u8], location: &str, problems: &mut Vec<String>) -> Vec<Cert> {
+    let parser = match CertParser::from_bytes(bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            problems.push(format!("{location}: not an OpenPGP key file ({})", one_line(&e)));
+            return Vec::new();
+        }
+    };
+    let mut certs = Vec::new();
+    for c in parser {
+        match c {
+            Ok(c) => certs.push(c),
+            Err(e) => problems.push(format!("{location}: skipped a malformed key ({})", one_line(&e))),
+        }
+    }
+    if certs.is_empty() && problems.last().is_none_or(|p| !p.starts_with(location)) {
+        problems.push(format!("{location}: no OpenPGP key found"));
+    }
+    certs
+}
+
+/// The first line of an error chain, for messages. Sequoia's errors never
+/// carry secret key material.
+fn one_line(e: &dyn fmt::Display) -> String {
+    let s = e.to_string();
+    let s = s.lines().next().unwrap_or("").trim();
+    s.chars().take(200).collect()
+}
+
+/// The GnuPG binary: `$SOPS_GPG_EXEC` or `gpg`.
+fn gpg_binary() -> String {
+    match std::env::var(GPG_EXEC_ENV) {
+        Ok(s) if !s.trim().is_empty() => s,
+        _ => "gpg".into(),
+    }
+}
+
+/// Exports public certificates from GnuPG (`gpg --export QUERY`).
+fn gpg_export(query: &str) -> Result<Vec<Cert>, String> {
+    let bin = gpg_binary();
+    let out = Command::new(&bin)
+        .args(["--batch", "--no-tty", "--export", query])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run {bin}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{bin} --export failed: {}",
+            gpg_reason(&out.stderr).unwrap_or_else(|| out.status.to_string())
+        ));
+    }
+    if out.stdout.is_empty() {
+        return Err("no such key".into());
+    }
+    let mut problems = Vec::new();
+    let certs = parse_certs(&out.stdout, "gpg --export", &mut problems);
+    if certs.is_empty() {
+        return Err(problems.join("; "));
+    }
+    Ok(certs)
+}
+
+/// The most telling line of GnuPG's stderr.
+fn gpg_reason(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let pick = lines
+        .iter()
+        .rev()
+        .find(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("failed") || l.contains("error") || l.contains("no secret key")
+        })
+        .or(lines.last())?;
+    Some(pick.chars().take(200).collect())
+}
+
+/// A secret key usable for decryption (unprotected secret material).
+struct SecretKey {
+    /// Index into `PgpKeys::certs`.
+    cert: usize,
+    key: Key<SecretParts, UnspecifiedRole>,
+}
+
+/// A key whose secret is passphrase-protected; kept only to explain why a
+/// message for it cannot be decrypted.
+struct ProtectedKey {
+    handle: KeyHandle,
+    primary: Fingerprint,
+}
+
+/// OpenPGP secret keys available for unwrapping, from the `*.asc` files of
+/// the key folders.
 #[derive(Default)]
-pub struct PgpKeys {}
+pub struct PgpKeys {
+    certs: Vec<Cert>,
+    keys: Vec<SecretKey>,
+    protected: Vec<ProtectedKey>,
+    /// Where secret keys were found (file names and fingerprints).
+    pub locations: Vec<String>,
+    /// Problems while loading (unreadable files, malformed or protected
+    /// keys); never secret material.
+    pub problems: Vec<String>,
+    /// Places that were looked at but held nothing.
+    pub looked: Vec<String>,
+}
+
+// Secret keys never show up in debug output.
+impl fmt::Debug for PgpKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgpKeys")
+            .field(
+                "certs",
+                &self
+                    .certs
+                    .iter()
+                    .map(|c| c.fingerprint().to_hex())
+                    .collect::<Vec<_>>(),
+            )
+            .field("locations", &self.locations)
+            .field("problems", &self.problems)
+            .finish_non_exhaustive()
+    }
+}
 
 impl PgpKeys {
-    /// Loads `*.asc` files from the key folders.
-    pub fn load(_src: &KeySources) -> Self {
-        PgpKeys {}
+    /// Loads the secret keys in the `*.asc` files of the key folders.
+    /// Public certificates in those files are ignored here (they are used
+    /// for wrapping).
+    pub fn load(src: &KeySources) -> Self {
+        let mut me = PgpKeys::default();
+        for dir in &src.keys_dirs {
+            let files = read_cert_dir(dir, &mut me.problems);
+            if files.is_empty() {
+                me.looked.push(format!("{}/*.asc", dir.display()));
+            }
+            for (path, certs) in files {
+                let location = path.display().to_string();
+                for cert in certs {
+                    me.add_cert(cert, &location);
+                }
+            }
+        }
+        me
     }
 
-    /// Number of secret keys.
+    /// Secret keys from in-memory armored or binary key data (tests, the
+    /// sidecar).
+    pub fn from_bytes(data: &[u8], location: &str) -> Self {
+        let mut me = PgpKeys::default();
+        for cert in parse_certs(data, location, &mut me.problems) {
+            me.add_cert(cert, location);
+        }
+        me
+    }
+
+    fn add_cert(&mut self, cert: Cert, location: &str) {
+        if !cert.is_tsk() {
+            return;
+        }
+        let idx = self.certs.len();
+        let mut usable = 0;
+        for ka in cert.keys().secret() {
+            let key = ka.key();
+            if key.has_unencrypted_secret() {
+                self.keys.push(SecretKey {
+                    cert: idx,
+                    key: key.clone().role_into_unspecified(),
+                });
+                usable += 1;
+            } else {
+                self.protected.push(ProtectedKey {
+                    handle: key.key_handle(),
+                    primary: cert.fingerprint(),
+                });
+            }
+        }
+        let fpr = cert.fingerprint().to_hex();
+        if usable == 0 {
+            self.problems.push(format!(
+                "{location}: the secret key {fpr} is passphrase-protected; kustos can only use unprotected keys (import it into GnuPG instead)"
+            ));
+            return;
+        }
+        self.locations.push(format!("{location} ({fpr})"));
+        self.certs.push(cert);
+    }
+
+    /// Number of certificates with usable secret keys.
     pub fn len(&self) -> usize {
-        0
+        self.certs.len()
     }
 
-    /// True when no key loaded.
+    /// True when no usable secret key loaded.
     pub fn is_empty(&self) -> bool {
-        true
+        self.certs.is_empty()
     }
 
-    /// Unwraps one armored PGP message.
+    /// Fingerprints (uppercase hex) of the loaded secret certificates.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.certs.iter().map(|c| c.fingerprint().to_hex()).collect()
+    }
+
+    /// Unwraps one armored PGP message. `fp` is the fingerprint sops
+    /// recorded (used in messages); the message's own recipients decide
+    /// which key decrypts it. With `gpg_fallback`, a message no loaded key
+    /// can open is handed to `gpg --batch --quiet -d`.
     pub fn unwrap(
         &self,
         fp: &str,
-        _enc: &str,
-        _gpg_fallback: bool,
+        enc: &str,
+        gpg_fallback: bool,
     ) -> Result<Zeroizing<Vec<u8>>, UnwrapError> {
-        Err(UnwrapError::Unsupported(format!(
-            "no secret key for {fp} (PGP support is not built yet)"
+        let mut outcome = Outcome::default();
+        let native = self.decrypt_native(enc.as_bytes(), &mut outcome);
+        match native {
+            Ok(pt) => return Ok(pt),
+            Err(e) if outcome.matched => {
+                return Err(UnwrapError::Failed(format!(
+                    "decrypting with the secret key {} failed: {e}",
+                    outcome.matched_cert.as_deref().unwrap_or(fp)
+                )))
+            }
+            Err(e) if !outcome.saw_encryption => {
+                return Err(UnwrapError::Failed(format!(
+                    "not a valid PGP message: {e}"
+                )))
+            }
+            Err(_) => {}
+        }
+        if gpg_fallback {
+            return gpg_decrypt(enc);
+        }
+        if let Some(p) = self.protected.iter().find(|p| {
+            outcome
+                .recipients
+                .iter()
+                .any(|r| r.as_ref().is_some_and(|r| r.aliases(&p.handle)))
+        }) {
+            return Err(UnwrapError::Failed(format!(
+                "the secret key {} is passphrase-protected; kustos can only use unprotected keys (import it into GnuPG and allow the gpg fallback)",
+                p.primary.to_hex()
+            )));
+        }
+        let ids: Vec<String> = outcome
+            .recipients
+            .iter()
+            .map(|r| match r {
+                Some(h) => h.to_hex(),
+                None => "anonymous".into(),
+            })
+            .collect();
+        let what = if self.keys.is_empty() {
+            "no PGP secret key is loaded".to_string()
+        } else {
+            format!(
+                "none of the {} loaded PGP secret key(s) matches",
+                self.certs.len()
+            )
+        };
+        Err(UnwrapError::NoIdentity(if ids.is_empty() {
+            format!("no secret key for {fp}: {what}")
+        } else {
+            format!(
+                "no secret key for {fp}: {what} (the message is for key ID {})",
+                ids.join(", ")
+            )
+        }))
+    }
+
+    fn decrypt_native(
+        &self,
+        enc: &[u8],
+        outcome: &mut Outcome,
+    ) -> openpgp::Result<Zeroizing<Vec<u8>>> {
+        // Old messages may use ciphers the standard policy now rejects;
+        // GnuPG still decrypts them, and so do we.
+        let mut policy = StandardPolicy::new();
+        for algo in [
+            SymmetricAlgorithm::IDEA,
+            SymmetricAlgorithm::TripleDES,
+            SymmetricAlgorithm::CAST5,
+            SymmetricAlgorithm::Blowfish,
+        ] {
+            policy.accept_symmetric_algo(algo);
+        }
+        let helper = Helper {
+            keys: self,
+            outcome,
+        };
+        let mut decryptor = DecryptorBuilder::from_bytes(enc)?
+            .with_policy(&policy, None, helper)?;
+        let mut pt = Zeroizing::new(Vec::with_capacity(64));
+        decryptor.read_to_end(&mut pt)?;
+        if !decryptor.message_processed() {
+            return Err(anyhow_msg("the message is truncated".into()));
+        }
+        Ok(pt)
+    }
+}
+
+/// What the decryption helper saw.
+#[derive(Default)]
+struct Outcome {
+    /// The message had PKESK/SKESK packets (it is an encrypted message).
+    saw_encryption: bool,
+    /// The PKESK recipients (None: anonymous).
+    recipients: Vec<Option<KeyHandle>>,
+    /// A loaded key matched a recipient.
+    matched: bool,
+    /// The primary fingerprint of the matching cert.
+    matched_cert: Option<String>,
+}
+
+struct Helper<'a> {
+    keys: &'a PgpKeys,
+    outcome: &'a mut Outcome,
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, _ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        Ok(Vec::new())
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        // Signatures are irrelevant for sops, but the message must be
+        // encrypted: a bare literal packet must not pass as a data key.
+        if structure
+            .iter()
+            .any(|l| matches!(l, MessageLayer::Encryption { .. }))
+        {
+            Ok(())
+        } else {
+            Err(anyhow_msg("the message is not encrypted".into()))
+        }
+    }
+}
+
+impl DecryptionHelper for Helper<'_> {
+    fn decrypt(
+        &mut self,
+        pkesks: &[PKESK],
+        skesks: &[SKESK],
+        sym_algo: Option<SymmetricAlgorithm>,
+        decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
+    ) -> openpgp::Result<Option<Cert>> {
+        self.outcome.saw_encryption = !pkesks.is_empty() || !skesks.is_empty();
+        self.outcome.recipients = pkesks
+            .iter()
+            .map(|p| p.recipient().filter(|h| !is_wildcard(h)))
+            .collect();
+        // Named recipients first, then anonymous ones (GnuPG's
+        // --throw-keyids), which are tried against every key of the
+        // matching algorithm.
+        for anonymous_pass in [false, true] {
+            for pkesk in pkesks {
+                let recipient = pkesk.recipient().filter(|h| !is_wildcard(h));
+                if recipient.is_none() != anonymous_pass {
+                    continue;
+                }
+                for sk in &self.keys.keys {
+                    let hit = match &recipient {
+                        Some(r) => r.aliases(sk.key.key_handle()),
+                        None => sk.key.pk_algo() == pkesk.pk_algo(),
+                    };
+                    if !hit {
+                        continue;
+                    }
+                    if recipient.is_some() {
+                        self.outcome.matched = true;
+                        self.outcome.matched_cert =
+                            Some(self.keys.certs[sk.cert].fingerprint().to_hex());
+                    }
+                    let Ok(mut pair) = sk.key.clone().into_keypair() else {
+                        continue;
+                    };
+                    if let Some((algo, session_key)) = pkesk.decrypt(&mut pair, sym_algo) {
+                        if decrypt(algo, &session_key) {
+                            self.outcome.matched = true;
+                            self.outcome.matched_cert =
+                                Some(self.keys.certs[sk.cert].fingerprint().to_hex());
+                            return Ok(None);
+                        }
+                    }
+                }
+            }
+        }
+        if self.outcome.matched {
+            Err(anyhow_msg(
+                "the session key could not be decrypted (wrong key or corrupted message)".into(),
+            ))
+        } else {
+            Err(anyhow_msg("no matching secret key".into()))
+        }
+    }
+}
+
+fn is_wildcard(h: &KeyHandle) -> bool {
+    match h {
+        KeyHandle::KeyID(k) => k.is_wildcard(),
+        KeyHandle::Fingerprint(_) => false,
+    }
+}
+
+/// `gpg --batch --quiet -d` with the armored message on stdin.
+fn gpg_decrypt(enc: &str) -> Result<Zeroizing<Vec<u8>>, UnwrapError> {
+    let bin = gpg_binary();
+    let mut child = Command::new(&bin)
+        .args(["--batch", "--quiet", "-d"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            UnwrapError::NoIdentity(format!(
+                "no loaded PGP secret key matches and GnuPG is not usable (cannot run {bin}: {e})"
+            ))
+        })?;
+    let mut stdin = child.stdin.take();
+    let input = enc.as_bytes().to_vec();
+    let writer = std::thread::spawn(move || {
+        if let Some(mut s) = stdin.take() {
+            let _ = s.write_all(&input);
+            let _ = s.write_all(b"\n");
+        }
+    });
+    let out = child.wait_with_output();
+    let _ = writer.join();
+    let out = out.map_err(|e| UnwrapError::Failed(format!("running {bin} failed: {e}")))?;
+    let stdout = Zeroizing::new(out.stdout);
+    if out.status.success() {
+        if stdout.is_empty() {
+            return Err(UnwrapError::Failed(format!("{bin} -d returned no plaintext")));
+        }
+        return Ok(Zeroizing::new(stdout.to_vec()));
+    }
+    let reason = gpg_reason(&out.stderr).unwrap_or_else(|| out.status.to_string());
+    if reason.to_ascii_lowercase().contains("no secret key") {
+        Err(UnwrapError::NoIdentity(format!(
+            "no loaded PGP secret key matches, and {bin} has none either ({reason})"
         )))
+    } else {
+        Err(UnwrapError::Failed(format!("{bin} -d failed: {reason}")))
+    }
+}
+
+/// Generates a passwordless OpenPGP key that GnuPG 2.2 can import and use:
+/// v4, an EdDSA (Ed25519) primary key with a Curve25519 ECDH encryption
+/// subkey, or RSA of `rsa_bits` for both. The key advertises SEIPD v1 only
+/// so every implementation encrypts to it in a form GnuPG 2.2 reads.
+///
+/// Returns the armored secret key (TSK), the armored public certificate
+/// and the fingerprint in uppercase hex.
+pub fn generate_key(
+    name: &str,
+    email: &str,
+    cv25519: bool,
+    rsa_bits: u32,
+) -> crate::Result<(String, String, String)> {
+    let name = name.trim();
+    let email = email.trim();
+    let uid = match (name.is_empty(), email.is_empty()) {
+        (true, true) => {
+            return Err(Error::Key(
+                "a PGP key needs a name or an email address".into(),
+            ))
+        }
+        (false, true) => name.to_string(),
+        (true, false) => format!("<{email}>"),
+        (false, false) => format!("{name} <{email}>"),
+    };
+    let gen = || -> openpgp::Result<Cert> {
+        let mut b = CertBuilder::new()
+            .set_profile(Profile::RFC4880)?
+            .set_features(Features::empty().set_seipdv1())?
+            .set_primary_key_flags(KeyFlags::empty().set_certification().set_signing())
+            .add_userid(uid.as_str())
+            .add_subkey(
+                KeyFlags::empty()
+                    .set_storage_encryption()
+                    .set_transport_encryption(),
+                None,
+                None,
+            );
+        if cv25519 {
+            b = b.set_cipher_suite(CipherSuite::Cv25519);
+        } else {
+            let spec = PublicKeyAlgorithmSpecification::rsa(rsa_bits as usize);
+            b = b
+                .set_cipher_suite(CipherSuite::RSA3k)
+                .set_signing_algorithm(spec.clone())
+                .set_encryption_algorithm(spec);
+        }
+        let (cert, _revocation) = b.generate()?;
+        Ok(cert)
+    };
+    if !cv25519 && !(2048..=4096).contains(&rsa_bits) {
+        return Err(Error::Key(format!(
+            "RSA keys must have 2048 to 4096 bits, not {rsa_bits}"
+        )));
+    }
+    let cert = gen().map_err(|e| Error::Key(format!("PGP key generation: {}", one_line(&e))))?;
+    let tsk = cert
+        .as_tsk()
+        .armored()
+        .to_vec()
+        .map_err(|e| Error::Key(format!("PGP key serialization: {}", one_line(&e))))?;
+    let public = cert
+        .armored()
+        .to_vec()
+        .map_err(|e| Error::Key(format!("PGP key serialization: {}", one_line(&e))))?;
+    let tsk = String::from_utf8(tsk).map_err(|e| Error::Key(e.to_string()))?;
+    let public = String::from_utf8(public).map_err(|e| Error::Key(e.to_string()))?;
+    Ok((tsk, public, cert.fingerprint().to_hex()))
+}
+
+/// The primary fingerprints (uppercase hex) of the certificates in a key
+/// file (public or secret).
+pub fn fingerprint_of_cert_file(path: &Path) -> crate::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let certs = read_cert_file(path, &mut problems);
+    if certs.is_empty() {
+        return Err(Error::Key(problems.join("; ")));
+    }
+    Ok(certs.iter().map(|c| c.fingerprint().to_hex()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_sources(dir: &Path) -> KeySources {
+        KeySources {
+            keys_dirs: vec![dir.to_path_buf()],
+            use_env: false,
+            gpg_fallback: false,
+        }
+    }
+
+    #[test]
+    fn round_trip_cv25519() {
+        let (tsk, public, fpr) = generate_key("Test", "t@example.com", true, 0).unwrap();
+        assert_eq!(fpr.len(), 40);
+        assert!(tsk.contains("PRIVATE KEY BLOCK"));
+        assert!(public.contains("PUBLIC KEY BLOCK"));
+        let pubdir = tempfile::tempdir().unwrap();
+        std::fs::write(pubdir.path().join("pub.asc"), &public).unwrap();
+        let secret = [7u8; 32];
+        let enc = wrap_with(&fpr.to_lowercase(), &secret, &dir_sources(pubdir.path())).unwrap();
+        assert!(enc.starts_with("-----BEGIN PGP MESSAGE-----\n\n"));
+        assert!(enc.ends_with("\n-----END PGP MESSAGE-----"));
+        assert!(!enc.contains("Comment:"));
+        // Only the public key is in the folder: no secret key there.
+        let keys = PgpKeys::load(&dir_sources(pubdir.path()));
+        assert!(keys.is_empty());
+        assert!(matches!(
+            keys.unwrap(&fpr, &enc, false),
+            Err(UnwrapError::NoIdentity(_))
+        ));
+        let secdir = tempfile::tempdir().unwrap();
+        std::fs::write(secdir.path().join("sops.asc"), &tsk).unwrap();
+        let keys = PgpKeys::load(&dir_sources(secdir.path()));
+        assert_eq!(keys.len(), 1);
+        let pt = keys.unwrap(&fpr, &enc, false).unwrap();
+        assert_eq!(&pt[..], &secret);
+        // Wrapping by key ID (last 16 hex digits) from the secret key file.
+        let enc2 = wrap_with(&fpr[24..], &[1u8; 33], &dir_sources(secdir.path())).unwrap();
+        assert_eq!(&keys.unwrap("x", &enc2, false).unwrap()[..], &[1u8; 33]);
+        let dbg = format!("{keys:?}");
+        assert!(dbg.contains(&fpr) && !dbg.contains("PRIVATE"));
+    }
+
+    #[test]
+    fn no_identity_for_other_key() {
+        let (tsk_a, _, _) = generate_key("A", "a@example.com", true, 0).unwrap();
+        let (_, pub_b, fpr_b) = generate_key("B", "b@example.com", true, 0).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.asc"), &pub_b).unwrap();
+        let enc = wrap_with(&fpr_b, &[2u8; 32], &dir_sources(dir.path())).unwrap();
+        let keys = PgpKeys::from_bytes(tsk_a.as_bytes(), "a");
+        assert_eq!(keys.len(), 1);
+        match keys.unwrap(&fpr_b, &enc, false) {
+            Err(UnwrapError::NoIdentity(m)) => assert!(m.contains(&fpr_b), "{m}"),
+            other => panic!("unexpected {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn several_keys_per_file_and_bad_input() {
+        let (tsk_a, _, fpr_a) = generate_key("A", "a@example.com", true, 0).unwrap();
+        let (tsk_b, _, fpr_b) = generate_key("B", "b@example.com", true, 0).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("keys.asc"), format!("{tsk_a}\n{tsk_b}")).unwrap();
+        let keys = PgpKeys::load(&dir_sources(dir.path()));
+        assert_eq!(keys.len(), 2);
+        let enc = wrap_with(&fpr_b, &[3u8; 32], &dir_sources(dir.path())).unwrap();
+        assert_eq!(&keys.unwrap(&fpr_a, &enc, false).unwrap()[..], &[3u8; 32]);
+        assert!(matches!(
+            keys.unwrap(&fpr_a, "garbage", false),
+            Err(UnwrapError::Failed(_))
+        ));
+        assert!(wrap_with("nothex", &[0; 32], &dir_sources(dir.path())).is_err());
+        let missing = "0123456789ABCDEF0123456789ABCDEF01234567";
+        let err = wrap_with(missing, &[0; 32], &dir_sources(dir.path())).unwrap_err();
+        assert!(err.to_string().contains(missing));
+    }
+
+    #[test]
+    fn armor_normalization() {
+        let s = "-----BEGIN PGP MESSAGE-----\r\nComment: x\r\n\r\nAAAA\r\n=abcd\r\n-----END PGP MESSAGE-----\r\n";
+        assert_eq!(
+            sops_armor(s),
+            "-----BEGIN PGP MESSAGE-----\n\nAAAA\n=abcd\n-----END PGP MESSAGE-----"
+        );
+    }
+
+    #[test]
+    fn send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<PgpKeys>();
     }
 }

