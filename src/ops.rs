@@ -5,7 +5,7 @@
 use zeroize::Zeroizing;
 
 use crate::formats::{self, Format, StoreOptions};
-use crate::keys::{self, KeyGroup, KeyRing, MasterKey, Recipient};
+use crate::keys::{self, KeyGroup, KeyRing, Recipient};
 use crate::sops::metadata::{Metadata, SelectionRules};
 use crate::sops::time::Timestamp;
 use crate::sops::value::{Map, Value};
@@ -36,21 +36,7 @@ impl EncryptSpec {
         let groups: Vec<KeyGroup> = self
             .groups
             .iter()
-            .map(|g| {
-                g.iter()
-                    .map(|r| match r {
-                        Recipient::Age(s) => MasterKey::Age {
-                            recipient: s.clone(),
-                            enc: String::new(),
-                        },
-                        Recipient::Pgp(fp) => MasterKey::Pgp {
-                            fp: fp.clone(),
-                            created_at: Timestamp::now_utc(),
-                            enc: String::new(),
-                        },
-                    })
-                    .collect()
-            })
+            .map(|g| g.iter().map(keys::placeholder).collect())
             .collect();
         let rules = if format == Format::Binary {
             SelectionRules::default()
@@ -225,6 +211,98 @@ pub fn truncate<'a>(v: &'a Value, path: &[PathElem]) -> Result<&'a Value> {
         };
     }
     Ok(cur)
+}
+
+/// Builds the nested value a missing path needs (sops' `valueFromPathAndLeaf`).
+fn value_from_path(path: &[PathElem], leaf: Value) -> Value {
+    match path.split_first() {
+        None => leaf,
+        Some((PathElem::Index(_), rest)) => Value::Seq(vec![value_from_path(rest, leaf)]),
+        Some((PathElem::Key(k), rest)) => {
+            let mut m = Map::new();
+            m.push(k.clone(), value_from_path(rest, leaf));
+            Value::Map(m)
+        }
+    }
+}
+
+/// Sets `path` to `value`, creating what is missing; an index past the end
+/// appends. Returns whether anything changed (sops' `Set`).
+pub fn set_path(target: &mut Value, path: &[PathElem], value: Value) -> bool {
+    let Some((first, rest)) = path.split_first() else {
+        let changed = *target != value;
+        *target = value;
+        return changed;
+    };
+    match (first, &mut *target) {
+        (PathElem::Key(k), Value::Map(m)) => match m.get_mut(k) {
+            Some(v) => set_path(v, rest, value),
+            None => {
+                m.push(k.clone(), value_from_path(rest, value));
+                true
+            }
+        },
+        (PathElem::Index(i), Value::Seq(items)) => {
+            // Positions count real items, not comments.
+            let pos: Vec<usize> = items
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| !matches!(v, Value::Comment(_)))
+                .map(|(j, _)| j)
+                .collect();
+            match pos.get(*i) {
+                Some(&j) => set_path(&mut items[j], rest, value),
+                None => {
+                    items.push(value_from_path(rest, value));
+                    true
+                }
+            }
+        }
+        _ => {
+            let new = value_from_path(path, value);
+            let changed = *target != new;
+            *target = new;
+            changed
+        }
+    }
+}
+
+/// Removes the value at `path` (sops' `Unset`).
+pub fn unset_path(target: &mut Value, path: &[PathElem]) -> Result<()> {
+    let Some((first, rest)) = path.split_first() else {
+        return Ok(());
+    };
+    match (first, target) {
+        (PathElem::Key(k), Value::Map(m)) => {
+            let idx = m
+                .0
+                .iter()
+                .position(|i| i.key.as_str() == Some(k.as_str()))
+                .ok_or_else(|| Error::PathNotFound(format!("Key not found: {}", crate::util::escape_for_terminal(k))))?;
+            if rest.is_empty() {
+                m.0.remove(idx);
+                Ok(())
+            } else {
+                unset_path(&mut m.0[idx].value, rest)
+            }
+        }
+        (PathElem::Index(i), Value::Seq(items)) => {
+            let j = items
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| !matches!(v, Value::Comment(_)))
+                .map(|(j, _)| j)
+                .nth(*i)
+                .ok_or_else(|| Error::PathNotFound(format!("Index {i} out of bounds")))?;
+            if rest.is_empty() {
+                items.remove(j);
+                Ok(())
+            } else {
+                unset_path(&mut items[j], rest)
+            }
+        }
+        (p, _) => Err(Error::PathNotFound(format!("Unsupported type for item {p:?}"))),
+    }
 }
 
 /// Whether bytes look like a sops-encrypted file in `format`.

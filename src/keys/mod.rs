@@ -162,6 +162,21 @@ impl Recipient {
     }
 }
 
+/// An entry for `r` whose wrapped key is still to be filled in.
+pub fn placeholder(r: &Recipient) -> MasterKey {
+    match r {
+        Recipient::Age(s) => MasterKey::Age {
+            recipient: s.clone(),
+            enc: String::new(),
+        },
+        Recipient::Pgp(fp) => MasterKey::Pgp {
+            fp: fp.clone(),
+            created_at: Timestamp::now_utc(),
+            enc: String::new(),
+        },
+    }
+}
+
 /// A group of master keys that each wrap the same secret.
 pub type KeyGroup = Vec<MasterKey>;
 

@@ -196,7 +196,14 @@ impl Cipher {
         &self.key
     }
 
-    /// Forgets remembered IVs (e.g. for `rotate` under a new key).
+    /// Switches to a new data key but keeps the remembered IVs, as sops'
+    /// `rotate` does (same IVs under a new key are safe).
+    pub fn rekey(&mut self, key: &DataKey) {
+        self.key = key.clone();
+        self.gcm32 = AesGcm::<Aes256, U32>::new(key.as_bytes().into());
+    }
+
+    /// Forgets remembered IVs.
     pub fn clear_stash(&mut self) {
         self.stash.clear();
     }

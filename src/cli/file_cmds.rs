@@ -1,0 +1,923 @@
+//! sops commands that change an encrypted file or run something with it:
+//! rotate, updatekeys, set, unset, edit, filestatus, exec-env, exec-file.
+
+use std::io::{BufRead, Write as _};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use zeroize::Zeroizing;
+
+use super::sops_cmds::{
+    conflict, decryption_order, encrypt_spec, key_ring, load_config, parse_format, store_options,
+    KeyFlags, SelectionFlags,
+};
+use super::{write_stdout, CliError, CliResult, GlobalArgs};
+use crate::error::exit;
+use crate::formats::{self, Format, StoreOptions};
+use crate::fsutil::{self, NewFileMode};
+use crate::keys::{self, KeyGroup, MasterKey, Recipient};
+use crate::ops::{self, PathElem};
+use crate::sops::value::{Item, Map, Value};
+use crate::sops::{Cipher, DataKey, Tree};
+use crate::util::escape_for_terminal;
+
+fn show(p: &Path) -> String {
+    escape_for_terminal(&p.display().to_string())
+}
+
+fn must_exist(p: &Path) -> CliResult {
+    if !p.exists() {
+        return Err(CliError::new(
+            exit::NO_FILE_SPECIFIED,
+            format!("Error: cannot operate on non-existent file {:?}", show(p)),
+        ));
+    }
+    Ok(())
+}
+
+/// Loads and decrypts a file, keeping the cipher for re-encryption.
+fn open(
+    g: &GlobalArgs,
+    file: &Path,
+    fmt: Format,
+    order: Option<&str>,
+    ignore_mac: bool,
+) -> CliResult<(Tree, Cipher)> {
+    must_exist(file)?;
+    let data = fsutil::read_file(file)?;
+    let mut tree = formats::load_encrypted(fmt, &data)?;
+    let ring = key_ring(g, decryption_order(order)?);
+    let cipher = ops::decrypt_tree(&mut tree, &ring, ignore_mac)?;
+    Ok((tree, cipher))
+}
+
+fn close(tree: &mut Tree, cipher: &mut Cipher, fmt: Format, store: &StoreOptions) -> CliResult<Vec<u8>> {
+    ops::reencrypt(tree, cipher)?;
+    Ok(formats::emit_encrypted(fmt, tree, store)?)
+}
+
+/// Arguments of `rotate`.
+#[derive(Args, Debug)]
+pub struct RotateArgs {
+    /// The encrypted file
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Write the result back to the file (atomically)
+    #[arg(short = 'i', long = "in-place")]
+    pub in_place: bool,
+    /// Write the result to this file
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Input format (default: by extension)
+    #[arg(long = "input-type", value_name = "TYPE")]
+    pub input_type: Option<String>,
+    /// Output format (default: the input's)
+    #[arg(long = "output-type", value_name = "TYPE")]
+    pub output_type: Option<String>,
+    /// Add age recipients (comma separated) to the first key group
+    #[arg(long = "add-age", value_name = "RECIPIENTS")]
+    pub add_age: Option<String>,
+    /// Remove age recipients from every key group
+    #[arg(long = "rm-age", value_name = "RECIPIENTS")]
+    pub rm_age: Option<String>,
+    /// Add PGP fingerprints to the first key group
+    #[arg(long = "add-pgp", value_name = "FPRS")]
+    pub add_pgp: Option<String>,
+    /// Remove PGP fingerprints from every key group
+    #[arg(long = "rm-pgp", value_name = "FPRS")]
+    pub rm_pgp: Option<String>,
+    /// Cloud KMS changes (not supported; kept for a clear error)
+    #[arg(long = "add-kms", hide = true)]
+    pub add_kms: Option<String>,
+    #[arg(long = "rm-kms", hide = true)]
+    #[allow(missing_docs)]
+    pub rm_kms: Option<String>,
+    #[arg(long = "add-gcp-kms", hide = true)]
+    #[allow(missing_docs)]
+    pub add_gcp_kms: Option<String>,
+    #[arg(long = "rm-gcp-kms", hide = true)]
+    #[allow(missing_docs)]
+    pub rm_gcp_kms: Option<String>,
+    #[arg(long = "add-azure-kv", hide = true)]
+    #[allow(missing_docs)]
+    pub add_azure_kv: Option<String>,
+    #[arg(long = "rm-azure-kv", hide = true)]
+    #[allow(missing_docs)]
+    pub rm_azure_kv: Option<String>,
+    #[arg(long = "add-hc-vault-transit", hide = true)]
+    #[allow(missing_docs)]
+    pub add_hc_vault: Option<String>,
+    #[arg(long = "rm-hc-vault-transit", hide = true)]
+    #[allow(missing_docs)]
+    pub rm_hc_vault: Option<String>,
+    /// Use this name for format detection
+    #[arg(long = "filename-override", value_name = "NAME")]
+    pub filename_override: Option<PathBuf>,
+    /// Order in which key types are tried, e.g. age,pgp
+    #[arg(long = "decryption-order", env = "SOPS_DECRYPTION_ORDER", value_name = "TYPES")]
+    pub decryption_order: Option<String>,
+    /// Accepted for compatibility
+    #[arg(long = "encryption-context", hide = true)]
+    pub encryption_context: Option<String>,
+}
+
+fn split_list(s: &Option<String>) -> Vec<String> {
+    s.as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Key changes given on the command line, shared by rotate and fleet rotate.
+#[derive(Clone, Debug, Default)]
+pub struct KeyChanges {
+    /// Recipients to add to the first group.
+    pub add: Vec<Recipient>,
+    /// Key names (recipient or fingerprint) to remove from every group.
+    pub remove: Vec<String>,
+}
+
+impl KeyChanges {
+    /// True when nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.remove.is_empty()
+    }
+
+    /// Parses `--add-age/--rm-age/--add-pgp/--rm-pgp` values.
+    pub fn parse(add_age: &Option<String>, rm_age: &Option<String>, add_pgp: &Option<String>, rm_pgp: &Option<String>) -> CliResult<KeyChanges> {
+        let mut c = KeyChanges::default();
+        for r in split_list(add_age) {
+            keys::age::validate_recipient(&r)?;
+            c.add.push(Recipient::Age(r));
+        }
+        for fp in split_list(add_pgp) {
+            c.add.push(Recipient::pgp(&fp));
+        }
+        c.remove.extend(split_list(rm_age));
+        c.remove.extend(split_list(rm_pgp).iter().map(|f| f.chars().filter(|c| !c.is_whitespace()).collect()));
+        Ok(c)
+    }
+
+    /// Applies the changes to key groups (sops' rotate semantics).
+    pub fn apply(&self, groups: &mut Vec<KeyGroup>) {
+        if groups.is_empty() {
+            groups.push(Vec::new());
+        }
+        for r in &self.add {
+            groups[0].push(keys::placeholder(r));
+        }
+        for g in groups.iter_mut() {
+            g.retain(|k| !self.remove.contains(&k.name()));
+        }
+    }
+}
+
+/// Generates a new data key, wraps it for the (changed) groups and
+/// re-encrypts every value under it; IVs are kept as sops does.
+pub fn rotate_tree(tree: &mut Tree, cipher: &mut Cipher, changes: &KeyChanges) -> crate::Result<()> {
+    changes.apply(&mut tree.metadata.key_groups);
+    if tree.metadata.key_groups.iter().flatten().any(|k| matches!(k, MasterKey::Foreign { .. })) {
+        return Err(crate::Error::NoEncryptionKeys(
+            "the file lists cloud KMS or Vault keys, which kustos cannot wrap a new data key for; remove them with --rm-* first".into(),
+        ));
+    }
+    let key = DataKey::generate();
+    keys::wrap_data_key(&mut tree.metadata.key_groups, &mut tree.metadata.shamir_threshold, &key)?;
+    cipher.rekey(&key);
+    ops::reencrypt(tree, cipher)
+}
+
+/// `kustos rotate`.
+pub fn rotate(g: &GlobalArgs, a: RotateArgs) -> CliResult {
+    if a.in_place && a.output.is_some() {
+        return Err(conflict("Error: cannot operate on both --output and --in-place"));
+    }
+    for v in [&a.add_kms, &a.rm_kms, &a.add_gcp_kms, &a.rm_gcp_kms, &a.add_azure_kv, &a.rm_azure_kv, &a.add_hc_vault, &a.rm_hc_vault] {
+        if v.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(CliError::new(exit::GENERIC, "cloud KMS and Vault keys are not supported by kustos; use age or PGP"));
+        }
+    }
+    let changes = KeyChanges::parse(&a.add_age, &a.rm_age, &a.add_pgp, &a.rm_pgp)?;
+    if !a.file.exists() && !changes.is_empty() {
+        return Err(CliError::new(
+            exit::CANNOT_CHANGE_KEYS_FROM_NON_EXISTENT_FILE,
+            format!("Error: cannot add or remove keys on non-existent file {:?}, use the `edit` subcommand instead.", show(&a.file)),
+        ));
+    }
+    let label = show(&a.file);
+    let name = a.filename_override.clone().unwrap_or_else(|| a.file.clone());
+    let in_fmt = parse_format(a.input_type.as_deref(), &name)?;
+    let out_fmt = parse_format(a.output_type.as_deref(), &name)?;
+    let cfg = load_config(g).unwrap_or(None);
+    let store = store_options(cfg.as_ref(), None)?;
+    let run = || -> CliResult<Vec<u8>> {
+        let (mut tree, mut cipher) = open(g, &a.file, in_fmt, a.decryption_order.as_deref(), false)?;
+        rotate_tree(&mut tree, &mut cipher, &changes)?;
+        Ok(formats::emit_encrypted(out_fmt, &tree, &store)?)
+    };
+    let out = run().map_err(|e| e.in_file(&label))?;
+    match (&a.output, a.in_place) {
+        (Some(o), _) => fsutil::write_atomic(o, &out, NewFileMode::Shared)?,
+        (None, true) => fsutil::write_atomic(&a.file, &out, NewFileMode::Shared)?,
+        _ => write_stdout(&out)?,
+    }
+    Ok(())
+}
+
+/// Arguments of `updatekeys`.
+#[derive(Args, Debug)]
+pub struct UpdatekeysArgs {
+    /// Encrypted files to bring in line with their .sops.yaml creation rule
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Apply without asking
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Input format (default: by extension)
+    #[arg(long = "input-type", value_name = "TYPE")]
+    pub input_type: Option<String>,
+    /// Override the Shamir threshold
+    #[arg(long = "shamir-secret-sharing-threshold", value_name = "N")]
+    pub shamir_threshold: Option<usize>,
+    /// Order in which key types are tried, e.g. age,pgp
+    #[arg(long = "decryption-order", env = "SOPS_DECRYPTION_ORDER", value_name = "TYPES")]
+    pub decryption_order: Option<String>,
+}
+
+/// What updatekeys would change in one file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupDiff {
+    /// Keys in both.
+    pub common: Vec<String>,
+    /// Keys the rule adds.
+    pub added: Vec<String>,
+    /// Keys the rule removes.
+    pub removed: Vec<String>,
+}
+
+/// sops' `DiffKeyGroups` over key names.
+pub fn diff_groups(ours: &[KeyGroup], theirs: &[Vec<Recipient>]) -> Vec<GroupDiff> {
+    let n = ours.len().max(theirs.len());
+    (0..n)
+        .map(|i| {
+            let o: Vec<String> = ours.get(i).map(|g| g.iter().map(MasterKey::name).collect()).unwrap_or_default();
+            let t: Vec<String> = theirs.get(i).map(|g| g.iter().map(|r| r.name().to_string()).collect()).unwrap_or_default();
+            GroupDiff {
+                common: t.iter().filter(|k| o.contains(k)).cloned().collect(),
+                added: t.iter().filter(|k| !o.contains(k)).cloned().collect(),
+                removed: o.iter().filter(|k| !t.contains(k)).cloned().collect(),
+            }
+        })
+        .collect()
+}
+
+/// Rewraps the same data key for `rule_groups` (sops' updatekeys). With a
+/// single group, stanzas of recipients that stay are kept byte for byte, so
+/// the Git diff shows only the keys that changed.
+pub fn rewrap(tree: &mut Tree, key: &DataKey, rule_groups: &[Vec<Recipient>], threshold: usize) -> crate::Result<()> {
+    let old = std::mem::take(&mut tree.metadata.key_groups);
+    tree.metadata.shamir_threshold = threshold;
+    if rule_groups.len() == 1 {
+        let mut group = KeyGroup::new();
+        for r in &rule_groups[0] {
+            let keep = match old.as_slice() {
+                [only] => only.iter().find(|k| k.recipient().as_ref() == Some(r)).cloned(),
+                _ => None,
+            };
+            group.push(match keep {
+                Some(k) => k,
+                None => MasterKey::wrap(r, key.as_bytes())?,
+            });
+        }
+        tree.metadata.key_groups = vec![group];
+        Ok(())
+    } else {
+        tree.metadata.key_groups = rule_groups
+            .iter()
+            .map(|g| g.iter().map(keys::placeholder).collect())
+            .collect();
+        keys::wrap_data_key(&mut tree.metadata.key_groups, &mut tree.metadata.shamir_threshold, key)
+    }
+}
+
+/// `kustos updatekeys`.
+pub fn updatekeys(g: &GlobalArgs, a: UpdatekeysArgs) -> CliResult {
+    let cfg = load_config(g)?.ok_or_else(|| {
+        CliError::new(exit::CONFIG_FILE_NOT_FOUND, "config file not found").with_hint("updatekeys needs a .sops.yaml with creation rules (or --config)")
+    })?;
+    let store = cfg.stores;
+    let ring = key_ring(g, decryption_order(a.decryption_order.as_deref())?);
+    let mut first_err: Option<CliError> = None;
+    for file in &a.files {
+        let label = show(file);
+        let res = (|| -> CliResult {
+            must_exist(file)?;
+            let fmt = parse_format(a.input_type.as_deref(), file)?;
+            let data = fsutil::read_file(file)?;
+            let mut tree = formats::load_encrypted(fmt, &data)?;
+            let rule = cfg.rule_for(file)?.ok_or_else(|| {
+                CliError::new(exit::GENERIC, format!("The config file {} does not contain any creation rule", show(&cfg.path)))
+            })?;
+            let diffs = diff_groups(&tree.metadata.key_groups, &rule.key_groups);
+            let keys_change = diffs.iter().any(|d| !d.added.is_empty() || !d.removed.is_empty());
+            let mut threshold = tree.metadata.shamir_threshold;
+            if let Some(t) = a.shamir_threshold.filter(|t| *t != 0) {
+                threshold = t;
+            }
+            threshold = threshold.min(rule.key_groups.len());
+            let threshold_changes = threshold != tree.metadata.shamir_threshold;
+            if !keys_change && !threshold_changes {
+                eprintln!("File {label} already up to date");
+                return Ok(());
+            }
+            let mut msg = String::from("The following changes will be made to the file's groups:\n");
+            let old_t = tree.metadata.shamir_threshold;
+            if old_t > 0 && old_t == threshold {
+                msg.push_str(&format!("shamir_threshold: {threshold}\n"));
+            } else {
+                if threshold > 0 {
+                    msg.push_str(&format!("+++ shamir_threshold: {threshold}\n"));
+                }
+                if old_t > 0 {
+                    msg.push_str(&format!("--- shamir_threshold: {old_t}\n"));
+                }
+            }
+            for (i, d) in diffs.iter().enumerate() {
+                msg.push_str(&format!("Group {}\n", i + 1));
+                for k in &d.common {
+                    msg.push_str(&format!("    {k}\n"));
+                }
+                for k in &d.added {
+                    msg.push_str(&format!("+++ {k}\n"));
+                }
+                for k in &d.removed {
+                    msg.push_str(&format!("--- {k}\n"));
+                }
+            }
+            write_stdout(msg.as_bytes())?;
+            if !a.yes && !confirm()? {
+                eprintln!("File {label} left unchanged");
+                return Ok(());
+            }
+            let key = keys::recover_data_key(&tree.metadata.key_groups, tree.metadata.shamir_threshold, &ring)
+                .map_err(crate::Error::from)?;
+            rewrap(&mut tree, &key, &rule.key_groups, threshold)?;
+            let out = formats::emit_encrypted(fmt, &tree, &store)?;
+            fsutil::write_atomic(file, &out, NewFileMode::Shared)?;
+            eprintln!("File {label} synced with new keys");
+            Ok(())
+        })();
+        if let Err(e) = res {
+            let e = e.in_file(&label);
+            if a.files.len() > 1 {
+                super::print_error(&e);
+            }
+            first_err.get_or_insert(e);
+        }
+    }
+    match first_err {
+        Some(e) if a.files.len() > 1 => Err(CliError::new(e.code, "some files could not be updated")),
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn confirm() -> CliResult<bool> {
+    let stdin = std::io::stdin();
+    loop {
+        print!("Is this okay? (y/n):");
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).map_err(|e| CliError::new(exit::GENERIC, e.to_string()))? == 0 {
+            return Err(CliError::new(exit::GENERIC, "no answer on stdin (use -y to run non-interactively)"));
+        }
+        match line.trim() {
+            "y" => return Ok(true),
+            "n" => return Ok(false),
+            _ => {}
+        }
+    }
+}
+
+/// Arguments of `set`.
+#[derive(Args, Debug)]
+pub struct SetArgs {
+    /// The encrypted file (changed in place)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Where to set, e.g. '["data"]["password"]'
+    #[arg(value_name = "PATH")]
+    pub path: String,
+    /// The value as JSON (e.g. '"text"', '5', '{"a":true}'), or a file name with --value-file
+    #[arg(value_name = "VALUE")]
+    pub value: Option<String>,
+    /// Read the value (JSON) from the file named by VALUE
+    #[arg(long = "value-file", conflicts_with = "value_stdin")]
+    pub value_file: bool,
+    /// Read the value (JSON) from stdin
+    #[arg(long = "value-stdin")]
+    pub value_stdin: bool,
+    /// Do not write the file when the value does not change
+    #[arg(long)]
+    pub idempotent: bool,
+    /// Input format (default: by extension)
+    #[arg(long = "input-type", value_name = "TYPE")]
+    pub input_type: Option<String>,
+    /// Output format (default: the input's)
+    #[arg(long = "output-type", value_name = "TYPE")]
+    pub output_type: Option<String>,
+    /// Order in which key types are tried
+    #[arg(long = "decryption-order", env = "SOPS_DECRYPTION_ORDER", value_name = "TYPES")]
+    pub decryption_order: Option<String>,
+    /// Proceed even if the MAC does not match
+    #[arg(long = "ignore-mac")]
+    pub ignore_mac: bool,
+}
+
+fn tree_path(s: &str) -> CliResult<Vec<PathElem>> {
+    let p = ops::parse_tree_path(s).map_err(|_| CliError::new(exit::INVALID_SET_FORMAT, "Invalid set index format"))?;
+    if p.is_empty() {
+        return Err(CliError::new(exit::INVALID_SET_FORMAT, "Invalid set index format"));
+    }
+    Ok(p)
+}
+
+/// `kustos set`.
+pub fn set(g: &GlobalArgs, a: SetArgs) -> CliResult {
+    let label = show(&a.file);
+    let raw: Zeroizing<Vec<u8>> = if a.value_stdin {
+        if a.value.is_some() {
+            return Err(CliError::new(exit::NO_FILE_SPECIFIED, "Error: file specified, or index and value are missing. Need precisely 2 positional arguments since --value-stdin is used."));
+        }
+        fsutil::read_stdin()?
+    } else {
+        let v = a.value.clone().ok_or_else(|| {
+            CliError::new(exit::NO_FILE_SPECIFIED, "Error: no file specified, or index and value are missing. Need precisely 3 positional arguments.")
+        })?;
+        if a.value_file {
+            fsutil::read_file(Path::new(&v))?
+        } else {
+            Zeroizing::new(v.into_bytes())
+        }
+    };
+    let path = tree_path(&a.path)?;
+    let value = formats::json::parse_value(&raw).map_err(|e| CliError::new(exit::GENERIC, format!("the value is not valid JSON: {e}")))?;
+    let in_fmt = parse_format(a.input_type.as_deref(), &a.file)?;
+    let out_fmt = parse_format(a.output_type.as_deref(), &a.file)?;
+    let cfg = load_config(g).unwrap_or(None);
+    let store = store_options(cfg.as_ref(), None)?;
+    let run = || -> CliResult<Option<Vec<u8>>> {
+        let (mut tree, mut cipher) = open(g, &a.file, in_fmt, a.decryption_order.as_deref(), a.ignore_mac)?;
+        let mut root = Value::Map(tree.branches.first().cloned().unwrap_or_default());
+        let changed = ops::set_path(&mut root, &path, value.clone());
+        if !changed && a.idempotent {
+            return Ok(None);
+        }
+        if let Value::Map(m) = root {
+            if tree.branches.is_empty() {
+                tree.branches.push(m);
+            } else {
+                tree.branches[0] = m;
+            }
+        }
+        close(&mut tree, &mut cipher, out_fmt, &store).map(Some)
+    };
+    match run().map_err(|e| e.in_file(&label))? {
+        Some(out) => fsutil::write_atomic(&a.file, &out, NewFileMode::Shared)?,
+        None => eprintln!("File not written due to no change"),
+    }
+    Ok(())
+}
+
+/// Arguments of `unset`.
+#[derive(Args, Debug)]
+pub struct UnsetArgs {
+    /// The encrypted file (changed in place)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// What to remove, e.g. '["data"]["old"]'
+    #[arg(value_name = "PATH")]
+    pub path: String,
+    /// Succeed without writing when the path does not exist
+    #[arg(long)]
+    pub idempotent: bool,
+    /// Input format (default: by extension)
+    #[arg(long = "input-type", value_name = "TYPE")]
+    pub input_type: Option<String>,
+    /// Output format (default: the input's)
+    #[arg(long = "output-type", value_name = "TYPE")]
+    pub output_type: Option<String>,
+    /// Order in which key types are tried
+    #[arg(long = "decryption-order", env = "SOPS_DECRYPTION_ORDER", value_name = "TYPES")]
+    pub decryption_order: Option<String>,
+    /// Proceed even if the MAC does not match
+    #[arg(long = "ignore-mac")]
+    pub ignore_mac: bool,
+}
+
+/// `kustos unset`.
+pub fn unset(g: &GlobalArgs, a: UnsetArgs) -> CliResult {
+    let label = show(&a.file);
+    let path = tree_path(&a.path)?;
+    let in_fmt = parse_format(a.input_type.as_deref(), &a.file)?;
+    let out_fmt = parse_format(a.output_type.as_deref(), &a.file)?;
+    let cfg = load_config(g).unwrap_or(None);
+    let store = store_options(cfg.as_ref(), None)?;
+    let run = || -> CliResult<Option<Vec<u8>>> {
+        let (mut tree, mut cipher) = open(g, &a.file, in_fmt, a.decryption_order.as_deref(), a.ignore_mac)?;
+        let mut root = Value::Map(tree.branches.first().cloned().unwrap_or_default());
+        match ops::unset_path(&mut root, &path) {
+            Ok(()) => {}
+            Err(crate::Error::PathNotFound(_)) if a.idempotent => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        if let Value::Map(m) = root {
+            if !tree.branches.is_empty() {
+                tree.branches[0] = m;
+            }
+        }
+        close(&mut tree, &mut cipher, out_fmt, &store).map(Some)
+    };
+    match run().map_err(|e| e.in_file(&label))? {
+        Some(out) => fsutil::write_atomic(&a.file, &out, NewFileMode::Shared)?,
+        None => eprintln!("File not written due to no change"),
+    }
+    Ok(())
+}
+
+/// Arguments of `edit`.
+#[derive(Args, Debug)]
+pub struct EditArgs {
+    /// The file to edit (created from an example if it does not exist)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Show (and let you edit) the sops metadata too
+    #[arg(short = 's', long = "show-master-keys")]
+    pub show_master_keys: bool,
+    /// Input format (default: by extension)
+    #[arg(long = "input-type", value_name = "TYPE")]
+    pub input_type: Option<String>,
+    /// Output format (default: the input's)
+    #[arg(long = "output-type", value_name = "TYPE")]
+    pub output_type: Option<String>,
+    /// Proceed even if the MAC does not match
+    #[arg(long = "ignore-mac")]
+    pub ignore_mac: bool,
+    /// Order in which key types are tried
+    #[arg(long = "decryption-order", env = "SOPS_DECRYPTION_ORDER", value_name = "TYPES")]
+    pub decryption_order: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub keys: KeyFlags,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub selection: SelectionFlags,
+    /// Number of key groups needed to decrypt (Shamir), for new files
+    #[arg(long = "shamir-secret-sharing-threshold", value_name = "N")]
+    pub shamir_threshold: Option<usize>,
+}
+
+fn example(fmt: Format) -> Vec<Map> {
+    let mut m = Map::new();
+    match fmt {
+        Format::Binary => {
+            m.push("data", Value::str("Welcome to SOPS! Edit this file as you please!"));
+        }
+        Format::Dotenv => {
+            m.0.push(Item::comment(" This is an example file."));
+            m.push("hello", Value::str("Welcome to SOPS! Edit this file as you please!"));
+            m.push("example_key", Value::str("example_value"));
+            m.push("example_multiline", Value::str("foo\nbar\nbaz"));
+        }
+        Format::Ini => {
+            let mut inner = Map::new();
+            inner.0.push(Item::comment(" This is an example file."));
+            inner.push("hello", Value::str("Welcome to SOPS! Edit this file as you please!"));
+            inner.push("example_key", Value::str("example_value"));
+            m.push("Welcome!", Value::Map(inner));
+        }
+        Format::Yaml | Format::Json => {
+            m.push("hello", Value::str("Welcome to SOPS! Edit this file as you please!"));
+            m.push("example_key", Value::str("example_value"));
+            m.0.push(Item::comment(" Example comment"));
+            m.push("example_array", Value::Seq(vec![Value::str("example_value1"), Value::str("example_value2")]));
+            m.push("example_number", Value::Float(1234.56789));
+            m.push("example_booleans", Value::Seq(vec![Value::Bool(true), Value::Bool(false)]));
+        }
+    }
+    vec![m]
+}
+
+fn editor_command() -> CliResult<Vec<String>> {
+    for var in ["SOPS_EDITOR", "EDITOR"] {
+        if let Ok(e) = std::env::var(var) {
+            if !e.is_empty() {
+                return shlex::split(&e)
+                    .filter(|p| !p.is_empty())
+                    .ok_or_else(|| CliError::new(exit::NO_EDITOR_FOUND, format!("invalid ${var}")));
+            }
+        }
+    }
+    for name in ["vim", "nano", "vi"] {
+        if let Some(p) = std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+        }) {
+            return Ok(vec![p.display().to_string()]);
+        }
+    }
+    Err(CliError::new(
+        exit::NO_EDITOR_FOUND,
+        "no editor available: set SOPS_EDITOR or EDITOR (vim, nano and vi were not found)",
+    ))
+}
+
+/// Overwrites a file with zeros before it is removed (best effort).
+fn scrub(path: &Path) {
+    if let Ok(meta) = std::fs::metadata(path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(path) {
+            let _ = f.write_all(&vec![0u8; meta.len() as usize]);
+            let _ = f.sync_all();
+        }
+    }
+}
+
+/// `kustos edit`.
+pub fn edit(g: &GlobalArgs, a: EditArgs) -> CliResult {
+    let label = show(&a.file);
+    let in_fmt = parse_format(a.input_type.as_deref(), &a.file)?;
+    let out_fmt = parse_format(a.output_type.as_deref(), &a.file)?;
+    let cfg = load_config(g).unwrap_or(None);
+    let store = store_options(cfg.as_ref(), None)?;
+    let (mut tree, mut cipher) = if a.file.exists() {
+        open(g, &a.file, in_fmt, a.decryption_order.as_deref(), a.ignore_mac).map_err(|e| e.in_file(&label))?
+    } else {
+        let cfg = load_config(g)?;
+        let spec = encrypt_spec(&a.keys, &a.selection, a.shamir_threshold, cfg.as_ref(), &a.file)
+            .map_err(|e| e.in_file(&label))?;
+        let mut md = spec.metadata(in_fmt)?;
+        let key = DataKey::generate();
+        keys::wrap_data_key(&mut md.key_groups, &mut md.shamir_threshold, &key)?;
+        (Tree { branches: example(in_fmt), metadata: md }, Cipher::new(&key))
+    };
+    let dir = tempfile::Builder::new()
+        .prefix(".kustos-edit-")
+        .tempdir()
+        .map_err(|e| CliError::new(exit::COULD_NOT_WRITE_OUTPUT_FILE, format!("Could not create temporary directory: {e}")))?;
+    let tmp = dir.path().join(a.file.file_name().unwrap_or_default());
+    let plain = if a.show_master_keys {
+        Zeroizing::new(formats::emit_encrypted(out_fmt, &tree, &store)?)
+    } else {
+        formats::emit_plain(out_fmt, &tree.branches, &store)?
+    };
+    fsutil::write_atomic(&tmp, &plain, NewFileMode::Private)?;
+    let result = edit_loop(&tmp, &plain, out_fmt, a.show_master_keys, &mut tree);
+    scrub(&tmp);
+    drop(dir);
+    result?;
+    if crate::sops::metadata::SOPS_VERSION > tree.metadata.version.as_str() {
+        tree.metadata.version = crate::sops::metadata::SOPS_VERSION.into();
+    }
+    let out = close(&mut tree, &mut cipher, out_fmt, &store).map_err(|e| e.in_file(&label))?;
+    fsutil::write_atomic(&a.file, &out, NewFileMode::Shared)?;
+    Ok(())
+}
+
+fn edit_loop(tmp: &Path, original: &[u8], fmt: Format, show_keys: bool, tree: &mut Tree) -> CliResult {
+    let editor = editor_command()?;
+    loop {
+        let status = std::process::Command::new(&editor[0])
+            .args(&editor[1..])
+            .arg(tmp)
+            .status()
+            .map_err(|e| CliError::new(exit::NO_EDITOR_FOUND, format!("Could not run editor: {e}")))?;
+        if !status.success() {
+            return Err(CliError::new(exit::NO_EDITOR_FOUND, format!("Could not run editor: it exited with {status}")));
+        }
+        let edited = fsutil::read_file(tmp)?;
+        if edited.as_slice() == original {
+            return Err(CliError::new(exit::FILE_HAS_NOT_BEEN_MODIFIED, "File has not changed, exiting."));
+        }
+        let parsed = formats::load_plain(fmt, &edited).and_then(|mut b| {
+            if show_keys {
+                let t = formats::load_encrypted(fmt, &edited)?;
+                tree.metadata = t.metadata;
+                for d in b.iter_mut() {
+                    d.remove("sops");
+                }
+            }
+            Ok(b)
+        });
+        match parsed {
+            Ok(b) if !b.is_empty() || fmt != Format::Yaml => {
+                tree.branches = b;
+                return Ok(());
+            }
+            Ok(_) => eprintln!("kustos: the edited file has no document."),
+            Err(e) => eprintln!("kustos: could not load the edited file, probably due to invalid syntax: {e}"),
+        }
+        eprintln!("Press Enter to return to the editor, or Ctrl+C to exit.");
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line).unwrap_or(0) == 0 {
+            return Err(CliError::new(exit::COULD_NOT_READ_INPUT_FILE, "the edited file is invalid and stdin is closed; nothing was written"));
+        }
+    }
+}
+
+/// Arguments of `filestatus`.
+#[derive(Args, Debug)]
+pub struct FilestatusArgs {
+    /// The file to check
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Input format (default: by extension)
+    #[arg(long = "input-type", value_name = "TYPE")]
+    pub input_type: Option<String>,
+}
+
+/// `kustos filestatus`: `{"encrypted":true|false}`.
+pub fn filestatus(_g: &GlobalArgs, a: FilestatusArgs) -> CliResult {
+    must_exist(&a.file)?;
+    let fmt = parse_format(a.input_type.as_deref(), &a.file)?;
+    let data = fsutil::read_file(&a.file).map_err(|e| CliError::from(e).in_file(&show(&a.file)))?;
+    let enc = ops::is_encrypted(&data, fmt);
+    write_stdout(format!("{{\"encrypted\":{enc}}}\n").as_bytes())
+}
+
+/// Arguments of `exec-env`.
+#[derive(Args, Debug)]
+pub struct ExecEnvArgs {
+    /// The encrypted file
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Shell command to run (with /bin/sh -c)
+    #[arg(value_name = "COMMAND")]
+    pub command: String,
+    /// Pass only the decrypted values, not the current environment
+    #[arg(long)]
+    pub pristine: bool,
+    /// Replace kustos with the command instead of running a child
+    #[arg(long = "same-process")]
+    pub same_process: bool,
+    /// Deprecated in sops; runs the command without waiting
+    #[arg(long)]
+    pub background: bool,
+    /// Run as another user (not supported)
+    #[arg(long, hide = true)]
+    pub user: Option<String>,
+    /// Input format (default: by extension)
+    #[arg(long = "input-type", value_name = "TYPE")]
+    pub input_type: Option<String>,
+    /// Order in which key types are tried
+    #[arg(long = "decryption-order", env = "SOPS_DECRYPTION_ORDER", value_name = "TYPES")]
+    pub decryption_order: Option<String>,
+    /// Proceed even if the MAC does not match
+    #[arg(long = "ignore-mac")]
+    pub ignore_mac: bool,
+}
+
+fn child_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(1))
+}
+
+/// `kustos exec-env`.
+pub fn exec_env(g: &GlobalArgs, a: ExecEnvArgs) -> CliResult {
+    if a.user.is_some() {
+        return Err(CliError::new(exit::GENERIC, "--user is not supported by kustos"));
+    }
+    if a.background && a.same_process {
+        return Err(conflict("Error: The --same-process flag cannot be used with --background"));
+    }
+    let fmt = parse_format(a.input_type.as_deref(), &a.file)?;
+    let (tree, _) = open(g, &a.file, fmt, a.decryption_order.as_deref(), a.ignore_mac).map_err(|e| e.in_file(&show(&a.file)))?;
+    let mut vars: Vec<(String, Zeroizing<String>)> = Vec::new();
+    for item in tree.branches.first().map(|b| b.0.as_slice()).unwrap_or(&[]) {
+        let key = match &item.key {
+            crate::sops::Key::Comment(_) => continue,
+            crate::sops::Key::Str(k) => k,
+            crate::sops::Key::Other(_) => return Err(CliError::new(exit::GENERIC, "cannot use non-string keys in environment")),
+        };
+        if item.value.is_complex() {
+            return Err(CliError::new(exit::GENERIC, format!("cannot use complex value in environment; offending key {}", escape_for_terminal(key))));
+        }
+        if key.contains('=') {
+            return Err(CliError::new(exit::GENERIC, format!("cannot use keys with '=' in environment: {}", escape_for_terminal(key))));
+        }
+        vars.push((key.clone(), Zeroizing::new(formats::val_to_string(&item.value))));
+    }
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c").arg(&a.command);
+    if a.pristine {
+        cmd.env_clear();
+    }
+    for (k, v) in &vars {
+        cmd.env(k, v.as_str());
+    }
+    if a.same_process {
+        use std::os::unix::process::CommandExt;
+        let err = cmd.exec();
+        return Err(CliError::new(exit::GENERIC, format!("cannot run the command: {err}")));
+    }
+    if a.background {
+        cmd.spawn().map_err(|e| CliError::new(exit::GENERIC, format!("cannot run the command: {e}")))?;
+        return Ok(());
+    }
+    let status = cmd.status().map_err(|e| CliError::new(exit::GENERIC, format!("cannot run the command: {e}")))?;
+    match child_code(status) {
+        0 => Ok(()),
+        c => Err(CliError { code: c, message: String::new(), hint: None }),
+    }
+}
+
+/// Arguments of `exec-file`.
+#[derive(Args, Debug)]
+pub struct ExecFileArgs {
+    /// The encrypted file
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Shell command to run; {} is replaced by the plaintext file's path
+    #[arg(value_name = "COMMAND")]
+    pub command: String,
+    /// Use a regular 0600 file instead of a FIFO
+    #[arg(long = "no-fifo")]
+    pub no_fifo: bool,
+    /// Name of the temporary file
+    #[arg(long, value_name = "NAME")]
+    pub filename: Option<String>,
+    /// Deprecated in sops; runs the command without waiting
+    #[arg(long)]
+    pub background: bool,
+    /// Run as another user (not supported)
+    #[arg(long, hide = true)]
+    pub user: Option<String>,
+    /// Input format (default: by extension)
+    #[arg(long = "input-type", value_name = "TYPE")]
+    pub input_type: Option<String>,
+    /// Output format of the plaintext (default: the input's)
+    #[arg(long = "output-type", value_name = "TYPE")]
+    pub output_type: Option<String>,
+    /// Order in which key types are tried
+    #[arg(long = "decryption-order", env = "SOPS_DECRYPTION_ORDER", value_name = "TYPES")]
+    pub decryption_order: Option<String>,
+    /// Proceed even if the MAC does not match
+    #[arg(long = "ignore-mac")]
+    pub ignore_mac: bool,
+}
+
+/// `kustos exec-file`.
+pub fn exec_file(g: &GlobalArgs, a: ExecFileArgs) -> CliResult {
+    if a.user.is_some() {
+        return Err(CliError::new(exit::GENERIC, "--user is not supported by kustos"));
+    }
+    let in_fmt = parse_format(a.input_type.as_deref(), &a.file)?;
+    let out_fmt = parse_format(a.output_type.as_deref(), &a.file)?;
+    let cfg = load_config(g).unwrap_or(None);
+    let store = store_options(cfg.as_ref(), None)?;
+    let (tree, _) = open(g, &a.file, in_fmt, a.decryption_order.as_deref(), a.ignore_mac).map_err(|e| e.in_file(&show(&a.file)))?;
+    let plain = formats::emit_plain(out_fmt, &tree.branches, &store)?;
+    let dir = tempfile::Builder::new()
+        .prefix(".sops")
+        .tempdir()
+        .map_err(|e| CliError::new(exit::COULD_NOT_WRITE_OUTPUT_FILE, e.to_string()))?;
+    let name = a.filename.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "tmp-file".into());
+    if name.contains('/') {
+        return Err(CliError::new(exit::GENERIC, "--filename must be a plain file name"));
+    }
+    let path = dir.path().join(&name);
+    let mut writer = None;
+    if a.no_fifo {
+        fsutil::write_atomic(&path, &plain, NewFileMode::Private)?;
+    } else {
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
+            .map_err(|e| CliError::new(exit::COULD_NOT_WRITE_OUTPUT_FILE, format!("cannot create a FIFO: {e}")))?;
+        let p = path.clone();
+        let data = plain.clone();
+        // Opening a FIFO for writing blocks until the command opens it.
+        writer = Some(std::thread::spawn(move || {
+            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&p) {
+                let _ = f.write_all(&data);
+            }
+        }));
+    }
+    let command = a.command.replace("{}", &path.display().to_string());
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c").arg(&command);
+    let result = if a.background {
+        cmd.spawn().map(|_| 0)
+    } else {
+        cmd.status().map(child_code)
+    };
+    if a.no_fifo {
+        scrub(&path);
+    }
+    drop(writer);
+    drop(dir);
+    match result {
+        Ok(0) => Ok(()),
+        Ok(c) => Err(CliError { code: c, message: String::new(), hint: None }),
+        Err(e) => Err(CliError::new(exit::GENERIC, format!("cannot run the command: {e}"))),
+    }
+}
