@@ -24,10 +24,15 @@ mkdir -p fleet-enc out-sops out-kustos
 for f in fleet/*.yaml; do $SOPS encrypt --age "$R" --encrypted-regex '^(data|stringData)$' "$f" > "fleet-enc/$(basename "$f")"; done
 
 results="$W/results.tsv"; : > "$results"
-bench() { # name, runs, sops-cmd, kustos-cmd
+bench() { # name, runs, sops-cmd, kustos-cmd (run without a shell: hyperfine -N)
   local name="$1" runs="$2"
-  hyperfine -N --warmup 3 --runs "$runs" --export-json "$W/h.json" --command-name sops "$3" --command-name kustos "$4" >/dev/null 2>&1 \
-    || hyperfine --warmup 2 --runs "$runs" --export-json "$W/h.json" --command-name sops "$3" --command-name kustos "$4" >/dev/null
+  rm -f "$W/h.json"
+  if ! hyperfine -N --warmup 3 --runs "$runs" --export-json "$W/h.json" \
+      --command-name sops "$3" --command-name kustos "$4" >"$W/hyperfine.log" 2>&1; then
+    echo "benchmark '$name' failed:" >&2; tail -5 "$W/hyperfine.log" >&2
+    echo "  sops:   $3" >&2; echo "  kustos: $4" >&2
+    return 1
+  fi
   python3 - "$W/h.json" "$name" >>"$results" <<'PY'
 import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
@@ -40,12 +45,14 @@ bench "decrypt small Secret" 40 "$SOPS decrypt small.enc.yaml" "$K decrypt small
 bench "encrypt small Secret" 40 "$SOPS encrypt --age $R small.yaml" "$K encrypt --age $R small.yaml"
 bench "decrypt 5,000-key Secret" 15 "$SOPS decrypt big.enc.yaml" "$K decrypt big.enc.yaml"
 bench "encrypt 5,000-key Secret" 15 "$SOPS encrypt --age $R big.yaml" "$K encrypt --age $R big.yaml"
+enc_files="$(echo fleet-enc/*.yaml)"
+plain_files="$(echo fleet/*.yaml)"
 bench "decrypt $tenants tenant Secrets (loop vs one process)" 5 \
   "bash -c 'for f in fleet-enc/*.yaml; do $SOPS decrypt \$f > out-sops/\$(basename \$f); done'" \
-  "$K decrypt --output-dir out-kustos fleet-enc/*.yaml"
+  "$K decrypt --output-dir out-kustos $enc_files"
 bench "encrypt $tenants tenant Secrets (loop vs one process)" 5 \
   "bash -c 'for f in fleet/*.yaml; do $SOPS encrypt --age $R --encrypted-regex \"^(data|stringData)\$\" \$f > out-sops/\$(basename \$f); done'" \
-  "$K encrypt --age $R --encrypted-regex ^(data|stringData)\$ --output-dir out-kustos fleet/*.yaml"
+  "$K encrypt --age $R --encrypted-regex ^(data|stringData)\$ --output-dir out-kustos $plain_files"
 
 echo
 printf '%-52s %12s %12s %8s\n' "benchmark (median)" "sops ms" "kustos ms" "ratio"

@@ -156,6 +156,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
             };
         }
     };
+    crate::keys::pgp::set_cert_dirs(cli.global.keys_dir.clone());
     let result = match cli.command {
         Command::Encrypt(a) => sops_cmds::encrypt(&cli.global, a),
         Command::Decrypt(a) => sops_cmds::decrypt(&cli.global, a),

@@ -26,21 +26,21 @@ use sequoia_openpgp as openpgp;
 
 use openpgp::armor;
 use openpgp::cert::prelude::*;
-use openpgp::crypto::SessionKey;
-use openpgp::packet::key::{PublicParts, SecretParts, UnspecifiedRole};
-use openpgp::packet::{Key, PKESK, SKESK};
+use openpgp::crypto::{SessionKey, S2K};
+use openpgp::packet::key::{PublicParts, SecretKeyMaterial, SecretParts, UnspecifiedRole};
+use openpgp::packet::{Key, Tag, PKESK, SKESK};
 use openpgp::parse::stream::{
     DecryptionHelper, DecryptorBuilder, MessageLayer, MessageStructure, VerificationHelper,
 };
-use openpgp::parse::Parse;
+use openpgp::parse::{PacketParser, PacketParserResult, Parse};
 use openpgp::policy::{Policy, StandardPolicy};
 use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient};
 use openpgp::serialize::SerializeInto;
 use openpgp::types::{
     DataFormat, Features, HashAlgorithm, KeyFlags, PublicKeyAlgorithmSpecification,
-    SymmetricAlgorithm,
+    RevocationStatus, SymmetricAlgorithm,
 };
-use openpgp::{Cert, Fingerprint, KeyHandle, KeyID, Profile};
+use openpgp::{Cert, Fingerprint, KeyHandle, KeyID, Packet, Profile};
 use zeroize::Zeroizing;
 
 use super::{KeySources, UnwrapError};
@@ -49,17 +49,31 @@ use crate::Error;
 /// The environment variable sops reads for the GnuPG binary.
 const GPG_EXEC_ENV: &str = "SOPS_GPG_EXEC";
 
+/// Extra folders of `*.asc` certificates for [`wrap`], set once by the CLI
+/// from `--keys-dir` (so encryption finds the same keys decryption does).
+static CERT_DIRS: std::sync::RwLock<Vec<std::path::PathBuf>> = std::sync::RwLock::new(Vec::new());
+
+/// Sets the folders [`wrap`] searches before `$KUSTOS_KEYS_DIR` and GnuPG.
+pub fn set_cert_dirs(dirs: Vec<std::path::PathBuf>) {
+    if let Ok(mut d) = CERT_DIRS.write() {
+        *d = dirs;
+    }
+}
+
 /// Wraps `secret` for the certificate with this fingerprint, looking the
-/// certificate up in `$KUSTOS_KEYS_DIR` (colon-separated folders) and then
-/// in GnuPG's public keyring.
+/// certificate up in the `--keys-dir` folders, `$KUSTOS_KEYS_DIR`
+/// (colon-separated) and then GnuPG's public keyring.
 pub fn wrap(fp: &str, secret: &[u8]) -> crate::Result<String> {
-    let keys_dirs = std::env::var_os("KUSTOS_KEYS_DIR")
-        .map(|v| {
-            std::env::split_paths(&v)
-                .filter(|p| !p.as_os_str().is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut keys_dirs: Vec<std::path::PathBuf> = CERT_DIRS.read().map(|d| d.clone()).unwrap_or_default();
+    keys_dirs.extend(
+        std::env::var_os("KUSTOS_KEYS_DIR")
+            .map(|v| {
+                std::env::split_paths(&v)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default(),
+    );
     wrap_with(
         fp,
         secret,
@@ -80,9 +94,10 @@ pub fn wrap(fp: &str, secret: &[u8]) -> crate::Result<String> {
 pub fn wrap_with(fp: &str, secret: &[u8], sources: &KeySources) -> crate::Result<String> {
     let wanted = Wanted::parse(fp)?;
     let mut looked = Vec::new();
+    let mut problems = Vec::new();
     let mut cert = None;
     for dir in &sources.keys_dirs {
-        for (path, certs) in read_cert_dir(dir, &mut Vec::new()) {
+        for (path, certs) in read_cert_dir(dir, &mut problems) {
             for c in certs {
                 if wanted.matches(&c) {
                     merge_candidate(&mut cert, c.strip_secret_key_material(), fp, &path)?;
@@ -110,12 +125,16 @@ pub fn wrap_with(fp: &str, secret: &[u8], sources: &KeySources) -> crate::Result
         } else {
             format!("looked in {}", looked.join(", "))
         };
+        let place = if problems.is_empty() {
+            place
+        } else {
+            format!("{place}; {}", problems.join("; "))
+        };
         return Err(Error::Key(format!(
             "no OpenPGP certificate for {fp}: {place}"
         )));
     };
-    encrypt_to_cert(&cert, secret)
-        .map_err(|e| Error::Key(format!("PGP encryption to {fp}: {e}")))
+    encrypt_to_cert(&cert, secret).map_err(|e| Error::Key(format!("PGP encryption to {fp}: {e}")))
 }
 
 /// Keeps the first certificate that matched; merges duplicates of it and
@@ -129,14 +148,12 @@ fn merge_candidate(slot: &mut Option<Cert>, c: Cert, fp: &str, from: &Path) -> c
                     .map_err(|e| Error::Key(format!("PGP certificate {fp}: {e}")))?,
             );
         }
-        Some(have) => {
-            return Err(Error::Key(format!(
-                "PGP key ID {fp} is ambiguous: it matches {} and {} (in {}); give the full fingerprint",
-                have.fingerprint().to_hex(),
-                c.fingerprint().to_hex(),
-                from.display()
-            )))
-        }
+        Some(have) => return Err(Error::Key(format!(
+            "PGP key ID {fp} is ambiguous: it matches {} and {} (in {}); give the full fingerprint",
+            have.fingerprint().to_hex(),
+            c.fingerprint().to_hex(),
+            from.display()
+        ))),
     }
     Ok(())
 }
@@ -228,7 +245,7 @@ fn sops_armor(text: &str) -> String {
 /// advertised features.
 fn encryption_keys<'a>(
     cert: &'a Cert,
-    policy: &dyn Policy,
+    policy: &'a dyn Policy,
 ) -> Vec<(&'a Key<PublicParts, UnspecifiedRole>, Features)> {
     let Ok(vc) = cert.with_policy(policy, None) else {
         return Vec::new();
@@ -247,22 +264,8 @@ fn encryption_keys<'a>(
         .collect()
 }
 
-fn anyhow_msg(s: String) -> anyhow_compat::Error {
-    anyhow_compat::Error::msg(s)
-}
-
-/// Sequoia's error type is `anyhow::Error`; reach it through its `Result`
-/// alias without adding a direct dependency.
-mod anyhow_compat {
-    pub type Error = <super::openpgp::Result<()> as ResultErr>::E;
-
-    pub trait ResultErr {
-        type E;
-    }
-
-    impl<T, E> ResultErr for Result<T, E> {
-        type E = E;
-    }
+fn anyhow_msg(s: String) -> openpgp::anyhow::Error {
+    openpgp::anyhow::Error::msg(s)
 }
 
 /// A fingerprint or key ID as the user gave it.
@@ -366,7 +369,10 @@ fn parse_certs(bytes: &[u8], location: &str, problems: &mut Vec<String>) -> Vec<
     let parser = match CertParser::from_bytes(bytes) {
         Ok(p) => p,
         Err(e) => {
-            problems.push(format!("{location}: not an OpenPGP key file ({})", one_line(&e)));
+            problems.push(format!(
+                "{location}: not an OpenPGP key file ({})",
+                one_line(&e)
+            ));
             return Vec::new();
         }
     };
@@ -374,7 +380,10 @@ fn parse_certs(bytes: &[u8], location: &str, problems: &mut Vec<String>) -> Vec<
     for c in parser {
         match c {
             Ok(c) => certs.push(c),
-            Err(e) => problems.push(format!("{location}: skipped a malformed key ({})", one_line(&e))),
+            Err(e) => problems.push(format!(
+                "{location}: skipped a malformed key ({})",
+                one_line(&e)
+            )),
         }
     }
     if certs.is_empty() && problems.last().is_none_or(|p| !p.starts_with(location)) {
@@ -447,7 +456,7 @@ fn gpg_reason(stderr: &[u8]) -> Option<String> {
 
 /// A secret key usable for decryption (unprotected secret material).
 struct SecretKey {
-    /// Index into `PgpKeys::certs`.
+    /// Index into `PgpKeys::certs` (its primary fingerprint).
     cert: usize,
     key: Key<SecretParts, UnspecifiedRole>,
 }
@@ -463,7 +472,8 @@ struct ProtectedKey {
 /// the key folders.
 #[derive(Default)]
 pub struct PgpKeys {
-    certs: Vec<Cert>,
+    /// Primary fingerprints of the certificates with usable secret keys.
+    certs: Vec<Fingerprint>,
     keys: Vec<SecretKey>,
     protected: Vec<ProtectedKey>,
     /// Where secret keys were found (file names and fingerprints).
@@ -484,7 +494,7 @@ impl fmt::Debug for PgpKeys {
                 &self
                     .certs
                     .iter()
-                    .map(|c| c.fingerprint().to_hex())
+                    .map(Fingerprint::to_hex)
                     .collect::<Vec<_>>(),
             )
             .field("locations", &self.locations)
@@ -529,31 +539,44 @@ impl PgpKeys {
             return;
         }
         let idx = self.certs.len();
-        let mut usable = 0;
+        let fpr = cert.fingerprint();
+        let (mut usable, mut protected) = (0, 0);
         for ka in cert.keys().secret() {
             let key = ka.key();
-            if key.has_unencrypted_secret() {
-                self.keys.push(SecretKey {
-                    cert: idx,
-                    key: key.clone().role_into_unspecified(),
-                });
-                usable += 1;
-            } else {
-                self.protected.push(ProtectedKey {
-                    handle: key.key_handle(),
-                    primary: cert.fingerprint(),
-                });
+            match key.optional_secret() {
+                Some(SecretKeyMaterial::Unencrypted(_)) => {
+                    self.keys.push(SecretKey {
+                        cert: idx,
+                        key: key.clone().role_into_unspecified(),
+                    });
+                    usable += 1;
+                }
+                // GnuPG's stubs (`--export-secret-subkeys`, smartcards):
+                // the secret is not in the file at all.
+                Some(SecretKeyMaterial::Encrypted(e))
+                    if matches!(e.s2k(), S2K::Private { .. } | S2K::Unknown { .. }) => {}
+                _ => {
+                    self.protected.push(ProtectedKey {
+                        handle: key.key_handle(),
+                        primary: fpr.clone(),
+                    });
+                    protected += 1;
+                }
             }
         }
-        let fpr = cert.fingerprint().to_hex();
+        let hex = fpr.to_hex();
         if usable == 0 {
-            self.problems.push(format!(
-                "{location}: the secret key {fpr} is passphrase-protected; kustos can only use unprotected keys (import it into GnuPG instead)"
-            ));
+            self.problems.push(if protected > 0 {
+                format!(
+                    "{location}: the secret key {hex} is passphrase-protected; kustos can only use unprotected keys (import it into GnuPG instead)"
+                )
+            } else {
+                format!("{location}: {hex} holds no secret key material (a GnuPG stub)")
+            });
             return;
         }
-        self.locations.push(format!("{location} ({fpr})"));
-        self.certs.push(cert);
+        self.locations.push(format!("{location} ({hex})"));
+        self.certs.push(fpr);
     }
 
     /// Number of certificates with usable secret keys.
@@ -568,42 +591,93 @@ impl PgpKeys {
 
     /// Fingerprints (uppercase hex) of the loaded secret certificates.
     pub fn fingerprints(&self) -> Vec<String> {
-        self.certs.iter().map(|c| c.fingerprint().to_hex()).collect()
+        self.certs.iter().map(Fingerprint::to_hex).collect()
     }
 
     /// Unwraps one armored PGP message. `fp` is the fingerprint sops
-    /// recorded (used in messages); the message's own recipients decide
-    /// which key decrypts it. With `gpg_fallback`, a message no loaded key
-    /// can open is handed to `gpg --batch --quiet -d`.
+    /// recorded (used in messages); the message's own PKESK recipients
+    /// decide which key decrypts it. With `gpg_fallback`, a message no
+    /// loaded key can open (or one in a form kustos cannot read natively)
+    /// is handed to `gpg --batch --quiet -d`.
     pub fn unwrap(
         &self,
         fp: &str,
         enc: &str,
         gpg_fallback: bool,
     ) -> Result<Zeroizing<Vec<u8>>, UnwrapError> {
-        let mut outcome = Outcome::default();
-        let native = self.decrypt_native(enc.as_bytes(), &mut outcome);
-        match native {
-            Ok(pt) => return Ok(pt),
-            Err(e) if outcome.matched => {
-                return Err(UnwrapError::Failed(format!(
-                    "decrypting with the secret key {} failed: {e}",
-                    outcome.matched_cert.as_deref().unwrap_or(fp)
-                )))
+        let scan = scan_message(enc.as_bytes())
+            .map_err(|e| UnwrapError::Failed(format!("not a valid PGP message: {e}")))?;
+        if scan.recipients.is_empty() {
+            return Err(UnwrapError::Failed(if scan.has_skesk {
+                "the PGP message is encrypted with a password, not to a key".into()
+            } else {
+                "not an encrypted PGP message (no recipients)".into()
+            }));
+        }
+        let named = self.named_match(&scan);
+        let anonymous = self.anonymous_match(&scan);
+        match scan.container {
+            Container::Seipd => {}
+            Container::Sed => {
+                return Err(UnwrapError::Failed(
+                    "the PGP message has no integrity protection (no MDC); refusing to decrypt it"
+                        .into(),
+                ))
             }
-            Err(e) if !outcome.saw_encryption => {
-                return Err(UnwrapError::Failed(format!(
-                    "not a valid PGP message: {e}"
-                )))
+            Container::Ocb | Container::Unknown(_) | Container::Missing => {
+                let what = match scan.container {
+                    Container::Ocb => {
+                        "GnuPG's OCB encryption packet (LibrePGP, GnuPG 2.3+)".to_string()
+                    }
+                    Container::Unknown(t) => format!("an unknown encryption packet ({t})"),
+                    _ => "no encrypted data packet".to_string(),
+                };
+                if gpg_fallback && !matches!(scan.container, Container::Missing) {
+                    return gpg_decrypt(enc);
+                }
+                if named.is_some() || anonymous || matches!(scan.container, Container::Missing) {
+                    return Err(UnwrapError::Failed(format!(
+                        "the PGP message uses {what}, which kustos cannot decrypt natively{}",
+                        if matches!(scan.container, Container::Missing) {
+                            ""
+                        } else {
+                            "; allow the gpg fallback to decrypt it with GnuPG"
+                        }
+                    )));
+                }
+                return Err(self.no_identity(fp, &scan));
             }
-            Err(_) => {}
+        }
+
+        if named.is_some() || anonymous {
+            let mut outcome = Outcome::default();
+            match self.decrypt_native(enc.as_bytes(), &mut outcome) {
+                Ok(pt) => return Ok(pt),
+                Err(e) => {
+                    if let Some(what) = &outcome.unsupported {
+                        if gpg_fallback {
+                            return gpg_decrypt(enc);
+                        }
+                        return Err(UnwrapError::Failed(format!(
+                            "the PGP message uses {what}, which this kustos build cannot read; allow the gpg fallback to decrypt it with GnuPG"
+                        )));
+                    }
+                    if let Some(cert) = outcome.matched_cert.or(named) {
+                        return Err(UnwrapError::Failed(format!(
+                            "decrypting with the secret key {cert} failed: {}",
+                            one_line(&e)
+                        )));
+                    }
+                    // Only anonymous recipients, and none of our keys
+                    // opened them: not ours.
+                }
+            }
         }
         if gpg_fallback {
             return gpg_decrypt(enc);
         }
         if let Some(p) = self.protected.iter().find(|p| {
-            outcome
-                .recipients
+            scan.recipients
                 .iter()
                 .any(|r| r.as_ref().is_some_and(|r| r.aliases(&p.handle)))
         }) {
@@ -612,7 +686,30 @@ impl PgpKeys {
                 p.primary.to_hex()
             )));
         }
-        let ids: Vec<String> = outcome
+        Err(self.no_identity(fp, &scan))
+    }
+
+    /// The primary fingerprint of a loaded cert with a secret key that a
+    /// PKESK names.
+    fn named_match(&self, scan: &Scan) -> Option<String> {
+        scan.recipients.iter().flatten().find_map(|r| {
+            self.keys
+                .iter()
+                .find(|sk| r.aliases(sk.key.key_handle()))
+                .map(|sk| self.certs[sk.cert].to_hex())
+        })
+    }
+
+    /// Whether an anonymous PKESK could be for one of our keys.
+    fn anonymous_match(&self, scan: &Scan) -> bool {
+        scan.recipients
+            .iter()
+            .zip(&scan.algos)
+            .any(|(r, algo)| r.is_none() && self.keys.iter().any(|sk| sk.key.pk_algo() == *algo))
+    }
+
+    fn no_identity(&self, fp: &str, scan: &Scan) -> UnwrapError {
+        let ids: Vec<String> = scan
             .recipients
             .iter()
             .map(|r| match r {
@@ -628,14 +725,10 @@ impl PgpKeys {
                 self.certs.len()
             )
         };
-        Err(UnwrapError::NoIdentity(if ids.is_empty() {
-            format!("no secret key for {fp}: {what}")
-        } else {
-            format!(
-                "no secret key for {fp}: {what} (the message is for key ID {})",
-                ids.join(", ")
-            )
-        }))
+        UnwrapError::NoIdentity(format!(
+            "no secret key for {fp}: {what} (the message is for key ID {})",
+            ids.join(", ")
+        ))
     }
 
     fn decrypt_native(
@@ -646,20 +739,22 @@ impl PgpKeys {
         // Old messages may use ciphers the standard policy now rejects;
         // GnuPG still decrypts them, and so do we.
         let mut policy = StandardPolicy::new();
-        for algo in [
+        #[allow(deprecated)]
+        let legacy = [
             SymmetricAlgorithm::IDEA,
             SymmetricAlgorithm::TripleDES,
             SymmetricAlgorithm::CAST5,
             SymmetricAlgorithm::Blowfish,
-        ] {
+        ];
+        for algo in legacy {
             policy.accept_symmetric_algo(algo);
         }
         let helper = Helper {
             keys: self,
             outcome,
         };
-        let mut decryptor = DecryptorBuilder::from_bytes(enc)?
-            .with_policy(&policy, None, helper)?;
+        let mut decryptor =
+            DecryptorBuilder::from_bytes(enc)?.with_policy(&policy, None, helper)?;
         let mut pt = Zeroizing::new(Vec::with_capacity(64));
         decryptor.read_to_end(&mut pt)?;
         if !decryptor.message_processed() {
@@ -669,17 +764,76 @@ impl PgpKeys {
     }
 }
 
+/// The outer layer of a message: who it is for and how it is encrypted.
+struct Scan {
+    /// PKESK recipients (None: anonymous), in order.
+    recipients: Vec<Option<KeyHandle>>,
+    /// The PKESKs' public-key algorithms, parallel to `recipients`.
+    algos: Vec<openpgp::types::PublicKeyAlgorithm>,
+    /// There were password-encrypted session keys.
+    has_skesk: bool,
+    container: Container,
+}
+
+/// The encrypted data packet of a message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Container {
+    /// SEIPD v1 (with MDC) or v2 (AEAD): Sequoia reads both.
+    Seipd,
+    /// Symmetrically encrypted data without integrity protection.
+    Sed,
+    /// LibrePGP's OCB encrypted data packet (tag 20).
+    Ocb,
+    /// Something else.
+    Unknown(Tag),
+    /// No encrypted data packet after the session keys.
+    Missing,
+}
+
+/// Reads the session key packets and the kind of encrypted data packet,
+/// without decrypting anything.
+fn scan_message(enc: &[u8]) -> openpgp::Result<Scan> {
+    let mut scan = Scan {
+        recipients: Vec::new(),
+        algos: Vec::new(),
+        has_skesk: false,
+        container: Container::Missing,
+    };
+    let mut ppr = PacketParser::from_bytes(enc)?;
+    while let PacketParserResult::Some(pp) = ppr {
+        match &pp.packet {
+            Packet::PKESK(p) => {
+                scan.recipients
+                    .push(p.recipient().filter(|h| !is_wildcard(h)));
+                scan.algos.push(p.pk_algo());
+            }
+            Packet::SKESK(_) => scan.has_skesk = true,
+            Packet::Marker(_) | Packet::Padding(_) => {}
+            Packet::SEIP(_) => {
+                scan.container = Container::Seipd;
+                break;
+            }
+            p => {
+                scan.container = match p.tag() {
+                    Tag::SED => Container::Sed,
+                    Tag::AED => Container::Ocb,
+                    t => Container::Unknown(t),
+                };
+                break;
+            }
+        }
+        ppr = pp.next()?.1;
+    }
+    Ok(scan)
+}
+
 /// What the decryption helper saw.
 #[derive(Default)]
 struct Outcome {
-    /// The message had PKESK/SKESK packets (it is an encrypted message).
-    saw_encryption: bool,
-    /// The PKESK recipients (None: anonymous).
-    recipients: Vec<Option<KeyHandle>>,
-    /// A loaded key matched a recipient.
-    matched: bool,
-    /// The primary fingerprint of the matching cert.
+    /// The primary fingerprint of the cert whose key opened the message.
     matched_cert: Option<String>,
+    /// A packet form this build cannot read (e.g. BZip2 compression).
+    unsupported: Option<String>,
 }
 
 struct Helper<'a> {
@@ -690,6 +844,15 @@ struct Helper<'a> {
 impl VerificationHelper for Helper<'_> {
     fn get_certs(&mut self, _ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
         Ok(Vec::new())
+    }
+
+    fn inspect(&mut self, pp: &PacketParser) -> openpgp::Result<()> {
+        if let Packet::CompressedData(c) = &pp.packet {
+            if !c.algo().is_supported() {
+                self.outcome.unsupported = Some(format!("{} compression", c.algo()));
+            }
+        }
+        Ok(())
     }
 
     fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
@@ -710,15 +873,10 @@ impl DecryptionHelper for Helper<'_> {
     fn decrypt(
         &mut self,
         pkesks: &[PKESK],
-        skesks: &[SKESK],
+        _skesks: &[SKESK],
         sym_algo: Option<SymmetricAlgorithm>,
         decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
     ) -> openpgp::Result<Option<Cert>> {
-        self.outcome.saw_encryption = !pkesks.is_empty() || !skesks.is_empty();
-        self.outcome.recipients = pkesks
-            .iter()
-            .map(|p| p.recipient().filter(|h| !is_wildcard(h)))
-            .collect();
         // Named recipients first, then anonymous ones (GnuPG's
         // --throw-keyids), which are tried against every key of the
         // matching algorithm.
@@ -736,32 +894,21 @@ impl DecryptionHelper for Helper<'_> {
                     if !hit {
                         continue;
                     }
-                    if recipient.is_some() {
-                        self.outcome.matched = true;
-                        self.outcome.matched_cert =
-                            Some(self.keys.certs[sk.cert].fingerprint().to_hex());
-                    }
                     let Ok(mut pair) = sk.key.clone().into_keypair() else {
                         continue;
                     };
                     if let Some((algo, session_key)) = pkesk.decrypt(&mut pair, sym_algo) {
                         if decrypt(algo, &session_key) {
-                            self.outcome.matched = true;
-                            self.outcome.matched_cert =
-                                Some(self.keys.certs[sk.cert].fingerprint().to_hex());
+                            self.outcome.matched_cert = Some(self.keys.certs[sk.cert].to_hex());
                             return Ok(None);
                         }
                     }
                 }
             }
         }
-        if self.outcome.matched {
-            Err(anyhow_msg(
-                "the session key could not be decrypted (wrong key or corrupted message)".into(),
-            ))
-        } else {
-            Err(anyhow_msg("no matching secret key".into()))
-        }
+        Err(anyhow_msg(
+            "the session key could not be decrypted (wrong key or corrupted message)".into(),
+        ))
     }
 }
 
@@ -800,7 +947,9 @@ fn gpg_decrypt(enc: &str) -> Result<Zeroizing<Vec<u8>>, UnwrapError> {
     let stdout = Zeroizing::new(out.stdout);
     if out.status.success() {
         if stdout.is_empty() {
-            return Err(UnwrapError::Failed(format!("{bin} -d returned no plaintext")));
+            return Err(UnwrapError::Failed(format!(
+                "{bin} -d returned no plaintext"
+            )));
         }
         return Ok(Zeroizing::new(stdout.to_vec()));
     }
@@ -982,6 +1131,135 @@ mod tests {
             sops_armor(s),
             "-----BEGIN PGP MESSAGE-----\n\nAAAA\n=abcd\n-----END PGP MESSAGE-----"
         );
+    }
+
+    fn seip_version(enc: &str) -> Option<u8> {
+        let mut ppr = PacketParser::from_bytes(enc.as_bytes()).unwrap();
+        while let PacketParserResult::Some(pp) = ppr {
+            if let Packet::SEIP(p) = &pp.packet {
+                return Some(p.version());
+            }
+            ppr = pp.next().unwrap().1;
+        }
+        None
+    }
+
+    #[test]
+    fn aead_messages_decrypt() {
+        use openpgp::types::AEADAlgorithm;
+        let (tsk, _, fpr) = generate_key("Aead", "aead@example.com", true, 0).unwrap();
+        let keys = PgpKeys::from_bytes(tsk.as_bytes(), "mem");
+        let cert = Cert::from_bytes(tsk.as_bytes()).unwrap();
+        let p = StandardPolicy::new();
+        let mut tried = 0;
+        for algo in [AEADAlgorithm::OCB, AEADAlgorithm::GCM, AEADAlgorithm::EAX] {
+            if !algo.is_supported() {
+                continue;
+            }
+            tried += 1;
+            let recipients = cert
+                .keys()
+                .with_policy(&p, None)
+                .supported()
+                .for_storage_encryption()
+                .for_transport_encryption()
+                .map(|ka| Recipient::new(Features::sequoia(), ka.key().key_handle(), ka.key()))
+                .collect::<Vec<_>>();
+            let mut out = Vec::new();
+            let m = Message::new(&mut out);
+            let m = Armorer::new(m).build().unwrap();
+            let m = Encryptor::for_recipients(m, recipients)
+                .aead_algo(algo)
+                .build()
+                .unwrap();
+            let m = openpgp::serialize::stream::Compressor::new(m)
+                .algo(openpgp::types::CompressionAlgorithm::Zlib)
+                .build()
+                .unwrap();
+            let mut w = LiteralWriter::new(m).build().unwrap();
+            w.write_all(&[9u8; 32]).unwrap();
+            w.finalize().unwrap();
+            let enc = String::from_utf8(out).unwrap();
+            assert_eq!(seip_version(&enc), Some(2));
+            let pt = keys
+                .unwrap(&fpr, &enc, false)
+                .unwrap_or_else(|e| panic!("{algo:?}: {e}"));
+            assert_eq!(&pt[..], &[9u8; 32]);
+        }
+        assert!(tried > 0);
+    }
+
+    #[test]
+    fn seipd_versions_chosen_for_certs() {
+        // A v4 cert that advertises SEIPD v2 still gets SEIPD v1.
+        let (v4, _) = CertBuilder::general_purpose(Some("v4@example.com"))
+            .set_profile(Profile::RFC4880)
+            .unwrap()
+            .set_features(Features::sequoia())
+            .unwrap()
+            .generate()
+            .unwrap();
+        assert!(Features::sequoia().supports_seipdv2());
+        // A v6 cert gets SEIPD v2 (GnuPG 2.2 cannot use v6 keys anyway).
+        let (v6, _) = CertBuilder::general_purpose(Some("v6@example.com"))
+            .set_profile(Profile::RFC9580)
+            .unwrap()
+            .generate()
+            .unwrap();
+        for (cert, version) in [(v4, 1), (v6, 2)] {
+            let dir = tempfile::tempdir().unwrap();
+            let tsk = cert.as_tsk().armored().to_vec().unwrap();
+            std::fs::write(dir.path().join("k.asc"), &tsk).unwrap();
+            let fpr = cert.fingerprint().to_hex();
+            let enc = wrap_with(&fpr, &[5u8; 32], &dir_sources(dir.path())).unwrap();
+            assert_eq!(seip_version(&enc), Some(version), "{fpr}");
+            assert!(enc.starts_with("-----BEGIN PGP MESSAGE-----\n\n"));
+            assert!(enc.ends_with("\n-----END PGP MESSAGE-----"));
+            let keys = PgpKeys::load(&dir_sources(dir.path()));
+            assert_eq!(&keys.unwrap(&fpr, &enc, false).unwrap()[..], &[5u8; 32]);
+        }
+    }
+
+    #[test]
+    fn protected_keys_are_reported() {
+        let (cert, _) = CertBuilder::general_purpose(Some("p@example.com"))
+            .set_profile(Profile::RFC4880)
+            .unwrap()
+            .set_password(Some("secret-pass".into()))
+            .generate()
+            .unwrap();
+        let tsk = cert.as_tsk().armored().to_vec().unwrap();
+        let keys = PgpKeys::from_bytes(&tsk, "mem");
+        assert!(keys.is_empty());
+        assert_eq!(keys.problems.len(), 1);
+        assert!(keys.problems[0].contains("passphrase-protected"));
+        assert!(!keys.problems[0].contains("secret-pass"));
+        let public = cert.armored().to_vec().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.asc"), &public).unwrap();
+        let fpr = cert.fingerprint().to_hex();
+        let enc = wrap_with(&fpr, &[1u8; 32], &dir_sources(dir.path())).unwrap();
+        match keys.unwrap(&fpr, &enc, false) {
+            Err(UnwrapError::Failed(m)) => assert!(m.contains("passphrase-protected"), "{m}"),
+            other => panic!("unexpected {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn unencrypted_literal_is_rejected() {
+        let (tsk, _, fpr) = generate_key("L", "l@example.com", true, 0).unwrap();
+        let keys = PgpKeys::from_bytes(tsk.as_bytes(), "mem");
+        let mut out = Vec::new();
+        let m = Message::new(&mut out);
+        let m = Armorer::new(m).build().unwrap();
+        let mut w = LiteralWriter::new(m).build().unwrap();
+        w.write_all(&[0u8; 32]).unwrap();
+        w.finalize().unwrap();
+        let enc = String::from_utf8(out).unwrap();
+        assert!(matches!(
+            keys.unwrap(&fpr, &enc, false),
+            Err(UnwrapError::Failed(_))
+        ));
     }
 
     #[test]
