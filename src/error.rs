@@ -69,7 +69,9 @@ pub enum Error {
     #[error("the input has no YAML document")]
     NoDocument,
     /// The MAC stored in the file does not match the content.
-    #[error("MAC mismatch: the file was modified after encryption, or its MAC does not belong to it")]
+    #[error(
+        "MAC mismatch: the file was modified after encryption, or its MAC does not belong to it"
+    )]
     MacMismatch,
     /// The file's `mac` field is empty.
     #[error("the file has no MAC")]

@@ -58,7 +58,12 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: NewFileMode) -> Result<()> {
         .prefix(&format!(".{name}."))
         .suffix(".kustos-tmp")
         .tempfile_in(dir)
-        .map_err(|e| Error::Write(format!("cannot create a temporary file next to {}: {e}", show(path))))?;
+        .map_err(|e| {
+            Error::Write(format!(
+                "cannot create a temporary file next to {}: {e}",
+                show(path)
+            ))
+        })?;
     let res = (|| -> std::io::Result<()> {
         tmp.write_all(data)?;
         tmp.as_file().sync_all()?;
@@ -94,7 +99,11 @@ pub fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
         .read_to_end(&mut buf)
         .map_err(|e| Error::io(path.display(), e))?;
     if buf.len() as u64 > MAX_INPUT {
-        return Err(Error::Read(format!("{}: file is larger than {} MiB", show(path), MAX_INPUT >> 20)));
+        return Err(Error::Read(format!(
+            "{}: file is larger than {} MiB",
+            show(path),
+            MAX_INPUT >> 20
+        )));
     }
     Ok(buf)
 }
@@ -122,11 +131,17 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("s.yaml");
         write_atomic(&p, b"one", NewFileMode::Private).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
         write_atomic(&p, b"two", NewFileMode::Private).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
         // No temporary files are left behind.
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }

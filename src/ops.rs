@@ -54,7 +54,11 @@ impl EncryptSpec {
 }
 
 /// Encrypts parsed plaintext branches into a new tree.
-pub fn encrypt_branches(mut branches: Vec<Map>, format: Format, spec: &EncryptSpec) -> Result<Tree> {
+pub fn encrypt_branches(
+    mut branches: Vec<Map>,
+    format: Format,
+    spec: &EncryptSpec,
+) -> Result<Tree> {
     if formats::has_sops_key(format, &branches) {
         return Err(Error::AlreadyEncrypted);
     }
@@ -90,7 +94,11 @@ pub fn encrypt_bytes(
 /// cipher remembers every IV, so re-encrypting unchanged values reproduces
 /// them byte for byte.
 pub fn decrypt_tree(tree: &mut Tree, ring: &KeyRing, ignore_mac: bool) -> Result<Cipher> {
-    let key = keys::recover_data_key(&tree.metadata.key_groups, tree.metadata.shamir_threshold, ring)?;
+    let key = keys::recover_data_key(
+        &tree.metadata.key_groups,
+        tree.metadata.shamir_threshold,
+        ring,
+    )?;
     decrypt_tree_with_key(tree, &key, ignore_mac)
 }
 
@@ -201,12 +209,16 @@ pub fn truncate<'a>(v: &'a Value, path: &[PathElem]) -> Result<&'a Value> {
                 .iter()
                 .filter(|v| !matches!(v, Value::Comment(_)))
                 .nth(*i)
-                .ok_or_else(|| Error::PathNotFound(format!("component [{i}] accesses out of bounds")))?,
+                .ok_or_else(|| {
+                    Error::PathNotFound(format!("component [{i}] accesses out of bounds"))
+                })?,
             (PathElem::Key(k), _) => {
                 return Err(Error::PathNotFound(format!("component [{k:?}] not found")))
             }
             (PathElem::Index(i), _) => {
-                return Err(Error::PathNotFound(format!("component [{i}] is not a list index")))
+                return Err(Error::PathNotFound(format!(
+                    "component [{i}] is not a list index"
+                )))
             }
         };
     }
@@ -274,11 +286,15 @@ pub fn unset_path(target: &mut Value, path: &[PathElem]) -> Result<()> {
     };
     match (first, target) {
         (PathElem::Key(k), Value::Map(m)) => {
-            let idx = m
-                .0
-                .iter()
-                .position(|i| i.key.as_str() == Some(k.as_str()))
-                .ok_or_else(|| Error::PathNotFound(format!("Key not found: {}", crate::util::escape_for_terminal(k))))?;
+            let idx =
+                m.0.iter()
+                    .position(|i| i.key.as_str() == Some(k.as_str()))
+                    .ok_or_else(|| {
+                        Error::PathNotFound(format!(
+                            "Key not found: {}",
+                            crate::util::escape_for_terminal(k)
+                        ))
+                    })?;
             if rest.is_empty() {
                 m.0.remove(idx);
                 Ok(())
@@ -301,7 +317,9 @@ pub fn unset_path(target: &mut Value, path: &[PathElem]) -> Result<()> {
                 unset_path(&mut items[j], rest)
             }
         }
-        (p, _) => Err(Error::PathNotFound(format!("Unsupported type for item {p:?}"))),
+        (p, _) => Err(Error::PathNotFound(format!(
+            "Unsupported type for item {p:?}"
+        ))),
     }
 }
 
@@ -321,7 +339,11 @@ mod tests {
     fn tree_paths() {
         assert_eq!(
             parse_tree_path(r#"["a"][0]['b']"#).unwrap(),
-            vec![PathElem::Key("a".into()), PathElem::Index(0), PathElem::Key("b".into())]
+            vec![
+                PathElem::Key("a".into()),
+                PathElem::Index(0),
+                PathElem::Key("b".into())
+            ]
         );
         assert!(parse_tree_path(r#"["a""#).is_err());
         assert!(parse_tree_path("[x]").is_err());
@@ -341,7 +363,10 @@ mod tests {
         let ring = KeyRing::from_dir(dir.path());
         let store = StoreOptions::default();
         let cases: &[(Format, &[u8])] = &[
-            (Format::Yaml, b"# c\na: 1\nb:\n    - x\n    - 2.5\nc_unencrypted: keep\n"),
+            (
+                Format::Yaml,
+                b"# c\na: 1\nb:\n    - x\n    - 2.5\nc_unencrypted: keep\n",
+            ),
             (Format::Json, b"{\n\t\"a\": \"x\",\n\t\"n\": 1.5\n}\n"),
             (Format::Dotenv, b"#c\nA=1\nB=two\\nlines\n"),
             (Format::Ini, b"[s]\na = 1\n"),
@@ -349,7 +374,8 @@ mod tests {
         ];
         for (fmt, plain) in cases {
             let enc = encrypt_bytes(plain, *fmt, *fmt, &spec, &store).unwrap();
-            let dec = decrypt_bytes(&enc, *fmt, *fmt, &ring, &DecryptOptions::default(), &store).unwrap();
+            let dec =
+                decrypt_bytes(&enc, *fmt, *fmt, &ring, &DecryptOptions::default(), &store).unwrap();
             assert_eq!(&dec[..], *plain, "{fmt:?}");
         }
     }

@@ -27,6 +27,9 @@ pub fn escape_for_terminal(s: &str) -> String {
 mod tests {
     #[test]
     fn escapes_controls() {
-        assert_eq!(super::escape_for_terminal("a\x1b[31mb\n"), "a\\u{1b}[31mb\\n");
+        assert_eq!(
+            super::escape_for_terminal("a\x1b[31mb\n"),
+            "a\\u{1b}[31mb\\n"
+        );
     }
 }

@@ -26,9 +26,15 @@ fn identity_sources() {
         }
         c.args(args).output().unwrap()
     };
-    assert_eq!(ok(&run(&[("SOPS_AGE_KEY", &key_text)], &["decrypt", p])), expect);
+    assert_eq!(
+        ok(&run(&[("SOPS_AGE_KEY", &key_text)], &["decrypt", p])),
+        expect
+    );
     let cmd = format!("cat {}", env.key_file.display());
-    assert_eq!(ok(&run(&[("SOPS_AGE_KEY_CMD", &cmd)], &["decrypt", p])), expect);
+    assert_eq!(
+        ok(&run(&[("SOPS_AGE_KEY_CMD", &cmd)], &["decrypt", p])),
+        expect
+    );
     // $XDG_CONFIG_HOME/sops/age/keys.txt
     env.write("home/.config/sops/age/keys.txt", key_text.as_bytes());
     assert_eq!(ok(&run(&[], &["decrypt", p])), expect);
@@ -36,8 +42,20 @@ fn identity_sources() {
     // --keys-dir with Flux-style *.agekey names, and KUSTOS_KEYS_DIR.
     env.write("keys/age.agekey", key_text.as_bytes());
     let kd = env.path("keys");
-    assert_eq!(ok(&run(&[], &["decrypt", "--keys-dir", kd.to_str().unwrap(), p])), expect);
-    assert_eq!(ok(&run(&[("KUSTOS_KEYS_DIR", kd.to_str().unwrap())], &["decrypt", p])), expect);
+    assert_eq!(
+        ok(&run(
+            &[],
+            &["decrypt", "--keys-dir", kd.to_str().unwrap(), p]
+        )),
+        expect
+    );
+    assert_eq!(
+        ok(&run(
+            &[("KUSTOS_KEYS_DIR", kd.to_str().unwrap())],
+            &["decrypt", p]
+        )),
+        expect
+    );
     // Nothing anywhere: exit 128 and the places that were searched.
     let o = run(&[], &["decrypt", p]);
     assert_eq!(o.status.code(), Some(128));
@@ -47,7 +65,9 @@ fn identity_sources() {
 
 #[test]
 fn ssh_recipients_interop_with_sops() {
-    let Some(keygen) = require("ssh-keygen", which("ssh-keygen")) else { return };
+    let Some(keygen) = require("ssh-keygen", which("ssh-keygen")) else {
+        return;
+    };
     let Some(sops) = sops() else { return };
     let env = Env::new();
     for (kind, bits) in [("ed25519", None), ("rsa", Some("3072"))] {
@@ -59,30 +79,47 @@ fn ssh_recipients_interop_with_sops() {
         }
         assert!(c.status().unwrap().success());
         let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-        let recipient = public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let recipient = public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
         let f = secret(&env);
         let fp = f.to_str().unwrap();
         let ssh_env = |c: &mut std::process::Command| {
-            c.env_remove("SOPS_AGE_KEY_FILE").env("SOPS_AGE_SSH_PRIVATE_KEY_FILE", &key);
+            c.env_remove("SOPS_AGE_KEY_FILE")
+                .env("SOPS_AGE_SSH_PRIVATE_KEY_FILE", &key);
         };
         // kustos encrypts to the SSH key, sops decrypts with it.
         let enc = ok(&env.kustos(&["encrypt", "--age", &recipient, fp]));
         let kp = env.write("k.yaml", &enc);
         let mut c = env.cmd(&sops);
         ssh_env(&mut c);
-        assert_eq!(ok(&c.args(["decrypt", kp.to_str().unwrap()]).output().unwrap()), b"password: p4ss\n", "{kind}");
+        assert_eq!(
+            ok(&c.args(["decrypt", kp.to_str().unwrap()]).output().unwrap()),
+            b"password: p4ss\n",
+            "{kind}"
+        );
         // sops encrypts, kustos decrypts.
         let enc = ok(&env.sops(&sops, &["encrypt", "--age", &recipient, fp]));
         let sp = env.write("s.yaml", &enc);
         let mut c = env.cmd(&kustos_bin());
         ssh_env(&mut c);
-        assert_eq!(ok(&c.args(["decrypt", sp.to_str().unwrap()]).output().unwrap()), b"password: p4ss\n", "{kind}");
+        assert_eq!(
+            ok(&c.args(["decrypt", sp.to_str().unwrap()]).output().unwrap()),
+            b"password: p4ss\n",
+            "{kind}"
+        );
         // ~/.ssh/id_<kind> is found without any variable.
         std::fs::create_dir_all(env.path("home/.ssh")).unwrap();
         std::fs::copy(&key, env.path(&format!("home/.ssh/id_{kind}"))).unwrap();
         let mut c = env.cmd(&kustos_bin());
         c.env_remove("SOPS_AGE_KEY_FILE");
-        assert_eq!(ok(&c.args(["decrypt", sp.to_str().unwrap()]).output().unwrap()), b"password: p4ss\n", "{kind}");
+        assert_eq!(
+            ok(&c.args(["decrypt", sp.to_str().unwrap()]).output().unwrap()),
+            b"password: p4ss\n",
+            "{kind}"
+        );
         std::fs::remove_file(env.path(&format!("home/.ssh/id_{kind}"))).unwrap();
     }
 }

@@ -13,10 +13,16 @@ fn sops_files_decrypt_with_kustos_byte_identical() {
     for f in corpus() {
         let name = f.file_name().unwrap().to_str().unwrap();
         let t = format_of(name);
-        let enc = ok(&env.sops(&sops, &["encrypt", "--age", &env.recipient, f.to_str().unwrap()]));
+        let enc = ok(&env.sops(
+            &sops,
+            &["encrypt", "--age", &env.recipient, f.to_str().unwrap()],
+        ));
         let enc_path = env.write(&format!("sops-{name}"), &enc);
         let p = enc_path.to_str().unwrap();
-        let by_sops = ok(&env.sops(&sops, &["decrypt", "--input-type", t, "--output-type", t, p]));
+        let by_sops = ok(&env.sops(
+            &sops,
+            &["decrypt", "--input-type", t, "--output-type", t, p],
+        ));
         let by_kustos = ok(&env.kustos(&["decrypt", "--input-type", t, "--output-type", t, p]));
         assert_eq!(
             String::from_utf8_lossy(&by_kustos),
@@ -37,13 +43,30 @@ fn kustos_files_decrypt_with_sops() {
         // What sops itself makes of the plaintext (comments moved, types normalised).
         let s_enc = ok(&env.sops(&sops, &["encrypt", "--age", &env.recipient, fp]));
         let s_path = env.write(&format!("s-{name}"), &s_enc);
-        let expected = ok(&env.sops(&sops, &["decrypt", "--input-type", t, "--output-type", t, s_path.to_str().unwrap()]));
+        let expected = ok(&env.sops(
+            &sops,
+            &[
+                "decrypt",
+                "--input-type",
+                t,
+                "--output-type",
+                t,
+                s_path.to_str().unwrap(),
+            ],
+        ));
 
         let k_enc = ok(&env.kustos(&["encrypt", "--age", &env.recipient, fp]));
         let k_path = env.write(&format!("k-{name}"), &k_enc);
         let kp = k_path.to_str().unwrap();
-        let by_sops = ok(&env.sops(&sops, &["decrypt", "--input-type", t, "--output-type", t, kp]));
-        assert_eq!(String::from_utf8_lossy(&by_sops), String::from_utf8_lossy(&expected), "{name}");
+        let by_sops = ok(&env.sops(
+            &sops,
+            &["decrypt", "--input-type", t, "--output-type", t, kp],
+        ));
+        assert_eq!(
+            String::from_utf8_lossy(&by_sops),
+            String::from_utf8_lossy(&expected),
+            "{name}"
+        );
         let by_kustos = ok(&env.kustos(&["decrypt", "--input-type", t, "--output-type", t, kp]));
         assert_eq!(by_kustos, expected, "{name}");
         // Same layout as sops' own encryption: same values encrypted, same places.
@@ -65,7 +88,10 @@ fn selection_rules_match_sops() {
     let nested = corpus_dir().join("nested.yaml");
     let cli_cases: &[(&[&str], &std::path::Path)] = &[
         (&["--encrypted-regex", "^(data|stringData)$"], &secret),
-        (&["--unencrypted-regex", "^(kind|apiVersion|metadata)$"], &secret),
+        (
+            &["--unencrypted-regex", "^(kind|apiVersion|metadata)$"],
+            &secret,
+        ),
         (&["--encrypted-suffix", "_encrypted"], &nested),
         (&["--unencrypted-suffix", "_unencrypted"], &nested),
         (&[], &nested),
@@ -127,13 +153,27 @@ fn stdin_and_output_types() {
     let env = Env::new();
     let plain = std::fs::read(corpus_dir().join("kube-secret.yaml")).unwrap();
     let enc = ok(&env.kustos_stdin(
-        &["encrypt", "--age", &env.recipient, "--filename-override", "x.yaml", "--output-type", "json"],
+        &[
+            "encrypt",
+            "--age",
+            &env.recipient,
+            "--filename-override",
+            "x.yaml",
+            "--output-type",
+            "json",
+        ],
         &plain,
     ));
     assert!(enc.starts_with(b"{\n\t\"apiVersion\""));
     let p = env.write("x.json", &enc);
-    let from_sops = ok(&env.sops(&sops, &["decrypt", "--output-type", "yaml", p.to_str().unwrap()]));
-    let from_kustos = ok(&env.kustos_stdin(&["decrypt", "--input-type", "json", "--output-type", "yaml"], &enc));
+    let from_sops = ok(&env.sops(
+        &sops,
+        &["decrypt", "--output-type", "yaml", p.to_str().unwrap()],
+    ));
+    let from_kustos = ok(&env.kustos_stdin(
+        &["decrypt", "--input-type", "json", "--output-type", "yaml"],
+        &enc,
+    ));
     assert_eq!(from_sops, from_kustos);
     // Without --filename-override, stdin encryption is a usage conflict (exit 8).
     let o = env.kustos_stdin(&["encrypt", "--age", &env.recipient], &plain);
@@ -146,13 +186,26 @@ fn extract_like_sops() {
     let Some(sops) = sops() else { return };
     let env = Env::new();
     let f = corpus_dir().join("nested.yaml");
-    let enc = ok(&env.sops(&sops, &["encrypt", "--age", &env.recipient, f.to_str().unwrap()]));
+    let enc = ok(&env.sops(
+        &sops,
+        &["encrypt", "--age", &env.recipient, f.to_str().unwrap()],
+    ));
     let p = env.write("n.yaml", &enc);
     let p = p.to_str().unwrap();
-    for path in [r#"["top"]["first"]"#, r#"["top"]["second"]"#, r#"["top"]["second"]["deeper"][1]"#, r#"["plain_unencrypted"]"#, r#"["top"]["list"]"#] {
+    for path in [
+        r#"["top"]["first"]"#,
+        r#"["top"]["second"]"#,
+        r#"["top"]["second"]["deeper"][1]"#,
+        r#"["plain_unencrypted"]"#,
+        r#"["top"]["list"]"#,
+    ] {
         let a = ok(&env.sops(&sops, &["decrypt", "--extract", path, p]));
         let b = ok(&env.kustos(&["decrypt", "--extract", path, p]));
-        assert_eq!(String::from_utf8_lossy(&b), String::from_utf8_lossy(&a), "{path}");
+        assert_eq!(
+            String::from_utf8_lossy(&b),
+            String::from_utf8_lossy(&a),
+            "{path}"
+        );
     }
 }
 
@@ -161,7 +214,12 @@ fn extract_like_sops() {
 fn age_cli_opens_kustos_stanza() {
     let Some(age) = age_cli() else { return };
     let env = Env::new();
-    let enc = ok(&env.kustos(&["encrypt", "--age", &env.recipient, corpus_dir().join("kube-secret.yaml").to_str().unwrap()]));
+    let enc = ok(&env.kustos(&[
+        "encrypt",
+        "--age",
+        &env.recipient,
+        corpus_dir().join("kube-secret.yaml").to_str().unwrap(),
+    ]));
     let text = String::from_utf8(enc).unwrap();
     let start = text.find("-----BEGIN AGE ENCRYPTED FILE-----").unwrap();
     let end = text.find("-----END AGE ENCRYPTED FILE-----").unwrap() + 32;
@@ -173,7 +231,12 @@ fn age_cli_opens_kustos_stanza() {
     let p = env.write("stanza.age", format!("{armor}\n").as_bytes());
     let out = ok(&env
         .cmd(&age)
-        .args(["-d", "-i", env.key_file.to_str().unwrap(), p.to_str().unwrap()])
+        .args([
+            "-d",
+            "-i",
+            env.key_file.to_str().unwrap(),
+            p.to_str().unwrap(),
+        ])
         .output()
         .unwrap());
     assert_eq!(out.len(), 32, "the stanza holds the 32-byte data key");
@@ -186,8 +249,14 @@ fn known_answer_vector() {
     let vec_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/vectors");
     let out = env
         .cmd(&kustos_bin())
-        .env("SOPS_AGE_KEY_FILE", vec_dir.join("handmade.TEST-ONLY.agekey"))
-        .args(["decrypt", vec_dir.join("handmade.enc.yaml").to_str().unwrap()])
+        .env(
+            "SOPS_AGE_KEY_FILE",
+            vec_dir.join("handmade.TEST-ONLY.agekey"),
+        )
+        .args([
+            "decrypt",
+            vec_dir.join("handmade.enc.yaml").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(

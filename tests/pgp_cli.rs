@@ -11,8 +11,14 @@ use common::*;
 
 fn gpg(home: &Path) -> Command {
     let mut c = Command::new("gpg");
-    c.env("GNUPGHOME", home)
-        .args(["--batch", "--no-tty", "--pinentry-mode", "loopback", "--passphrase", ""]);
+    c.env("GNUPGHOME", home).args([
+        "--batch",
+        "--no-tty",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+    ]);
     c
 }
 
@@ -22,9 +28,15 @@ fn gpg_key(dir: &Path, name: &str, algo: &str) -> (PathBuf, String, Vec<u8>) {
     std::fs::create_dir_all(&home).unwrap();
     std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let uid = format!("{name} <{name}@kustos.test>");
-    let o = gpg(&home).args(["--quick-gen-key", &uid, algo, "default", "never"]).output().unwrap();
+    let o = gpg(&home)
+        .args(["--quick-gen-key", &uid, algo, "default", "never"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = gpg(&home).args(["--with-colons", "--list-secret-keys", &uid]).output().unwrap();
+    let o = gpg(&home)
+        .args(["--with-colons", "--list-secret-keys", &uid])
+        .output()
+        .unwrap();
     let fpr = String::from_utf8_lossy(&o.stdout)
         .lines()
         .find(|l| l.starts_with("fpr:"))
@@ -33,20 +45,31 @@ fn gpg_key(dir: &Path, name: &str, algo: &str) -> (PathBuf, String, Vec<u8>) {
         .to_string();
     if algo.starts_with("rsa") {
         // An explicit algorithm gives a sign-only primary: add an encryption subkey.
-        let o = gpg(&home).args(["--quick-add-key", &fpr, algo, "encr", "never"]).output().unwrap();
+        let o = gpg(&home)
+            .args(["--quick-add-key", &fpr, algo, "encr", "never"])
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let o = gpg(&home).args(["--armor", "--export-secret-keys", &fpr]).output().unwrap();
+    let o = gpg(&home)
+        .args(["--armor", "--export-secret-keys", &fpr])
+        .output()
+        .unwrap();
     (home, fpr, o.stdout)
 }
 
 fn stop_agent(home: &Path) {
-    let _ = Command::new("gpgconf").env("GNUPGHOME", home).args(["--kill", "gpg-agent"]).output();
+    let _ = Command::new("gpgconf")
+        .env("GNUPGHOME", home)
+        .args(["--kill", "gpg-agent"])
+        .output();
 }
 
 #[test]
 fn pgp_both_ways_rsa_and_curve25519() {
-    let Some(_) = require("gpg", which("gpg")) else { return };
+    let Some(_) = require("gpg", which("gpg")) else {
+        return;
+    };
     let Some(sops) = sops() else { return };
     let env = Env::new();
     let f = env.write("s.yaml", b"password: s3cret\nnested:\n    token: t0k\n");
@@ -60,37 +83,85 @@ fn pgp_both_ways_rsa_and_curve25519() {
         std::fs::create_dir_all(&empty_home).unwrap();
 
         // sops (through gpg) encrypts; kustos decrypts from sops.asc only.
-        let enc = ok(&env.cmd(&sops).env("GNUPGHOME", &home).args(["encrypt", "--pgp", &fpr, fp_arg]).output().unwrap());
+        let enc = ok(&env
+            .cmd(&sops)
+            .env("GNUPGHOME", &home)
+            .args(["encrypt", "--pgp", &fpr, fp_arg])
+            .output()
+            .unwrap());
         let p = env.write(&format!("sops-{name}.yaml"), &enc);
         let o = env
             .cmd(&kustos_bin())
             .env("GNUPGHOME", &empty_home)
-            .args(["decrypt", "--keys-dir", keys.to_str().unwrap(), p.to_str().unwrap()])
+            .args([
+                "decrypt",
+                "--keys-dir",
+                keys.to_str().unwrap(),
+                p.to_str().unwrap(),
+            ])
             .output()
             .unwrap();
-        assert_eq!(ok(&o), std::fs::read(&f).unwrap(), "{name}: sops file via sops.asc");
+        assert_eq!(
+            ok(&o),
+            std::fs::read(&f).unwrap(),
+            "{name}: sops file via sops.asc"
+        );
 
         // kustos encrypts (certificate from the keys folder); sops + gpg decrypt.
         let o = env
             .cmd(&kustos_bin())
             .env("GNUPGHOME", &empty_home)
-            .args(["encrypt", "--keys-dir", keys.to_str().unwrap(), "--pgp", &fpr, fp_arg])
+            .args([
+                "encrypt",
+                "--keys-dir",
+                keys.to_str().unwrap(),
+                "--pgp",
+                &fpr,
+                fp_arg,
+            ])
             .output()
             .unwrap();
         let enc = ok(&o);
         let text = String::from_utf8_lossy(&enc);
-        assert!(text.contains("-----BEGIN PGP MESSAGE-----") && text.contains(&format!("fp: {fpr}")), "{text}");
+        assert!(
+            text.contains("-----BEGIN PGP MESSAGE-----") && text.contains(&format!("fp: {fpr}")),
+            "{text}"
+        );
         let p = env.write(&format!("kustos-{name}.yaml"), &enc);
-        let o = env.cmd(&sops).env("GNUPGHOME", &home).args(["decrypt", p.to_str().unwrap()]).output().unwrap();
-        assert_eq!(ok(&o), std::fs::read(&f).unwrap(), "{name}: kustos file via sops/gpg");
+        let o = env
+            .cmd(&sops)
+            .env("GNUPGHOME", &home)
+            .args(["decrypt", p.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(
+            ok(&o),
+            std::fs::read(&f).unwrap(),
+            "{name}: kustos file via sops/gpg"
+        );
 
         // Without the key file kustos falls back to gpg with GNUPGHOME, like sops.
-        let o = env.cmd(&kustos_bin()).env("GNUPGHOME", &home).args(["decrypt", p.to_str().unwrap()]).output().unwrap();
+        let o = env
+            .cmd(&kustos_bin())
+            .env("GNUPGHOME", &home)
+            .args(["decrypt", p.to_str().unwrap()])
+            .output()
+            .unwrap();
         assert_eq!(ok(&o), std::fs::read(&f).unwrap(), "{name}: gpg fallback");
 
         // Nowhere to find the key: exit 128, naming the fingerprint.
-        let o = env.cmd(&kustos_bin()).env("GNUPGHOME", &empty_home).args(["decrypt", p.to_str().unwrap()]).output().unwrap();
-        assert_eq!(o.status.code(), Some(128), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = env
+            .cmd(&kustos_bin())
+            .env("GNUPGHOME", &empty_home)
+            .args(["decrypt", p.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(128),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert!(String::from_utf8_lossy(&o.stderr).contains("pgp"));
         stop_agent(&home);
     }
@@ -98,7 +169,9 @@ fn pgp_both_ways_rsa_and_curve25519() {
 
 #[test]
 fn mixed_age_and_pgp_recipients() {
-    let Some(_) = require("gpg", which("gpg")) else { return };
+    let Some(_) = require("gpg", which("gpg")) else {
+        return;
+    };
     let Some(sops) = sops() else { return };
     let env = Env::new();
     let (home, fpr, secret) = gpg_key(env.dir.path(), "mix", "future-default");
@@ -108,20 +181,46 @@ fn mixed_age_and_pgp_recipients() {
     let f = env.write("s.yaml", b"a: 1\n");
     let enc = ok(&env
         .cmd(&kustos_bin())
-        .args(["encrypt", "--keys-dir", keys.to_str().unwrap(), "--pgp", &fpr, "--age", &env.recipient, f.to_str().unwrap()])
+        .args([
+            "encrypt",
+            "--keys-dir",
+            keys.to_str().unwrap(),
+            "--pgp",
+            &fpr,
+            "--age",
+            &env.recipient,
+            f.to_str().unwrap(),
+        ])
         .output()
         .unwrap());
     let p = env.write("m.yaml", &enc);
     // age alone (no GnuPG home) and PGP alone (no age key) both work with sops.
-    let o = env.cmd(&sops).args(["decrypt", p.to_str().unwrap()]).output().unwrap();
+    let o = env
+        .cmd(&sops)
+        .args(["decrypt", p.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(ok(&o), b"a: 1\n");
-    let o = env.cmd(&sops).env_remove("SOPS_AGE_KEY_FILE").env("GNUPGHOME", &home).args(["decrypt", p.to_str().unwrap()]).output().unwrap();
+    let o = env
+        .cmd(&sops)
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env("GNUPGHOME", &home)
+        .args(["decrypt", p.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(ok(&o), b"a: 1\n");
     // --decryption-order pgp,age makes kustos use the PGP key first.
     let o = env
         .cmd(&kustos_bin())
         .env_remove("SOPS_AGE_KEY_FILE")
-        .args(["decrypt", "--decryption-order", "pgp,age", "--keys-dir", keys.to_str().unwrap(), p.to_str().unwrap()])
+        .args([
+            "decrypt",
+            "--decryption-order",
+            "pgp,age",
+            "--keys-dir",
+            keys.to_str().unwrap(),
+            p.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(ok(&o), b"a: 1\n");

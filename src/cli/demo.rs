@@ -52,7 +52,11 @@ pub fn run(a: DemoArgs) -> CliResult {
     {
         use age::secrecy::ExposeSecret;
         let text = zeroize::Zeroizing::new(format!("{}\n", id.to_string().expose_secret()));
-        fsutil::write_atomic(&keys.join("age.agekey"), text.as_bytes(), NewFileMode::Private)?;
+        fsutil::write_atomic(
+            &keys.join("age.agekey"),
+            text.as_bytes(),
+            NewFileMode::Private,
+        )?;
     }
     println!("1. generated the cluster's age key (keys/age.agekey, mode 0600): {recipient}");
     let spec = EncryptSpec {
@@ -75,14 +79,28 @@ pub fn run(a: DemoArgs) -> CliResult {
     }
     let ring = KeyRing::from_dir(&keys);
     let t = Instant::now();
-    let plain = ops::decrypt_bytes(&enc, Format::Yaml, Format::Yaml, &ring, &DecryptOptions::default(), &store)?;
+    let plain = ops::decrypt_bytes(
+        &enc,
+        Format::Yaml,
+        Format::Yaml,
+        &ring,
+        &DecryptOptions::default(),
+        &store,
+    )?;
     let dec_time = t.elapsed();
     if plain.as_slice() != SAMPLE.as_bytes() {
-        return Err(CliError::new(exit::GENERIC, "demo: the round trip did not reproduce the plaintext"));
+        return Err(CliError::new(
+            exit::GENERIC,
+            "demo: the round trip did not reproduce the plaintext",
+        ));
     }
     println!("3. decrypted it with only keys/*.agekey (MAC verified) in {dec_time:.1?}: identical to the input");
     if a.dir.is_some() {
-        println!("Done. Try: kustos decrypt --keys-dir {} {}", keys.display(), path.display());
+        println!(
+            "Done. Try: kustos decrypt --keys-dir {} {}",
+            keys.display(),
+            path.display()
+        );
     } else {
         println!("Done (the temporary folder is removed; pass --dir DIR to keep the files).");
     }

@@ -51,7 +51,12 @@ fn open(
     Ok((tree, cipher))
 }
 
-fn close(tree: &mut Tree, cipher: &mut Cipher, fmt: Format, store: &StoreOptions) -> CliResult<Vec<u8>> {
+fn close(
+    tree: &mut Tree,
+    cipher: &mut Cipher,
+    fmt: Format,
+    store: &StoreOptions,
+) -> CliResult<Vec<u8>> {
     ops::reencrypt(tree, cipher)?;
     Ok(formats::emit_encrypted(fmt, tree, store)?)
 }
@@ -114,7 +119,11 @@ pub struct RotateArgs {
     #[arg(long = "filename-override", value_name = "NAME")]
     pub filename_override: Option<PathBuf>,
     /// Order in which key types are tried, e.g. age,pgp
-    #[arg(long = "decryption-order", env = "SOPS_DECRYPTION_ORDER", value_name = "TYPES")]
+    #[arg(
+        long = "decryption-order",
+        env = "SOPS_DECRYPTION_ORDER",
+        value_name = "TYPES"
+    )]
     pub decryption_order: Option<String>,
     /// Accepted for compatibility
     #[arg(long = "encryption-context", hide = true)]
@@ -147,7 +156,12 @@ impl KeyChanges {
     }
 
     /// Parses `--add-age/--rm-age/--add-pgp/--rm-pgp` values.
-    pub fn parse(add_age: &Option<String>, rm_age: &Option<String>, add_pgp: &Option<String>, rm_pgp: &Option<String>) -> CliResult<KeyChanges> {
+    pub fn parse(
+        add_age: &Option<String>,
+        rm_age: &Option<String>,
+        add_pgp: &Option<String>,
+        rm_pgp: &Option<String>,
+    ) -> CliResult<KeyChanges> {
         let mut c = KeyChanges::default();
         for r in split_list(add_age) {
             keys::age::validate_recipient(&r)?;
@@ -157,7 +171,11 @@ impl KeyChanges {
             c.add.push(Recipient::pgp(&fp));
         }
         c.remove.extend(split_list(rm_age));
-        c.remove.extend(split_list(rm_pgp).iter().map(|f| f.chars().filter(|c| !c.is_whitespace()).collect()));
+        c.remove.extend(
+            split_list(rm_pgp)
+                .iter()
+                .map(|f| f.chars().filter(|c| !c.is_whitespace()).collect()),
+        );
         Ok(c)
     }
 
@@ -177,15 +195,29 @@ impl KeyChanges {
 
 /// Generates a new data key, wraps it for the (changed) groups and
 /// re-encrypts every value under it; IVs are kept as sops does.
-pub fn rotate_tree(tree: &mut Tree, cipher: &mut Cipher, changes: &KeyChanges) -> crate::Result<()> {
+pub fn rotate_tree(
+    tree: &mut Tree,
+    cipher: &mut Cipher,
+    changes: &KeyChanges,
+) -> crate::Result<()> {
     changes.apply(&mut tree.metadata.key_groups);
-    if tree.metadata.key_groups.iter().flatten().any(|k| matches!(k, MasterKey::Foreign { .. })) {
+    if tree
+        .metadata
+        .key_groups
+        .iter()
+        .flatten()
+        .any(|k| matches!(k, MasterKey::Foreign { .. }))
+    {
         return Err(crate::Error::NoEncryptionKeys(
             "the file lists cloud KMS or Vault keys, which kustos cannot wrap a new data key for; remove them with --rm-* first".into(),
         ));
     }
     let key = DataKey::generate();
-    keys::wrap_data_key(&mut tree.metadata.key_groups, &mut tree.metadata.shamir_threshold, &key)?;
+    keys::wrap_data_key(
+        &mut tree.metadata.key_groups,
+        &mut tree.metadata.shamir_threshold,
+        &key,
+    )?;
     cipher.rekey(&key);
     ops::reencrypt(tree, cipher)
 }
@@ -193,11 +225,25 @@ pub fn rotate_tree(tree: &mut Tree, cipher: &mut Cipher, changes: &KeyChanges) -
 /// `kustos rotate`.
 pub fn rotate(g: &GlobalArgs, a: RotateArgs) -> CliResult {
     if a.in_place && a.output.is_some() {
-        return Err(conflict("Error: cannot operate on both --output and --in-place"));
+        return Err(conflict(
+            "Error: cannot operate on both --output and --in-place",
+        ));
     }
-    for v in [&a.add_kms, &a.rm_kms, &a.add_gcp_kms, &a.rm_gcp_kms, &a.add_azure_kv, &a.rm_azure_kv, &a.add_hc_vault, &a.rm_hc_vault] {
+    for v in [
+        &a.add_kms,
+        &a.rm_kms,
+        &a.add_gcp_kms,
+        &a.rm_gcp_kms,
+        &a.add_azure_kv,
+        &a.rm_azure_kv,
+        &a.add_hc_vault,
+        &a.rm_hc_vault,
+    ] {
         if v.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(CliError::new(exit::GENERIC, "cloud KMS and Vault keys are not supported by kustos; use age or PGP"));
+            return Err(CliError::new(
+                exit::GENERIC,
+                "cloud KMS and Vault keys are not supported by kustos; use age or PGP",
+            ));
         }
     }
     let changes = KeyChanges::parse(&a.add_age, &a.rm_age, &a.add_pgp, &a.rm_pgp)?;
@@ -208,13 +254,17 @@ pub fn rotate(g: &GlobalArgs, a: RotateArgs) -> CliResult {
         ));
     }
     let label = show(&a.file);
-    let name = a.filename_override.clone().unwrap_or_else(|| a.file.clone());
+    let name = a
+        .filename_override
+        .clone()
+        .unwrap_or_else(|| a.file.clone());
     let in_fmt = parse_format(a.input_type.as_deref(), &name)?;
     let out_fmt = parse_format(a.output_type.as_deref(), &name)?;
     let cfg = load_config(g).unwrap_or(None);
     let store = store_options(cfg.as_ref(), None)?;
     let run = || -> CliResult<Vec<u8>> {
-        let (mut tree, mut cipher) = open(g, &a.file, in_fmt, a.decryption_order.as_deref(), false)?;
+        let (mut tree, mut cipher) =
+            open(g, &a.file, in_fmt, a.decryption_order.as_deref(), false)?;
         rotate_tree(&mut tree, &mut cipher, &changes)?;
         Ok(formats::emit_encrypted(out_fmt, &tree, &store)?)
     };
@@ -243,7 +293,11 @@ pub struct UpdatekeysArgs {
     #[arg(long = "shamir-secret-sharing-threshold", value_name = "N")]
     pub shamir_threshold: Option<usize>,
     /// Order in which key types are tried, e.g. age,pgp
-    #[arg(long = "decryption-order", env = "SOPS_DECRYPTION_ORDER", value_name = "TYPES")]
+    #[arg(
+        long = "decryption-order",
+        env = "SOPS_DECRYPTION_ORDER",
+        value_name = "TYPES"
+    )]
     pub decryption_order: Option<String>,
 }
 
@@ -263,8 +317,14 @@ pub fn diff_groups(ours: &[KeyGroup], theirs: &[Vec<Recipient>]) -> Vec<GroupDif
     let n = ours.len().max(theirs.len());
     (0..n)
         .map(|i| {
-            let o: Vec<String> = ours.get(i).map(|g| g.iter().map(MasterKey::name).collect()).unwrap_or_default();
-            let t: Vec<String> = theirs.get(i).map(|g| g.iter().map(|r| r.name().to_string()).collect()).unwrap_or_default();
+            let o: Vec<String> = ours
+                .get(i)
+                .map(|g| g.iter().map(MasterKey::name).collect())
+                .unwrap_or_default();
+            let t: Vec<String> = theirs
+                .get(i)
+                .map(|g| g.iter().map(|r| r.name().to_string()).collect())
+                .unwrap_or_default();
             GroupDiff {
                 common: t.iter().filter(|k| o.contains(k)).cloned().collect(),
                 added: t.iter().filter(|k| !o.contains(k)).cloned().collect(),
@@ -277,14 +337,22 @@ pub fn diff_groups(ours: &[KeyGroup], theirs: &[Vec<Recipient>]) -> Vec<GroupDif
 /// Rewraps the same data key for `rule_groups` (sops' updatekeys). With a
 /// single group, stanzas of recipients that stay are kept byte for byte, so
 /// the Git diff shows only the keys that changed.
-pub fn rewrap(tree: &mut Tree, key: &DataKey, rule_groups: &[Vec<Recipient>], threshold: usize) -> crate::Result<()> {
+pub fn rewrap(
+    tree: &mut Tree,
+    key: &DataKey,
+    rule_groups: &[Vec<Recipient>],
+    threshold: usize,
+) -> crate::Result<()> {
     let old = std::mem::take(&mut tree.metadata.key_groups);
     tree.metadata.shamir_threshold = threshold;
     if rule_groups.len() == 1 {
         let mut group = KeyGroup::new();
         for r in &rule_groups[0] {
             let keep = match old.as_slice() {
-                [only] => only.iter().find(|k| k.recipient().as_ref() == Some(r)).cloned(),
+                [only] => only
+                    .iter()
+                    .find(|k| k.recipient().as_ref() == Some(r))
+                    .cloned(),
                 _ => None,
             };
             group.push(match keep {
@@ -299,14 +367,19 @@ pub fn rewrap(tree: &mut Tree, key: &DataKey, rule_groups: &[Vec<Recipient>], th
             .iter()
             .map(|g| g.iter().map(keys::placeholder).collect())
             .collect();
-        keys::wrap_data_key(&mut tree.metadata.key_groups, &mut tree.metadata.shamir_threshold, key)
+        keys::wrap_data_key(
+            &mut tree.metadata.key_groups,
+            &mut tree.metadata.shamir_threshold,
+            key,
+        )
     }
 }
 
 /// `kustos updatekeys`.
 pub fn updatekeys(g: &GlobalArgs, a: UpdatekeysArgs) -> CliResult {
     let cfg = load_config(g)?.ok_or_else(|| {
-        CliError::new(exit::CONFIG_FILE_NOT_FOUND, "config file not found").with_hint("updatekeys needs a .sops.yaml with creation rules (or --config)")
+        CliError::new(exit::CONFIG_FILE_NOT_FOUND, "config file not found")
+            .with_hint("updatekeys needs a .sops.yaml with creation rules (or --config)")
     })?;
     let store = cfg.stores;
     let ring = key_ring(g, decryption_order(a.decryption_order.as_deref())?);
@@ -319,10 +392,18 @@ pub fn updatekeys(g: &GlobalArgs, a: UpdatekeysArgs) -> CliResult {
             let data = fsutil::read_file(file)?;
             let mut tree = formats::load_encrypted(fmt, &data)?;
             let rule = cfg.rule_for(file)?.ok_or_else(|| {
-                CliError::new(exit::GENERIC, format!("The config file {} does not contain any creation rule", show(&cfg.path)))
+                CliError::new(
+                    exit::GENERIC,
+                    format!(
+                        "The config file {} does not contain any creation rule",
+                        show(&cfg.path)
+                    ),
+                )
             })?;
             let diffs = diff_groups(&tree.metadata.key_groups, &rule.key_groups);
-            let keys_change = diffs.iter().any(|d| !d.added.is_empty() || !d.removed.is_empty());
+            let keys_change = diffs
+                .iter()
+                .any(|d| !d.added.is_empty() || !d.removed.is_empty());
             let mut threshold = tree.metadata.shamir_threshold;
             if let Some(t) = a.shamir_threshold.filter(|t| *t != 0) {
                 threshold = t;
@@ -333,7 +414,8 @@ pub fn updatekeys(g: &GlobalArgs, a: UpdatekeysArgs) -> CliResult {
                 eprintln!("File {label} already up to date");
                 return Ok(());
             }
-            let mut msg = String::from("The following changes will be made to the file's groups:\n");
+            let mut msg =
+                String::from("The following changes will be made to the file's groups:\n");
             let old_t = tree.metadata.shamir_threshold;
             if old_t > 0 && old_t == threshold {
                 msg.push_str(&format!("shamir_threshold: {threshold}\n"));
@@ -362,8 +444,12 @@ pub fn updatekeys(g: &GlobalArgs, a: UpdatekeysArgs) -> CliResult {
                 eprintln!("File {label} left unchanged");
                 return Ok(());
             }
-            let key = keys::recover_data_key(&tree.metadata.key_groups, tree.metadata.shamir_threshold, &ring)
-                .map_err(crate::Error::from)?;
+            let key = keys::recover_data_key(
+                &tree.metadata.key_groups,
+                tree.metadata.shamir_threshold,
+                &ring,
+            )
+            .map_err(crate::Error::from)?;
             rewrap(&mut tree, &key, &rule.key_groups, threshold)?;
             let out = formats::emit_encrypted(fmt, &tree, &store)?;
             fsutil::write_atomic(file, &out, NewFileMode::Shared)?;
@@ -379,7 +465,9 @@ pub fn updatekeys(g: &GlobalArgs, a: UpdatekeysArgs) -> CliResult {
         }
     }
     match first_err {
-        Some(e) if a.files.len() > 1 => Err(CliError::new(e.code, "some files could not be updated")),
+        Some(e) if a.files.len() > 1 => {
+            Err(CliError::new(e.code, "some files could not be updated"))
+        }
         Some(e) => Err(e),
         None => Ok(()),
     }
@@ -391,8 +479,16 @@ fn confirm() -> CliResult<bool> {
         print!("Is this okay? (y/n):");
         let _ = std::io::stdout().flush();
         let mut line = String::new();
-        if stdin.lock().read_line(&mut line).map_err(|e| CliError::new(exit::GENERIC, e.to_string()))? == 0 {
-            return Err(CliError::new(exit::GENERIC, "no answer on stdin (use -y to run non-interactively)"));
+        if stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| CliError::new(exit::GENERIC, e.to_string()))?
+            == 0
+        {
+            return Err(CliError::new(
+                exit::GENERIC,
+                "no answer on stdin (use -y to run non-interactively)",
+            ));
         }
         match line.trim() {
             "y" => return Ok(true),
@@ -430,7 +526,11 @@ pub struct SetArgs {
     #[arg(long = "output-type", value_name = "TYPE")]
     pub output_type: Option<String>,
     /// Order in which key types are tried
-    #[arg(long = "decryption-order", env = "SOPS_DECRYPTION_ORDER", value_name = "TYPES")]
+    #[arg(
+        long = "decryption-order",
+        env = "SOPS_DECRYPTION_ORDER",
+        value_name = "TYPES"
+    )]
     pub decryption_order: Option<String>,
     /// Proceed even if the MAC does not match
     #[arg(long = "ignore-mac")]
@@ -438,9 +538,13 @@ pub struct SetArgs {
 }
 
 fn tree_path(s: &str) -> CliResult<Vec<PathElem>> {
-    let p = ops::parse_tree_path(s).map_err(|_| CliError::new(exit::INVALID_SET_FORMAT, "Invalid set index format"))?;
+    let p = ops::parse_tree_path(s)
+        .map_err(|_| CliError::new(exit::INVALID_SET_FORMAT, "Invalid set index format"))?;
     if p.is_empty() {
-        return Err(CliError::new(exit::INVALID_SET_FORMAT, "Invalid set index format"));
+        return Err(CliError::new(
+            exit::INVALID_SET_FORMAT,
+            "Invalid set index format",
+        ));
     }
     Ok(p)
 }
@@ -464,13 +568,20 @@ pub fn set(g: &GlobalArgs, a: SetArgs) -> CliResult {
         }
     };
     let path = tree_path(&a.path)?;
-    let value = formats::json::parse_value(&raw).map_err(|e| CliError::new(exit::GENERIC, format!("the value is not valid JSON: {e}")))?;
+    let value = formats::json::parse_value(&raw)
+        .map_err(|e| CliError::new(exit::GENERIC, format!("the value is not valid JSON: {e}")))?;
     let in_fmt = parse_format(a.input_type.as_deref(), &a.file)?;
     let out_fmt = parse_format(a.output_type.as_deref(), &a.file)?;
     let cfg = load_config(g).unwrap_or(None);
     let store = store_options(cfg.as_ref(), None)?;
     let run = || -> CliResult<Option<Vec<u8>>> {
-        let (mut tree, mut cipher) = open(g, &a.file, in_fmt, a.decryption_order.as_deref(), a.ignore_mac)?;
+        let (mut tree, mut cipher) = open(
+            g,
+            &a.file,
+            in_fmt,
+            a.decryption_order.as_deref(),
+            a.ignore_mac,
+        )?;
         let mut root = Value::Map(tree.branches.first().cloned().unwrap_or_default());
         let changed = ops::set_path(&mut root, &path, value.clone());
         if !changed && a.idempotent {
@@ -511,7 +622,11 @@ pub struct UnsetArgs {
     #[arg(long = "output-type", value_name = "TYPE")]
     pub output_type: Option<String>,
     /// Order in which key types are tried
-    #[arg(long = "decryption-order", env = "SOPS_DECRYPTION_ORDER", value_name = "TYPES")]
+    #[arg(
+        long = "decryption-order",
+        env = "SOPS_DECRYPTION_ORDER",
+        value_name = "TYPES"
+    )]
     pub decryption_order: Option<String>,
     /// Proceed even if the MAC does not match
     #[arg(long = "ignore-mac")]
@@ -527,7 +642,13 @@ pub fn unset(g: &GlobalArgs, a: UnsetArgs) -> CliResult {
     let cfg = load_config(g).unwrap_or(None);
     let store = store_options(cfg.as_ref(), None)?;
     let run = || -> CliResult<Option<Vec<u8>>> {
-        let (mut tree, mut cipher) = open(g, &a.file, in_fmt, a.decryption_order.as_deref(), a.ignore_mac)?;
+        let (mut tree, mut cipher) = open(
+            g,
+            &a.file,
+            in_fmt,
+            a.decryption_order.as_deref(),
+            a.ignore_mac,
+        )?;
         let mut root = Value::Map(tree.branches.first().cloned().unwrap_or_default());
         match ops::unset_path(&mut root, &path) {
             Ok(()) => {}
@@ -567,7 +688,11 @@ pub struct EditArgs {
     #[arg(long = "ignore-mac")]
     pub ignore_mac: bool,
     /// Order in which key types are tried
-    #[arg(long = "decryption-order", env = "SOPS_DECRYPTION_ORDER", value_name = "TYPES")]
+    #[arg(
+        long = "decryption-order",
+        env = "SOPS_DECRYPTION_ORDER",
+        value_name = "TYPES"
+    )]
     pub decryption_order: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -584,28 +709,49 @@ fn example(fmt: Format) -> Vec<Map> {
     let mut m = Map::new();
     match fmt {
         Format::Binary => {
-            m.push("data", Value::str("Welcome to SOPS! Edit this file as you please!"));
+            m.push(
+                "data",
+                Value::str("Welcome to SOPS! Edit this file as you please!"),
+            );
         }
         Format::Dotenv => {
             m.0.push(Item::comment(" This is an example file."));
-            m.push("hello", Value::str("Welcome to SOPS! Edit this file as you please!"));
+            m.push(
+                "hello",
+                Value::str("Welcome to SOPS! Edit this file as you please!"),
+            );
             m.push("example_key", Value::str("example_value"));
             m.push("example_multiline", Value::str("foo\nbar\nbaz"));
         }
         Format::Ini => {
             let mut inner = Map::new();
             inner.0.push(Item::comment(" This is an example file."));
-            inner.push("hello", Value::str("Welcome to SOPS! Edit this file as you please!"));
+            inner.push(
+                "hello",
+                Value::str("Welcome to SOPS! Edit this file as you please!"),
+            );
             inner.push("example_key", Value::str("example_value"));
             m.push("Welcome!", Value::Map(inner));
         }
         Format::Yaml | Format::Json => {
-            m.push("hello", Value::str("Welcome to SOPS! Edit this file as you please!"));
+            m.push(
+                "hello",
+                Value::str("Welcome to SOPS! Edit this file as you please!"),
+            );
             m.push("example_key", Value::str("example_value"));
             m.0.push(Item::comment(" Example comment"));
-            m.push("example_array", Value::Seq(vec![Value::str("example_value1"), Value::str("example_value2")]));
+            m.push(
+                "example_array",
+                Value::Seq(vec![
+                    Value::str("example_value1"),
+                    Value::str("example_value2"),
+                ]),
+            );
             m.push("example_number", Value::Float(1234.56789));
-            m.push("example_booleans", Value::Seq(vec![Value::Bool(true), Value::Bool(false)]));
+            m.push(
+                "example_booleans",
+                Value::Seq(vec![Value::Bool(true), Value::Bool(false)]),
+            );
         }
     }
     vec![m]
@@ -615,15 +761,17 @@ fn editor_command() -> CliResult<Vec<String>> {
     for var in ["SOPS_EDITOR", "EDITOR"] {
         if let Ok(e) = std::env::var(var) {
             if !e.is_empty() {
-                return shlex::split(&e)
-                    .filter(|p| !p.is_empty())
-                    .ok_or_else(|| CliError::new(exit::NO_EDITOR_FOUND, format!("invalid ${var}")));
+                return shlex::split(&e).filter(|p| !p.is_empty()).ok_or_else(|| {
+                    CliError::new(exit::NO_EDITOR_FOUND, format!("invalid ${var}"))
+                });
             }
         }
     }
     for name in ["vim", "nano", "vi"] {
         if let Some(p) = std::env::var_os("PATH").and_then(|path| {
-            std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+            std::env::split_paths(&path)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
         }) {
             return Ok(vec![p.display().to_string()]);
         }
@@ -652,20 +800,44 @@ pub fn edit(g: &GlobalArgs, a: EditArgs) -> CliResult {
     let cfg = load_config(g).unwrap_or(None);
     let store = store_options(cfg.as_ref(), None)?;
     let (mut tree, mut cipher) = if a.file.exists() {
-        open(g, &a.file, in_fmt, a.decryption_order.as_deref(), a.ignore_mac).map_err(|e| e.in_file(&label))?
+        open(
+            g,
+            &a.file,
+            in_fmt,
+            a.decryption_order.as_deref(),
+            a.ignore_mac,
+        )
+        .map_err(|e| e.in_file(&label))?
     } else {
         let cfg = load_config(g)?;
-        let spec = encrypt_spec(&a.keys, &a.selection, a.shamir_threshold, cfg.as_ref(), &a.file)
-            .map_err(|e| e.in_file(&label))?;
+        let spec = encrypt_spec(
+            &a.keys,
+            &a.selection,
+            a.shamir_threshold,
+            cfg.as_ref(),
+            &a.file,
+        )
+        .map_err(|e| e.in_file(&label))?;
         let mut md = spec.metadata(in_fmt)?;
         let key = DataKey::generate();
         keys::wrap_data_key(&mut md.key_groups, &mut md.shamir_threshold, &key)?;
-        (Tree { branches: example(in_fmt), metadata: md }, Cipher::new(&key))
+        (
+            Tree {
+                branches: example(in_fmt),
+                metadata: md,
+            },
+            Cipher::new(&key),
+        )
     };
     let dir = tempfile::Builder::new()
         .prefix(".kustos-edit-")
         .tempdir()
-        .map_err(|e| CliError::new(exit::COULD_NOT_WRITE_OUTPUT_FILE, format!("Could not create temporary directory: {e}")))?;
+        .map_err(|e| {
+            CliError::new(
+                exit::COULD_NOT_WRITE_OUTPUT_FILE,
+                format!("Could not create temporary directory: {e}"),
+            )
+        })?;
     let tmp = dir.path().join(a.file.file_name().unwrap_or_default());
     let plain = if a.show_master_keys {
         Zeroizing::new(formats::emit_encrypted(out_fmt, &tree, &store)?)
@@ -685,20 +857,34 @@ pub fn edit(g: &GlobalArgs, a: EditArgs) -> CliResult {
     Ok(())
 }
 
-fn edit_loop(tmp: &Path, original: &[u8], fmt: Format, show_keys: bool, tree: &mut Tree) -> CliResult {
+fn edit_loop(
+    tmp: &Path,
+    original: &[u8],
+    fmt: Format,
+    show_keys: bool,
+    tree: &mut Tree,
+) -> CliResult {
     let editor = editor_command()?;
     loop {
         let status = std::process::Command::new(&editor[0])
             .args(&editor[1..])
             .arg(tmp)
             .status()
-            .map_err(|e| CliError::new(exit::NO_EDITOR_FOUND, format!("Could not run editor: {e}")))?;
+            .map_err(|e| {
+                CliError::new(exit::NO_EDITOR_FOUND, format!("Could not run editor: {e}"))
+            })?;
         if !status.success() {
-            return Err(CliError::new(exit::NO_EDITOR_FOUND, format!("Could not run editor: it exited with {status}")));
+            return Err(CliError::new(
+                exit::NO_EDITOR_FOUND,
+                format!("Could not run editor: it exited with {status}"),
+            ));
         }
         let edited = fsutil::read_file(tmp)?;
         if edited.as_slice() == original {
-            return Err(CliError::new(exit::FILE_HAS_NOT_BEEN_MODIFIED, "File has not changed, exiting."));
+            return Err(CliError::new(
+                exit::FILE_HAS_NOT_BEEN_MODIFIED,
+                "File has not changed, exiting.",
+            ));
         }
         let parsed = formats::load_plain(fmt, &edited).and_then(|mut b| {
             if show_keys {
@@ -716,12 +902,17 @@ fn edit_loop(tmp: &Path, original: &[u8], fmt: Format, show_keys: bool, tree: &m
                 return Ok(());
             }
             Ok(_) => eprintln!("kustos: the edited file has no document."),
-            Err(e) => eprintln!("kustos: could not load the edited file, probably due to invalid syntax: {e}"),
+            Err(e) => eprintln!(
+                "kustos: could not load the edited file, probably due to invalid syntax: {e}"
+            ),
         }
         eprintln!("Press Enter to return to the editor, or Ctrl+C to exit.");
         let mut line = String::new();
         if std::io::stdin().lock().read_line(&mut line).unwrap_or(0) == 0 {
-            return Err(CliError::new(exit::COULD_NOT_READ_INPUT_FILE, "the edited file is invalid and stdin is closed; nothing was written"));
+            return Err(CliError::new(
+                exit::COULD_NOT_READ_INPUT_FILE,
+                "the edited file is invalid and stdin is closed; nothing was written",
+            ));
         }
     }
 }
@@ -771,7 +962,11 @@ pub struct ExecEnvArgs {
     #[arg(long = "input-type", value_name = "TYPE")]
     pub input_type: Option<String>,
     /// Order in which key types are tried
-    #[arg(long = "decryption-order", env = "SOPS_DECRYPTION_ORDER", value_name = "TYPES")]
+    #[arg(
+        long = "decryption-order",
+        env = "SOPS_DECRYPTION_ORDER",
+        value_name = "TYPES"
+    )]
     pub decryption_order: Option<String>,
     /// Proceed even if the MAC does not match
     #[arg(long = "ignore-mac")]
@@ -780,33 +975,61 @@ pub struct ExecEnvArgs {
 
 fn child_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(1))
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(1))
 }
 
 /// `kustos exec-env`.
 pub fn exec_env(g: &GlobalArgs, a: ExecEnvArgs) -> CliResult {
     if a.user.is_some() {
-        return Err(CliError::new(exit::GENERIC, "--user is not supported by kustos"));
+        return Err(CliError::new(
+            exit::GENERIC,
+            "--user is not supported by kustos",
+        ));
     }
     if a.background && a.same_process {
-        return Err(conflict("Error: The --same-process flag cannot be used with --background"));
+        return Err(conflict(
+            "Error: The --same-process flag cannot be used with --background",
+        ));
     }
     let fmt = parse_format(a.input_type.as_deref(), &a.file)?;
-    let (tree, _) = open(g, &a.file, fmt, a.decryption_order.as_deref(), a.ignore_mac).map_err(|e| e.in_file(&show(&a.file)))?;
+    let (tree, _) = open(g, &a.file, fmt, a.decryption_order.as_deref(), a.ignore_mac)
+        .map_err(|e| e.in_file(&show(&a.file)))?;
     let mut vars: Vec<(String, Zeroizing<String>)> = Vec::new();
     for item in tree.branches.first().map(|b| b.0.as_slice()).unwrap_or(&[]) {
         let key = match &item.key {
             crate::sops::Key::Comment(_) => continue,
             crate::sops::Key::Str(k) => k,
-            crate::sops::Key::Other(_) => return Err(CliError::new(exit::GENERIC, "cannot use non-string keys in environment")),
+            crate::sops::Key::Other(_) => {
+                return Err(CliError::new(
+                    exit::GENERIC,
+                    "cannot use non-string keys in environment",
+                ))
+            }
         };
         if item.value.is_complex() {
-            return Err(CliError::new(exit::GENERIC, format!("cannot use complex value in environment; offending key {}", escape_for_terminal(key))));
+            return Err(CliError::new(
+                exit::GENERIC,
+                format!(
+                    "cannot use complex value in environment; offending key {}",
+                    escape_for_terminal(key)
+                ),
+            ));
         }
         if key.contains('=') {
-            return Err(CliError::new(exit::GENERIC, format!("cannot use keys with '=' in environment: {}", escape_for_terminal(key))));
+            return Err(CliError::new(
+                exit::GENERIC,
+                format!(
+                    "cannot use keys with '=' in environment: {}",
+                    escape_for_terminal(key)
+                ),
+            ));
         }
-        vars.push((key.clone(), Zeroizing::new(formats::val_to_string(&item.value))));
+        vars.push((
+            key.clone(),
+            Zeroizing::new(formats::val_to_string(&item.value)),
+        ));
     }
     let mut cmd = std::process::Command::new("/bin/sh");
     cmd.arg("-c").arg(&a.command);
@@ -819,16 +1042,26 @@ pub fn exec_env(g: &GlobalArgs, a: ExecEnvArgs) -> CliResult {
     if a.same_process {
         use std::os::unix::process::CommandExt;
         let err = cmd.exec();
-        return Err(CliError::new(exit::GENERIC, format!("cannot run the command: {err}")));
+        return Err(CliError::new(
+            exit::GENERIC,
+            format!("cannot run the command: {err}"),
+        ));
     }
     if a.background {
-        cmd.spawn().map_err(|e| CliError::new(exit::GENERIC, format!("cannot run the command: {e}")))?;
+        cmd.spawn()
+            .map_err(|e| CliError::new(exit::GENERIC, format!("cannot run the command: {e}")))?;
         return Ok(());
     }
-    let status = cmd.status().map_err(|e| CliError::new(exit::GENERIC, format!("cannot run the command: {e}")))?;
+    let status = cmd
+        .status()
+        .map_err(|e| CliError::new(exit::GENERIC, format!("cannot run the command: {e}")))?;
     match child_code(status) {
         0 => Ok(()),
-        c => Err(CliError { code: c, message: String::new(), hint: None }),
+        c => Err(CliError {
+            code: c,
+            message: String::new(),
+            hint: None,
+        }),
     }
 }
 
@@ -860,7 +1093,11 @@ pub struct ExecFileArgs {
     #[arg(long = "output-type", value_name = "TYPE")]
     pub output_type: Option<String>,
     /// Order in which key types are tried
-    #[arg(long = "decryption-order", env = "SOPS_DECRYPTION_ORDER", value_name = "TYPES")]
+    #[arg(
+        long = "decryption-order",
+        env = "SOPS_DECRYPTION_ORDER",
+        value_name = "TYPES"
+    )]
     pub decryption_order: Option<String>,
     /// Proceed even if the MAC does not match
     #[arg(long = "ignore-mac")]
@@ -870,29 +1107,54 @@ pub struct ExecFileArgs {
 /// `kustos exec-file`.
 pub fn exec_file(g: &GlobalArgs, a: ExecFileArgs) -> CliResult {
     if a.user.is_some() {
-        return Err(CliError::new(exit::GENERIC, "--user is not supported by kustos"));
+        return Err(CliError::new(
+            exit::GENERIC,
+            "--user is not supported by kustos",
+        ));
     }
     let in_fmt = parse_format(a.input_type.as_deref(), &a.file)?;
     let out_fmt = parse_format(a.output_type.as_deref(), &a.file)?;
     let cfg = load_config(g).unwrap_or(None);
     let store = store_options(cfg.as_ref(), None)?;
-    let (tree, _) = open(g, &a.file, in_fmt, a.decryption_order.as_deref(), a.ignore_mac).map_err(|e| e.in_file(&show(&a.file)))?;
+    let (tree, _) = open(
+        g,
+        &a.file,
+        in_fmt,
+        a.decryption_order.as_deref(),
+        a.ignore_mac,
+    )
+    .map_err(|e| e.in_file(&show(&a.file)))?;
     let plain = formats::emit_plain(out_fmt, &tree.branches, &store)?;
     let dir = tempfile::Builder::new()
         .prefix(".sops")
         .tempdir()
         .map_err(|e| CliError::new(exit::COULD_NOT_WRITE_OUTPUT_FILE, e.to_string()))?;
-    let name = a.filename.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "tmp-file".into());
+    let name = a
+        .filename
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "tmp-file".into());
     if name.contains('/') {
-        return Err(CliError::new(exit::GENERIC, "--filename must be a plain file name"));
+        return Err(CliError::new(
+            exit::GENERIC,
+            "--filename must be a plain file name",
+        ));
     }
     let path = dir.path().join(&name);
     let mut writer = None;
     if a.no_fifo {
         fsutil::write_atomic(&path, &plain, NewFileMode::Private)?;
     } else {
-        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
-            .map_err(|e| CliError::new(exit::COULD_NOT_WRITE_OUTPUT_FILE, format!("cannot create a FIFO: {e}")))?;
+        nix::unistd::mkfifo(
+            &path,
+            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        )
+        .map_err(|e| {
+            CliError::new(
+                exit::COULD_NOT_WRITE_OUTPUT_FILE,
+                format!("cannot create a FIFO: {e}"),
+            )
+        })?;
         let p = path.clone();
         let data = plain.clone();
         // Opening a FIFO for writing blocks until the command opens it.
@@ -917,7 +1179,14 @@ pub fn exec_file(g: &GlobalArgs, a: ExecFileArgs) -> CliResult {
     drop(dir);
     match result {
         Ok(0) => Ok(()),
-        Ok(c) => Err(CliError { code: c, message: String::new(), hint: None }),
-        Err(e) => Err(CliError::new(exit::GENERIC, format!("cannot run the command: {e}"))),
+        Ok(c) => Err(CliError {
+            code: c,
+            message: String::new(),
+            hint: None,
+        }),
+        Err(e) => Err(CliError::new(
+            exit::GENERIC,
+            format!("cannot run the command: {e}"),
+        )),
     }
 }

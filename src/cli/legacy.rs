@@ -34,7 +34,10 @@ const SUBCOMMANDS: &[&str] = &[
 
 /// Rewrites legacy invocations; anything else passes through unchanged.
 pub fn translate(args: Vec<OsString>) -> Vec<OsString> {
-    let strs: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let strs: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     if strs.len() < 2 {
         return args;
     }
@@ -44,7 +47,11 @@ pub fn translate(args: Vec<OsString>) -> Vec<OsString> {
         let a = &strs[i];
         if a == "--config" || a == "--keys-dir" {
             i += 2;
-        } else if a.starts_with("--config=") || a.starts_with("--keys-dir=") || a == "--verbose" || a == "--disable-version-check" {
+        } else if a.starts_with("--config=")
+            || a.starts_with("--keys-dir=")
+            || a == "--verbose"
+            || a == "--disable-version-check"
+        {
             i += 1;
         } else {
             break;
@@ -73,7 +80,10 @@ pub fn translate(args: Vec<OsString>) -> Vec<OsString> {
     let mut out: Vec<OsString> = args[..i].to_vec();
     out.push(sub.into());
     for a in rest {
-        if matches!(a.as_str(), "-e" | "--encrypt" | "-d" | "--decrypt" | "-r" | "--rotate") {
+        if matches!(
+            a.as_str(),
+            "-e" | "--encrypt" | "-d" | "--decrypt" | "-r" | "--rotate"
+        ) {
             continue;
         }
         out.push(a.into());
@@ -94,8 +104,14 @@ mod tests {
 
     #[test]
     fn legacy_forms() {
-        assert_eq!(t(&["kustos", "-d", "f.yaml"]), ["kustos", "decrypt", "f.yaml"]);
-        assert_eq!(t(&["kustos", "-i", "-e", "f.yaml"]), ["kustos", "encrypt", "-i", "f.yaml"]);
+        assert_eq!(
+            t(&["kustos", "-d", "f.yaml"]),
+            ["kustos", "decrypt", "f.yaml"]
+        );
+        assert_eq!(
+            t(&["kustos", "-i", "-e", "f.yaml"]),
+            ["kustos", "encrypt", "-i", "f.yaml"]
+        );
         assert_eq!(t(&["kustos", "f.yaml"]), ["kustos", "edit", "f.yaml"]);
         assert_eq!(t(&["kustos", "decrypt", "-d"]), ["kustos", "decrypt", "-d"]);
         assert_eq!(

@@ -67,7 +67,9 @@ pub type CliResult<T = ()> = std::result::Result<T, CliError>;
 /// multi-tenancy onboarding in one fast binary.
 #[derive(Parser, Debug)]
 #[command(name = "kustos", version, about, long_about = None, propagate_version = true)]
-#[command(after_help = "Drop-in for sops: `kustos encrypt|decrypt|edit|set|unset|rotate|updatekeys` take sops' flags,\nenvironment variables (SOPS_AGE_KEY_FILE, SOPS_AGE_RECIPIENTS, SOPS_PGP_FP, …) and exit codes.")]
+#[command(
+    after_help = "Drop-in for sops: `kustos encrypt|decrypt|edit|set|unset|rotate|updatekeys` take sops' flags,\nenvironment variables (SOPS_AGE_KEY_FILE, SOPS_AGE_RECIPIENTS, SOPS_PGP_FP, …) and exit codes."
+)]
 pub struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -82,7 +84,13 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "SOPS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Folders with decryption keys: *.agekey (age) and *.asc (OpenPGP), like Flux's decryption Secrets
-    #[arg(long = "keys-dir", global = true, env = "KUSTOS_KEYS_DIR", value_delimiter = ':', value_name = "DIR")]
+    #[arg(
+        long = "keys-dir",
+        global = true,
+        env = "KUSTOS_KEYS_DIR",
+        value_delimiter = ':',
+        value_name = "DIR"
+    )]
     pub keys_dir: Vec<PathBuf>,
     /// Print debug information (never secret values) to stderr
     #[arg(long, global = true)]
@@ -190,7 +198,10 @@ pub(crate) fn write_stdout(data: &[u8]) -> CliResult {
     match out.write_all(data).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(CliError::new(crate::error::exit::COULD_NOT_WRITE_OUTPUT_FILE, format!("cannot write to stdout: {e}"))),
+        Err(e) => Err(CliError::new(
+            crate::error::exit::COULD_NOT_WRITE_OUTPUT_FILE,
+            format!("cannot write to stdout: {e}"),
+        )),
     }
 }
 

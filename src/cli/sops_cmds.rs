@@ -20,7 +20,12 @@ use crate::util::escape_for_terminal;
 #[derive(Args, Debug, Clone, Default)]
 pub struct KeyFlags {
     /// Comma separated list of age recipients
-    #[arg(short = 'a', long, env = "SOPS_AGE_RECIPIENTS", value_name = "RECIPIENTS")]
+    #[arg(
+        short = 'a',
+        long,
+        env = "SOPS_AGE_RECIPIENTS",
+        value_name = "RECIPIENTS"
+    )]
     pub age: Option<String>,
     /// Comma separated list of PGP fingerprints
     #[arg(short = 'p', long, env = "SOPS_PGP_FP", value_name = "FPRS")]
@@ -67,10 +72,20 @@ impl KeyFlags {
             return Ok(None);
         }
         let mut group = Vec::new();
-        for fp in pgp.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for fp in pgp
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             group.push(Recipient::pgp(fp));
         }
-        for r in age.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for r in age
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             crate::keys::age::validate_recipient(r)?;
             group.push(Recipient::Age(r.to_string()));
         }
@@ -177,7 +192,11 @@ pub struct DecryptArgs {
     #[arg(long = "filename-override", value_name = "NAME")]
     pub filename_override: Option<PathBuf>,
     /// Order in which key types are tried, e.g. age,pgp
-    #[arg(long = "decryption-order", env = "SOPS_DECRYPTION_ORDER", value_name = "TYPES")]
+    #[arg(
+        long = "decryption-order",
+        env = "SOPS_DECRYPTION_ORDER",
+        value_name = "TYPES"
+    )]
     pub decryption_order: Option<String>,
     /// Indentation of the output (legacy sops flag)
     #[arg(long, hide = true)]
@@ -200,7 +219,10 @@ pub(crate) fn parse_format(name: Option<&str>, path: &Path) -> CliResult<Format>
         Some(n) => Format::from_name(n).ok_or_else(|| {
             CliError::new(
                 exit::GENERIC,
-                format!("unknown format {:?}: use yaml, json, dotenv, ini or binary", escape_for_terminal(n)),
+                format!(
+                    "unknown format {:?}: use yaml, json, dotenv, ini or binary",
+                    escape_for_terminal(n)
+                ),
             )
         }),
     }
@@ -215,7 +237,10 @@ pub(crate) fn store_options(cfg: Option<&Config>, indent: Option<i64>) -> CliRes
     let mut s = cfg.map(|c| c.stores).unwrap_or_default();
     if let Some(i) = indent {
         if i < 0 {
-            return Err(CliError::new(exit::GENERIC, "negative indentation is not accepted"));
+            return Err(CliError::new(
+                exit::GENERIC,
+                "negative indentation is not accepted",
+            ));
         }
         s.yaml_indent = i as usize;
         s.json_indent = Some(i as usize);
@@ -262,7 +287,13 @@ pub(crate) fn encrypt_spec(
 ) -> CliResult<EncryptSpec> {
     let cli_group = keys.group()?;
     let rule = match cfg {
-        Some(c) => c.rule_for(file).or_else(|e| if cli_group.is_some() { Ok(None) } else { Err(e) })?,
+        Some(c) => c.rule_for(file).or_else(|e| {
+            if cli_group.is_some() {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        })?,
         None => None,
     };
     let groups = match cli_group {
@@ -292,7 +323,9 @@ pub(crate) fn encrypt_spec(
     let pick = |cli: &Option<String>, from_rule: fn(&SelectionRules) -> &String| -> String {
         match cli.as_deref().filter(|s| !s.is_empty()) {
             Some(v) => v.to_string(),
-            None => rule.map(|r| from_rule(&r.rules).clone()).unwrap_or_default(),
+            None => rule
+                .map(|r| from_rule(&r.rules).clone())
+                .unwrap_or_default(),
         }
     };
     let rules = SelectionRules {
@@ -300,20 +333,31 @@ pub(crate) fn encrypt_spec(
         encrypted_suffix: pick(&sel.encrypted_suffix, |r| &r.encrypted_suffix),
         unencrypted_regex: pick(&sel.unencrypted_regex, |r| &r.unencrypted_regex),
         encrypted_regex: pick(&sel.encrypted_regex, |r| &r.encrypted_regex),
-        unencrypted_comment_regex: pick(&sel.unencrypted_comment_regex, |r| &r.unencrypted_comment_regex),
+        unencrypted_comment_regex: pick(&sel.unencrypted_comment_regex, |r| {
+            &r.unencrypted_comment_regex
+        }),
         encrypted_comment_regex: pick(&sel.encrypted_comment_regex, |r| &r.encrypted_comment_regex),
     };
     if rules.count() > 1 {
         return Err(conflict("Error: cannot use more than one of encrypted_suffix, unencrypted_suffix, encrypted_regex, unencrypted_regex, encrypted_comment_regex, or unencrypted_comment_regex in the same file"));
     }
-    for re in [&rules.unencrypted_regex, &rules.encrypted_regex, &rules.unencrypted_comment_regex, &rules.encrypted_comment_regex] {
+    for re in [
+        &rules.unencrypted_regex,
+        &rules.encrypted_regex,
+        &rules.unencrypted_comment_regex,
+        &rules.encrypted_comment_regex,
+    ] {
         if !re.is_empty() {
-            regex::Regex::new(re).map_err(|e| CliError::new(exit::GENERIC, format!("invalid regex {re:?}: {e}")))?;
+            regex::Regex::new(re)
+                .map_err(|e| CliError::new(exit::GENERIC, format!("invalid regex {re:?}: {e}")))?;
         }
     }
     Ok(EncryptSpec {
         groups,
-        shamir_threshold: threshold.filter(|t| *t != 0).or(rule.map(|r| r.shamir_threshold)).unwrap_or(0),
+        shamir_threshold: threshold
+            .filter(|t| *t != 0)
+            .or(rule.map(|r| r.shamir_threshold))
+            .unwrap_or(0),
         rules,
         mac_only_encrypted: sel.mac_only_encrypted || rule.is_some_and(|r| r.mac_only_encrypted),
     })
@@ -344,7 +388,10 @@ fn check_exists(p: &Path) -> CliResult {
     if !p.exists() {
         return Err(CliError::new(
             exit::NO_FILE_SPECIFIED,
-            format!("Error: cannot operate on non-existent file {:?}", escape_for_terminal(&show(p))),
+            format!(
+                "Error: cannot operate on non-existent file {:?}",
+                escape_for_terminal(&show(p))
+            ),
         ));
     }
     Ok(())
@@ -393,14 +440,20 @@ fn dest_for(file: &Path, in_place: bool, output_dir: Option<&Path>, mode: NewFil
 pub fn encrypt(g: &GlobalArgs, a: EncryptArgs) -> CliResult {
     if a.files.is_empty() {
         if a.in_place {
-            return Err(conflict("Error: cannot use --in-place when reading from stdin"));
+            return Err(conflict(
+                "Error: cannot use --in-place when reading from stdin",
+            ));
         }
         if a.filename_override.is_none() {
-            return Err(conflict("Error: must specify --filename-override when reading from stdin"));
+            return Err(conflict(
+                "Error: must specify --filename-override when reading from stdin",
+            ));
         }
     }
     if a.in_place && (a.output.is_some() || a.output_dir.is_some()) {
-        return Err(conflict("Error: cannot operate on both --output and --in-place"));
+        return Err(conflict(
+            "Error: cannot operate on both --output and --in-place",
+        ));
     }
     if a.files.len() > 1 && !a.in_place && a.output_dir.is_none() {
         return Err(conflict("several files need --in-place or --output-dir"));
@@ -415,7 +468,13 @@ pub fn encrypt(g: &GlobalArgs, a: EncryptArgs) -> CliResult {
         };
         let in_fmt = parse_format(a.input_type.as_deref(), &name)?;
         let out_fmt = parse_format(a.output_type.as_deref(), &name)?;
-        let spec = encrypt_spec(&a.keys, &a.selection, a.shamir_threshold, cfg.as_ref(), &name)?;
+        let spec = encrypt_spec(
+            &a.keys,
+            &a.selection,
+            a.shamir_threshold,
+            cfg.as_ref(),
+            &name,
+        )?;
         let data = match input {
             Some(p) => {
                 check_exists(p)?;
@@ -438,17 +497,24 @@ pub fn encrypt(g: &GlobalArgs, a: EncryptArgs) -> CliResult {
     }
     run_many(&a.files, |f| {
         let out = one(Some(f))?;
-        write_dest(&dest_for(f, a.in_place, a.output_dir.as_deref(), NewFileMode::Shared), &out)
+        write_dest(
+            &dest_for(f, a.in_place, a.output_dir.as_deref(), NewFileMode::Shared),
+            &out,
+        )
     })
 }
 
 /// `kustos decrypt`.
 pub fn decrypt(g: &GlobalArgs, a: DecryptArgs) -> CliResult {
     if a.files.is_empty() && a.in_place {
-        return Err(conflict("Error: cannot use --in-place when reading from stdin"));
+        return Err(conflict(
+            "Error: cannot use --in-place when reading from stdin",
+        ));
     }
     if a.in_place && (a.output.is_some() || a.output_dir.is_some()) {
-        return Err(conflict("Error: cannot operate on both --output and --in-place"));
+        return Err(conflict(
+            "Error: cannot operate on both --output and --in-place",
+        ));
     }
     if a.files.len() > 1 && !a.in_place && a.output_dir.is_none() {
         return Err(conflict("several files need --in-place or --output-dir"));
@@ -456,7 +522,10 @@ pub fn decrypt(g: &GlobalArgs, a: DecryptArgs) -> CliResult {
     let order = decryption_order(a.decryption_order.as_deref())?;
     let extract = match a.extract.as_deref() {
         Some(p) => Some(ops::parse_tree_path(p).map_err(|e| {
-            CliError::new(exit::INVALID_TREE_PATH_FORMAT, format!("error parsing --extract path: {e}"))
+            CliError::new(
+                exit::INVALID_TREE_PATH_FORMAT,
+                format!("error parsing --extract path: {e}"),
+            )
         })?),
         None => None,
     };
@@ -483,7 +552,9 @@ pub fn decrypt(g: &GlobalArgs, a: DecryptArgs) -> CliResult {
             }
             None => fsutil::read_stdin()?,
         };
-        Ok(ops::decrypt_bytes(&data, in_fmt, out_fmt, &ring, &opts, &store)?)
+        Ok(ops::decrypt_bytes(
+            &data, in_fmt, out_fmt, &ring, &opts, &store,
+        )?)
     };
     if a.files.len() <= 1 && a.output_dir.is_none() {
         let input = a.files.first().map(PathBuf::as_path);
@@ -498,6 +569,9 @@ pub fn decrypt(g: &GlobalArgs, a: DecryptArgs) -> CliResult {
     }
     run_many(&a.files, |f| {
         let out = one(Some(f))?;
-        write_dest(&dest_for(f, a.in_place, a.output_dir.as_deref(), NewFileMode::Private), &out)
+        write_dest(
+            &dest_for(f, a.in_place, a.output_dir.as_deref(), NewFileMode::Private),
+            &out,
+        )
     })
 }

@@ -84,7 +84,10 @@ pub fn locate(explicit: Option<&Path>) -> Result<Option<Config>> {
 }
 
 fn cfg_err(path: &Path, msg: impl std::fmt::Display) -> Error {
-    Error::Config(format!("{}: {msg}", crate::util::escape_for_terminal(&path.display().to_string())))
+    Error::Config(format!(
+        "{}: {msg}",
+        crate::util::escape_for_terminal(&path.display().to_string())
+    ))
 }
 
 /// Reads and validates a config file.
@@ -108,8 +111,12 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Config> {
                 .filter(|v| !matches!(v, Value::Comment(_)))
                 .enumerate()
                 .map(|(i, v)| match v {
-                    Value::Map(m) => parse_rule(m).map_err(|e| cfg_err(path, format!("creation rule {}: {e}", i + 1))),
-                    _ => Err(cfg_err(path, format!("creation rule {} is not a map", i + 1))),
+                    Value::Map(m) => parse_rule(m)
+                        .map_err(|e| cfg_err(path, format!("creation rule {}: {e}", i + 1))),
+                    _ => Err(cfg_err(
+                        path,
+                        format!("creation rule {} is not a map", i + 1),
+                    )),
                 })
                 .collect::<Result<Vec<_>>>()?,
         ),
@@ -138,7 +145,11 @@ fn parse_stores(v: Option<&Value>) -> std::result::Result<StoreOptions, String> 
         return Ok(o);
     };
     let indent = |name: &str| -> std::result::Result<Option<i64>, String> {
-        match m.get(name).and_then(|s| s.as_map()).and_then(|s| s.get("indent")) {
+        match m
+            .get(name)
+            .and_then(|s| s.as_map())
+            .and_then(|s| s.get("indent"))
+        {
             None => Ok(None),
             Some(v) => as_int(v)
                 .map(Some)
@@ -151,7 +162,10 @@ fn parse_stores(v: Option<&Value>) -> std::result::Result<StoreOptions, String> 
         }
         o.yaml_indent = i as usize;
     }
-    for (name, slot) in [("json", &mut o.json_indent), ("json_binary", &mut o.json_binary_indent)] {
+    for (name, slot) in [
+        ("json", &mut o.json_indent),
+        ("json_binary", &mut o.json_binary_indent),
+    ] {
         if let Some(i) = indent(name)? {
             if i < -1 {
                 return Err("JSON Indentation parameter smaller than -1 is not accepted".into());
@@ -178,10 +192,14 @@ fn key_field(m: &Map, name: &str) -> std::result::Result<Vec<String>, String> {
             .filter(|v| !matches!(v, Value::Comment(_)))
             .map(|v| match v {
                 Value::Str(t) => Ok(t.to_str_lossy().trim().to_string()),
-                _ => Err(format!("invalid {name} key configuration: expected string in list")),
+                _ => Err(format!(
+                    "invalid {name} key configuration: expected string in list"
+                )),
             })
             .collect(),
-        Some(_) => Err(format!("invalid {name} key configuration: expected string or list")),
+        Some(_) => Err(format!(
+            "invalid {name} key configuration: expected string or list"
+        )),
     }
 }
 
@@ -205,7 +223,10 @@ fn age_recipients(list: Vec<String>) -> std::result::Result<Vec<Recipient>, Stri
     Ok(out)
 }
 
-fn group_from(m: &Map, unsupported: &mut Vec<String>) -> std::result::Result<Vec<Recipient>, String> {
+fn group_from(
+    m: &Map,
+    unsupported: &mut Vec<String>,
+) -> std::result::Result<Vec<Recipient>, String> {
     let mut group = Vec::new();
     if let Some(Value::Seq(merge)) = m.get("merge") {
         for g in merge {
@@ -286,7 +307,11 @@ impl Config {
         };
         let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
         let abs_s = abs.to_string_lossy();
-        let prefix = format!("{}{}", self.dir.to_string_lossy(), std::path::MAIN_SEPARATOR);
+        let prefix = format!(
+            "{}{}",
+            self.dir.to_string_lossy(),
+            std::path::MAIN_SEPARATOR
+        );
         let rel = abs_s.strip_prefix(&prefix).unwrap_or(&abs_s);
         for r in rules {
             if r.path_regex.is_empty() {
@@ -335,7 +360,10 @@ stores:
         let c = load(&p).unwrap();
         assert_eq!(c.stores.yaml_indent, 2);
         assert_eq!(c.stores.json_indent, None);
-        let r = c.rule_for(&dir.path().join("tenants/a/secret.yaml")).unwrap().unwrap();
+        let r = c
+            .rule_for(&dir.path().join("tenants/a/secret.yaml"))
+            .unwrap()
+            .unwrap();
         assert_eq!(r.key_groups.len(), 1);
         // Duplicates inside a comma list are kept as sops keeps them in single groups.
         assert_eq!(r.key_groups[0].len(), 2);

@@ -25,10 +25,13 @@ pub fn parse(input: &[u8]) -> Result<Map> {
             });
             continue;
         }
-        let pos = line.iter().position(|c| *c == b'=').ok_or_else(|| Error::Parse {
-            format: "dotenv",
-            message: format!("line {}: expected KEY=VALUE", n + 1),
-        })?;
+        let pos = line
+            .iter()
+            .position(|c| *c == b'=')
+            .ok_or_else(|| Error::Parse {
+                format: "dotenv",
+                message: format!("line {}: expected KEY=VALUE", n + 1),
+            })?;
         let value = replace(&line[pos + 1..], b"\\n", b"\n");
         m.0.push(Item::new(
             String::from_utf8_lossy(&line[..pos]).into_owned(),

@@ -200,17 +200,16 @@ fn quote_key(k: &str) -> String {
 /// Emits sections.
 pub fn emit(m: &Map) -> Result<Vec<u8>> {
     let mut out = String::new();
-    let sections: Vec<(&str, &Map)> = m
-        .0
-        .iter()
-        .filter_map(|i| match (&i.key, &i.value) {
-            (Key::Str(k), Value::Map(v)) => Some(Ok((k.as_str(), v))),
-            (Key::Str(_), _) => Some(Err(Error::Emit(
-                "Error encoding section: Section values should always be TreeBranches".into(),
-            ))),
-            _ => None,
-        })
-        .collect::<Result<_>>()?;
+    let sections: Vec<(&str, &Map)> =
+        m.0.iter()
+            .filter_map(|i| match (&i.key, &i.value) {
+                (Key::Str(k), Value::Map(v)) => Some(Ok((k.as_str(), v))),
+                (Key::Str(_), _) => Some(Err(Error::Emit(
+                    "Error encoding section: Section values should always be TreeBranches".into(),
+                ))),
+                _ => None,
+            })
+            .collect::<Result<_>>()?;
     let mut first_written = true;
     for (idx, (name, branch)) in sections.iter().enumerate() {
         let mut section_comment = String::new();
@@ -252,7 +251,11 @@ pub fn emit(m: &Map) -> Result<Vec<u8>> {
             out.push_str(name);
             out.push_str("]\n");
         }
-        let width = keys.iter().map(|(k, _, _)| k.chars().count()).max().unwrap_or(0);
+        let width = keys
+            .iter()
+            .map(|(k, _, _)| k.chars().count())
+            .max()
+            .unwrap_or(0);
         for (k, v, c) in keys {
             if !c.is_empty() {
                 write_comment(&mut out, &c);

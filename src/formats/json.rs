@@ -143,7 +143,8 @@ impl Parser<'_> {
             }
         }
         self.i = i;
-        let text = std::str::from_utf8(&b[start..i]).map_err(|_| err(self.line(), "invalid number"))?;
+        let text =
+            std::str::from_utf8(&b[start..i]).map_err(|_| err(self.line(), "invalid number"))?;
         // Go's decoder gives float64 for every number and fails on overflow.
         gonum::parse_float(text)
             .map(Value::Float)
@@ -174,7 +175,9 @@ impl Parser<'_> {
                     // Go replaces invalid UTF-8 with U+FFFD when decoding.
                     return Ok(match String::from_utf8(out) {
                         Ok(s) => s.into_bytes(),
-                        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned().into_bytes(),
+                        Err(e) => String::from_utf8_lossy(e.as_bytes())
+                            .into_owned()
+                            .into_bytes(),
                     });
                 }
                 b'\\' => {
@@ -342,7 +345,10 @@ pub fn emit_value(out: &mut Vec<u8>, v: &Value, indent: Indent, depth: usize) ->
         Value::Comment(_) => {}
         Value::Time(t) => escape_into(out, t.rfc3339_nano().as_bytes()),
         Value::Seq(items) => {
-            let items: Vec<&Value> = items.iter().filter(|v| !matches!(v, Value::Comment(_))).collect();
+            let items: Vec<&Value> = items
+                .iter()
+                .filter(|v| !matches!(v, Value::Comment(_)))
+                .collect();
             if items.is_empty() {
                 out.extend_from_slice(b"[]");
                 return Ok(());

@@ -163,7 +163,11 @@ pub fn load_encrypted(format: Format, input: &[u8]) -> Result<Tree> {
 }
 
 /// Emits plaintext branches.
-pub fn emit_plain(format: Format, branches: &[Map], opts: &StoreOptions) -> Result<Zeroizing<Vec<u8>>> {
+pub fn emit_plain(
+    format: Format,
+    branches: &[Map],
+    opts: &StoreOptions,
+) -> Result<Zeroizing<Vec<u8>>> {
     let first = || branches.first().cloned().unwrap_or_default();
     Ok(Zeroizing::new(match format {
         Format::Yaml => yaml::emit_plain(branches, yaml_indent(opts)),
@@ -178,12 +182,10 @@ pub fn emit_plain(format: Format, branches: &[Map], opts: &StoreOptions) -> Resu
             }
             match first().get("data") {
                 Some(Value::Str(t)) => t.as_bytes().to_vec(),
-                Some(_) => {
-                    return Err(Error::Emit(
-                        "error emitting binary store: 'data' key in tree does not have a string value"
-                            .into(),
-                    ))
-                }
+                Some(_) => return Err(Error::Emit(
+                    "error emitting binary store: 'data' key in tree does not have a string value"
+                        .into(),
+                )),
                 None => {
                     return Err(Error::Emit(
                         "error emitting binary store: no binary data found in tree".into(),
@@ -200,7 +202,10 @@ pub fn emit_encrypted(format: Format, tree: &Tree, opts: &StoreOptions) -> Resul
         Format::Yaml => yaml::emit_encrypted(tree, yaml_indent(opts)),
         Format::Json | Format::Binary => {
             let mut m = tree.branches.first().cloned().unwrap_or_default();
-            m.0.push(Item::new("sops", metadata::to_value(&tree.metadata, Layout::Json)));
+            m.0.push(Item::new(
+                "sops",
+                metadata::to_value(&tree.metadata, Layout::Json),
+            ));
             let indent = if format == Format::Json {
                 opts.json_indent
             } else {

@@ -20,8 +20,9 @@ use crate::Error;
 /// Wraps `secret` for one recipient as an armored age file (sops' layout).
 pub fn wrap(recipient: &str, secret: &[u8]) -> crate::Result<String> {
     let parsed = parse_recipient(recipient)?;
-    let encryptor = age::Encryptor::with_recipients(std::iter::once(parsed.as_ref() as &dyn age::Recipient))
-        .map_err(|e| Error::Key(format!("age recipient {recipient}: {e}")))?;
+    let encryptor =
+        age::Encryptor::with_recipients(std::iter::once(parsed.as_ref() as &dyn age::Recipient))
+            .map_err(|e| Error::Key(format!("age recipient {recipient}: {e}")))?;
     let mut out = Vec::with_capacity(400);
     let armor = ArmoredWriter::wrap_output(&mut out, Format::AsciiArmor)
         .map_err(|e| Error::Key(format!("age armor: {e}")))?;
@@ -55,7 +56,10 @@ pub fn parse_recipient(s: &str) -> crate::Result<Box<dyn age::Recipient + Send>>
             .map(|r| Box::new(r) as Box<dyn age::Recipient + Send>)
             .map_err(|_| Error::Key(format!("invalid SSH recipient {:?}", truncate(s))));
     }
-    Err(Error::Key(format!("invalid age recipient {:?}", truncate(s))))
+    Err(Error::Key(format!(
+        "invalid age recipient {:?}",
+        truncate(s)
+    )))
 }
 
 fn truncate(s: &str) -> String {
@@ -259,9 +263,10 @@ impl AgeIdentities {
                 match age::x25519::Identity::from_str(line) {
                     Ok(id) => self.identities.push(Box::new(id)),
                     // A line number, never the line: it is a secret key.
-                    Err(_) => self
-                        .problems
-                        .push(format!("{location}: invalid age secret key on line {}", n + 1)),
+                    Err(_) => self.problems.push(format!(
+                        "{location}: invalid age secret key on line {}",
+                        n + 1
+                    )),
                 }
             } else if line.starts_with("AGE-PLUGIN-") {
                 self.problems.push(format!(
@@ -295,7 +300,11 @@ impl AgeIdentities {
         let decryptor = age::Decryptor::new(reader)
             .map_err(|e| UnwrapError::Failed(format!("malformed age stanza: {e}")))?;
         let mut r = decryptor
-            .decrypt(self.identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
+            .decrypt(
+                self.identities
+                    .iter()
+                    .map(|i| i.as_ref() as &dyn age::Identity),
+            )
             .map_err(|e| match e {
                 age::DecryptError::NoMatchingKeys => UnwrapError::NoIdentity(format!(
                     "none of the {} age identities ({}) matches",
@@ -344,10 +353,15 @@ mod tests {
         assert_eq!(ids.len(), 1);
         assert_eq!(&ids.unwrap(&enc).unwrap()[..], &[7u8; 32]);
         let other = AgeIdentities::from_text(
-            age::x25519::Identity::generate().to_string().expose_secret(),
+            age::x25519::Identity::generate()
+                .to_string()
+                .expose_secret(),
             "other",
         );
-        assert!(matches!(other.unwrap(&enc), Err(UnwrapError::NoIdentity(_))));
+        assert!(matches!(
+            other.unwrap(&enc),
+            Err(UnwrapError::NoIdentity(_))
+        ));
     }
 
     #[test]

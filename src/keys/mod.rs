@@ -340,7 +340,8 @@ impl KeyRing {
 
     /// The loaded age identities.
     pub fn age(&self) -> &age::AgeIdentities {
-        self.age.get_or_init(|| age::AgeIdentities::load(&self.sources))
+        self.age
+            .get_or_init(|| age::AgeIdentities::load(&self.sources))
     }
 
     /// The loaded OpenPGP secret keys.

@@ -64,7 +64,8 @@ pub fn set_cert_dirs(dirs: Vec<std::path::PathBuf>) {
 /// certificate up in the `--keys-dir` folders, `$KUSTOS_KEYS_DIR`
 /// (colon-separated) and then GnuPG's public keyring.
 pub fn wrap(fp: &str, secret: &[u8]) -> crate::Result<String> {
-    let mut keys_dirs: Vec<std::path::PathBuf> = CERT_DIRS.read().map(|d| d.clone()).unwrap_or_default();
+    let mut keys_dirs: Vec<std::path::PathBuf> =
+        CERT_DIRS.read().map(|d| d.clone()).unwrap_or_default();
     keys_dirs.extend(
         std::env::var_os("KUSTOS_KEYS_DIR")
             .map(|v| {
@@ -148,12 +149,14 @@ fn merge_candidate(slot: &mut Option<Cert>, c: Cert, fp: &str, from: &Path) -> c
                     .map_err(|e| Error::Key(format!("PGP certificate {fp}: {e}")))?,
             );
         }
-        Some(have) => return Err(Error::Key(format!(
+        Some(have) => {
+            return Err(Error::Key(format!(
             "PGP key ID {fp} is ambiguous: it matches {} and {} (in {}); give the full fingerprint",
             have.fingerprint().to_hex(),
             c.fingerprint().to_hex(),
             from.display()
-        ))),
+        )))
+        }
     }
     Ok(())
 }

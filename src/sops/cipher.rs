@@ -135,7 +135,9 @@ pub enum ValueError {
     #[error("unsupported IV length {0}")]
     IvLength(usize),
     /// GCM authentication failed.
-    #[error("authentication failed (wrong data key, or the value, IV, tag or key path was changed)")]
+    #[error(
+        "authentication failed (wrong data key, or the value, IV, tag or key path was changed)"
+    )]
     Authentication,
     /// The `type:` is not one sops knows.
     #[error("unknown value type")]
@@ -443,7 +445,10 @@ mod tests {
             Err(ValueError::Base64("data"))
         );
         assert_eq!(
-            c.decrypt("ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:str]", "a:"),
+            c.decrypt(
+                "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:str]",
+                "a:"
+            ),
             Err(ValueError::IvLength(1))
         );
         assert_eq!(

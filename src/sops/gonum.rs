@@ -133,11 +133,20 @@ pub fn parse_float(s: &str) -> Option<f64> {
     let lower = body.to_ascii_lowercase();
     if lower == "inf" || lower == "infinity" || lower == "nan" {
         return s.parse().ok().or_else(|| {
-            let v = if lower == "nan" { f64::NAN } else { f64::INFINITY };
+            let v = if lower == "nan" {
+                f64::NAN
+            } else {
+                f64::INFINITY
+            };
             Some(if s.starts_with('-') { -v } else { v })
         });
     }
-    if body.is_empty() || !body.bytes().next().is_some_and(|c| c.is_ascii_digit() || c == b'.') {
+    if body.is_empty()
+        || !body
+            .bytes()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == b'.')
+    {
         return None;
     }
     let v: f64 = s.parse().ok()?;

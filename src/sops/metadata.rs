@@ -125,7 +125,11 @@ fn group_lists(group: &KeyGroup) -> [(String, Vec<Value>); 6] {
     let mut foreign: BTreeMap<&'static str, Vec<Value>> = BTreeMap::new();
     for k in group {
         match k {
-            MasterKey::Pgp { fp, created_at, enc } => {
+            MasterKey::Pgp {
+                fp,
+                created_at,
+                enc,
+            } => {
                 let mut m = Map::new();
                 m.push("created_at", s(created_at.rfc3339()));
                 m.push("enc", s(enc.clone()));
@@ -529,7 +533,9 @@ mod tests {
             let flat = flatten(&md);
             assert!(flat.windows(2).all(|w| w[0] <= w[1]));
             if n == 3 {
-                assert!(flat.iter().any(|(k, v)| k == "shamir_threshold" && v == "2"));
+                assert!(flat
+                    .iter()
+                    .any(|(k, v)| k == "shamir_threshold" && v == "2"));
                 assert!(flat
                     .iter()
                     .any(|(k, _)| k == "key_groups__list_1__map_age__list_0__map_recipient"));

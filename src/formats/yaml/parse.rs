@@ -136,7 +136,12 @@ fn collect_events(src: &str) -> Result<Events> {
     for ev in Parser::new_from_str(src) {
         let (ev, span) = ev.map_err(|e| {
             let m = e.marker();
-            parse_err(format!("line {} column {}: {}", m.line(), m.col() + 1, e.info()))
+            parse_err(format!(
+                "line {} column {}: {}",
+                m.line(),
+                m.col() + 1,
+                e.info()
+            ))
         })?;
         let pos = pos_of(&span.start);
         let flow = span.end.index() > span.start.index();
@@ -291,9 +296,14 @@ fn scan_comments(lines: &[&str], ev: &Events) -> Vec<Comment> {
                 None => {
                     let here = Pos { line: line_no, col };
                     if let Some(style) = ev.quoted_starts.get(&here) {
-                        quote = Some(if *style == ScalarStyle::DoubleQuoted { '"' } else { '\'' });
+                        quote = Some(if *style == ScalarStyle::DoubleQuoted {
+                            '"'
+                        } else {
+                            '\''
+                        });
                     } else if c == '#' && (col == 0 || matches!(chars[col - 1], ' ' | '\t')) {
-                        let prefix: String = chars[..col].iter().collect::<String>().trim().to_string();
+                        let prefix: String =
+                            chars[..col].iter().collect::<String>().trim().to_string();
                         out.push(Comment {
                             pos: here,
                             text: chars[col + 1..].iter().collect(),
@@ -478,7 +488,11 @@ fn place_comments(comments: &[Comment], lay: &Layout, root_cid: usize) -> Placem
             chain.push(parent);
         }
         let (next_cid, next_idx, next_col) = match next {
-            Some(n) => (lay.entries[n].cid, lay.entries[n].idx, lay.entries[n].pos.col),
+            Some(n) => (
+                lay.entries[n].cid,
+                lay.entries[n].idx,
+                lay.entries[n].pos.col,
+            ),
             None => (root_cid, root_len, 0),
         };
         let k = chain.iter().position(|cid| *cid == next_cid);
@@ -534,14 +548,25 @@ impl Builder<'_> {
         }
         self.placed
             .get(&cid)
-            .map(|v| v.iter().filter(|(i, _)| *i == idx).map(|(_, t)| t.clone()).collect())
+            .map(|v| {
+                v.iter()
+                    .filter(|(i, _)| *i == idx)
+                    .map(|(_, t)| t.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
-    fn scalar(value: &str, style: ScalarStyle, tag: &Option<(String, String)>, pos: Pos) -> Result<Value> {
+    fn scalar(
+        value: &str,
+        style: ScalarStyle,
+        tag: &Option<(String, String)>,
+        pos: Pos,
+    ) -> Result<Value> {
         match tag {
             Some((handle, suffix)) if handle == "tag:yaml.org,2002:" => {
-                resolve::resolve_tagged(suffix, value).map_err(|e| parse_err(format!("line {}: {e}", pos.line)))
+                resolve::resolve_tagged(suffix, value)
+                    .map_err(|e| parse_err(format!("line {}: {e}", pos.line)))
             }
             // `!` (non-specific) and unknown tags: yaml.v3 keeps the string.
             Some(_) => Ok(if style == ScalarStyle::Plain {
@@ -587,11 +612,19 @@ impl Builder<'_> {
                 }
                 Ok(Value::Seq(out))
             }
-            PNode::Map { entries, cid, .. } => Ok(Value::Map(self.map(entries, *cid, with_comments, depth)?)),
+            PNode::Map { entries, cid, .. } => {
+                Ok(Value::Map(self.map(entries, *cid, with_comments, depth)?))
+            }
         }
     }
 
-    fn map(&mut self, entries: &[(PNode, PNode)], cid: usize, with_comments: bool, depth: usize) -> Result<Map> {
+    fn map(
+        &mut self,
+        entries: &[(PNode, PNode)],
+        cid: usize,
+        with_comments: bool,
+        depth: usize,
+    ) -> Result<Map> {
         let mut m = Map(Vec::with_capacity(entries.len()));
         let mut seen: HashSet<&str> = HashSet::new();
         for (i, (k, v)) in entries.iter().enumerate() {
@@ -643,7 +676,10 @@ impl Builder<'_> {
 /// `check_duplicates` rejects repeated keys (sops does for plaintext input).
 pub fn parse(input: &[u8], check_duplicates: bool) -> Result<Vec<Map>> {
     let src = std::str::from_utf8(input).map_err(|e| {
-        let line = 1 + input[..e.valid_up_to()].iter().filter(|c| **c == b'\n').count();
+        let line = 1 + input[..e.valid_up_to()]
+            .iter()
+            .filter(|c| **c == b'\n')
+            .count();
         parse_err(format!("line {line}: invalid UTF-8"))
     })?;
     let src = src.strip_prefix('\u{feff}').unwrap_or(src);
@@ -670,18 +706,29 @@ pub fn parse(input: &[u8], check_duplicates: bool) -> Result<Vec<Map>> {
         let mut containers = doc.containers.clone();
         let root = match &doc.root {
             None => &empty_root,
-            Some(PNode::Scalar { value, style, tag, pos }) => {
+            Some(PNode::Scalar {
+                value,
+                style,
+                tag,
+                pos,
+            }) => {
                 if matches!(Builder::scalar(value, *style, tag, *pos)?, Value::Null) {
                     &empty_root
                 } else {
-                    return Err(parse_err("YAML documents that are values are not supported".into()));
+                    return Err(parse_err(
+                        "YAML documents that are values are not supported".into(),
+                    ));
                 }
             }
             Some(PNode::Seq { .. }) => {
-                return Err(parse_err("YAML documents that are sequences are not supported".into()))
+                return Err(parse_err(
+                    "YAML documents that are sequences are not supported".into(),
+                ))
             }
             Some(PNode::Alias { .. }) => {
-                return Err(parse_err("YAML documents that are aliases are not supported".into()))
+                return Err(parse_err(
+                    "YAML documents that are aliases are not supported".into(),
+                ))
             }
             Some(m @ PNode::Map { .. }) => m,
         };
@@ -727,7 +774,9 @@ mod tests {
                     out.push_str(&format!("{pad}{k}:\n"));
                     for i in items {
                         match i {
-                            Value::Comment(c) => out.push_str(&format!("{pad}  -#{}\n", c.to_str_lossy())),
+                            Value::Comment(c) => {
+                                out.push_str(&format!("{pad}  -#{}\n", c.to_str_lossy()))
+                            }
                             Value::Map(sub) => {
                                 out.push_str(&format!("{pad}  - map\n"));
                                 render(sub, depth + 2, out);

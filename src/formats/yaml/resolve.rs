@@ -100,8 +100,21 @@ fn is_yaml_style_float(s: &str) -> bool {
 pub fn is_old_bool(s: &str) -> bool {
     matches!(
         s,
-        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "n" | "N" | "no" | "No" | "NO"
-            | "off" | "Off" | "OFF"
+        "y" | "Y"
+            | "yes"
+            | "Yes"
+            | "YES"
+            | "on"
+            | "On"
+            | "ON"
+            | "n"
+            | "N"
+            | "no"
+            | "No"
+            | "NO"
+            | "off"
+            | "Off"
+            | "OFF"
     )
 }
 
@@ -198,7 +211,10 @@ mod tests {
         assert_eq!(resolve_plain("1.0"), Value::Float(1.0));
         assert_eq!(resolve_plain(".5"), Value::Float(0.5));
         assert_eq!(resolve_plain("-0b11"), Value::Int(-3));
-        assert!(matches!(resolve_plain("9223372036854775808"), Value::Uint(_)));
+        assert!(matches!(
+            resolve_plain("9223372036854775808"),
+            Value::Uint(_)
+        ));
         assert!(matches!(resolve_plain("2024-01-01"), Value::Time(_)));
         assert!(matches!(resolve_plain("1e400"), Value::Str(_)));
         assert!(matches!(resolve_plain("1.2.3"), Value::Str(_)));
