@@ -1057,11 +1057,7 @@ pub fn exec_env(g: &GlobalArgs, a: ExecEnvArgs) -> CliResult {
         .map_err(|e| CliError::new(exit::GENERIC, format!("cannot run the command: {e}")))?;
     match child_code(status) {
         0 => Ok(()),
-        c => Err(CliError {
-            code: c,
-            message: String::new(),
-            hint: None,
-        }),
+        c => Err(CliError::silent(c)),
     }
 }
 
@@ -1179,11 +1175,7 @@ pub fn exec_file(g: &GlobalArgs, a: ExecFileArgs) -> CliResult {
     drop(dir);
     match result {
         Ok(0) => Ok(()),
-        Ok(c) => Err(CliError {
-            code: c,
-            message: String::new(),
-            hint: None,
-        }),
+        Ok(c) => Err(CliError::silent(c)),
         Err(e) => Err(CliError::new(
             exit::GENERIC,
             format!("cannot run the command: {e}"),

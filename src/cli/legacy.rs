@@ -67,6 +67,27 @@ pub fn translate(args: Vec<OsString>) -> Vec<OsString> {
         return args;
     }
     let rest: Vec<&String> = strs[i..].iter().collect();
+    // `sops --set '["a"] "value"' [-i] FILE`: the one legacy form with a value.
+    if let Some(pos) = rest.iter().position(|a| *a == "--set" || a.starts_with("--set=")) {
+        let value = if let Some(v) = rest[pos].strip_prefix("--set=") {
+            Some(v.to_string())
+        } else {
+            rest.get(pos + 1).map(|v| v.to_string())
+        };
+        let file = rest
+            .iter()
+            .enumerate()
+            .filter(|(j, a)| *j != pos && *j != pos + 1 && !a.starts_with('-'))
+            .map(|(_, a)| a.to_string())
+            .next_back();
+        if let (Some(v), Some(file)) = (value, file) {
+            if let Some((path, val)) = v.split_once(' ') {
+                let mut out: Vec<OsString> = args[..i].to_vec();
+                out.extend(["set".into(), file.into(), path.into(), val.into()]);
+                return out;
+            }
+        }
+    }
     let has = |names: &[&str]| rest.iter().any(|a| names.contains(&a.as_str()));
     let sub = if has(&["-e", "--encrypt"]) {
         "encrypt"
@@ -114,6 +135,10 @@ mod tests {
         );
         assert_eq!(t(&["kustos", "f.yaml"]), ["kustos", "edit", "f.yaml"]);
         assert_eq!(t(&["kustos", "decrypt", "-d"]), ["kustos", "decrypt", "-d"]);
+        assert_eq!(
+            t(&["kustos", "--set", r#"["a"] "v w""#, "-i", "f.yaml"]),
+            ["kustos", "set", "f.yaml", r#"["a"]"#, r#""v w""#]
+        );
         assert_eq!(
             t(&["kustos", "--config", "c", "-d", "f"]),
             ["kustos", "--config", "c", "decrypt", "f"]

@@ -29,6 +29,9 @@ pub struct CliError {
     pub message: String,
     /// What to do about it.
     pub hint: Option<String>,
+    /// Print the message exactly, without the `kustos:` prefix or a file
+    /// name (for messages scripts match on, as sops' test suite does).
+    pub exact: bool,
 }
 
 impl CliError {
@@ -38,12 +41,19 @@ impl CliError {
             code,
             message: message.into(),
             hint: None,
+            exact: false,
         }
+    }
+
+    /// An exit code with nothing to print (a child's code passed through,
+    /// or a report that was already printed).
+    pub fn silent(code: i32) -> Self {
+        CliError::new(code, "")
     }
 
     /// Adds the file the error concerns in front of the message.
     pub fn in_file(mut self, file: &str) -> Self {
-        if !file.is_empty() {
+        if !file.is_empty() && !self.exact {
             self.message = format!("{}: {}", escape_for_terminal(file), self.message);
         }
         self
@@ -56,6 +66,7 @@ impl From<Error> for CliError {
             code: e.exit_code(),
             hint: e.hint(),
             message: e.to_string(),
+            exact: false,
         }
     }
 }
@@ -139,6 +150,10 @@ fn print_error(e: &CliError) {
         return;
     }
     let mut err = std::io::stderr().lock();
+    if e.exact {
+        let _ = writeln!(err, "{}", e.message);
+        return;
+    }
     let _ = writeln!(err, "kustos: {}", e.message);
     if let Some(h) = &e.hint {
         let _ = writeln!(err, "hint: {h}");

@@ -309,6 +309,15 @@ pub(crate) fn encrypt_spec(
                         ),
                     ));
                 }
+                if r.key_groups.is_empty() || r.key_groups.iter().any(|g| g.is_empty()) {
+                    // sops' exact wording; its own test suite matches on it.
+                    let mut e = CliError::new(
+                        exit::GENERIC,
+                        "Could not generate data key: [empty key group provided]",
+                    );
+                    e.exact = true;
+                    return Err(e);
+                }
                 r.key_groups.clone()
             }
             None => {

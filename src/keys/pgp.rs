@@ -162,10 +162,18 @@ fn merge_candidate(slot: &mut Option<Cert>, c: Cert, fp: &str, from: &Path) -> c
 }
 
 /// The lenient policy: the standard one, but accepting SHA-1 self
-/// signatures, which keys made by older GnuPG versions carry.
+/// signatures and short RSA/DSA keys, which keys made by older GnuPG
+/// versions carry (GnuPG, and so sops, still encrypts to them).
 fn lenient_policy() -> StandardPolicy<'static> {
     let mut p = StandardPolicy::new();
     p.accept_hash(HashAlgorithm::SHA1);
+    for algo in [
+        openpgp::policy::AsymmetricAlgorithm::RSA1024,
+        openpgp::policy::AsymmetricAlgorithm::DSA1024,
+        openpgp::policy::AsymmetricAlgorithm::ElGamal1024,
+    ] {
+        p.accept_asymmetric_algo(algo);
+    }
     p
 }
 
@@ -608,8 +616,13 @@ impl PgpKeys {
         enc: &str,
         gpg_fallback: bool,
     ) -> Result<Zeroizing<Vec<u8>>, UnwrapError> {
-        let scan = scan_message(enc.as_bytes())
-            .map_err(|e| UnwrapError::Failed(format!("not a valid PGP message: {e}")))?;
+        let scan = match scan_message(enc.as_bytes()) {
+            Ok(s) => s,
+            // GnuPG reads some messages sequoia's strict parser refuses
+            // (e.g. MPIs with leading zero bits from old GnuPG versions).
+            Err(_) if gpg_fallback => return gpg_decrypt(enc),
+            Err(e) => return Err(UnwrapError::Failed(format!("not a valid PGP message: {e}"))),
+        };
         if scan.recipients.is_empty() {
             return Err(UnwrapError::Failed(if scan.has_skesk {
                 "the PGP message is encrypted with a password, not to a key".into()

@@ -474,6 +474,23 @@ fn write_seq(w: &mut W, s: &[Value], parent: Option<usize>, ctx: Ctx) {
     w.comments(indent, &pending);
 }
 
+/// Renders a single-line string as a YAML scalar (plain when safe, else
+/// quoted), for hand-written templates.
+pub fn scalar(s: &str) -> String {
+    let mut w = W {
+        out: String::new(),
+        column: 0,
+        indention: true,
+        whitespace: true,
+        step: 2,
+    };
+    match choose_style(s, false) {
+        Style::Literal => write_double(&mut w, s),
+        _ => write_str(&mut w, s, false, 0),
+    }
+    w.out
+}
+
 /// Writes documents separated by `---`, ending with a newline.
 pub fn emit(docs: &[Map], indent: usize) -> String {
     let mut w = W {

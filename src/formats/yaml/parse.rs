@@ -133,16 +133,41 @@ fn collect_events(src: &str) -> Result<Events> {
         }
     }
 
-    for ev in Parser::new_from_str(src) {
-        let (ev, span) = ev.map_err(|e| {
+    let events = Parser::new_from_str(src)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| {
             let m = e.marker();
-            parse_err(format!(
-                "line {} column {}: {}",
-                m.line(),
-                m.col() + 1,
-                e.info()
-            ))
+            parse_err(format!("line {} column {}: {}", m.line(), m.col() + 1, e.info()))
         })?;
+    // A block scalar that runs to the end of an input without a final line
+    // break has no trailing break (libyaml/yaml.v3); saphyr adds one.
+    let strip_last_break = if src.ends_with('\n') {
+        None
+    } else {
+        events
+            .iter()
+            .rposition(|(ev, _)| matches!(ev, Event::Scalar(..)))
+            .filter(|&i| {
+                let (Event::Scalar(v, style, _, _), span) = &events[i] else {
+                    return false;
+                };
+                let last_line = src.lines().last().unwrap_or("");
+                let indent = last_line.chars().take_while(|c| *c == ' ').count();
+                matches!(style, ScalarStyle::Literal | ScalarStyle::Folded)
+                    && v.ends_with('\n')
+                    && !last_line.trim().is_empty()
+                    && indent >= span.start.col()
+            })
+    };
+    for (idx, (ev, span)) in events.into_iter().enumerate() {
+        let ev = match ev {
+            Event::Scalar(v, style, a, t) if Some(idx) == strip_last_break => {
+                let mut v = v.into_owned();
+                v.pop();
+                Event::Scalar(std::borrow::Cow::Owned(v), style, a, t)
+            }
+            other => other,
+        };
         let pos = pos_of(&span.start);
         let flow = span.end.index() > span.start.index();
         match ev {
