@@ -135,7 +135,9 @@ pub fn decrypt_bytes(
     store: &StoreOptions,
 ) -> Result<Zeroizing<Vec<u8>>> {
     let mut tree = formats::load_encrypted(in_fmt, input)?;
-    decrypt_tree(&mut tree, ring, opts.ignore_mac)?;
+    let key = keys::recover_data_key(&tree.metadata.key_groups, tree.metadata.shamir_threshold, ring)?;
+    let mut cipher = Cipher::read_only(&key);
+    tree::decrypt(&mut tree.branches, &tree.metadata, &mut cipher, opts.ignore_mac)?;
     emit_decrypted(&tree, out_fmt, opts.extract.as_deref(), store)
 }
 

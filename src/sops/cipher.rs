@@ -167,6 +167,8 @@ pub struct Cipher {
     key: DataKey,
     gcm32: AesGcm<Aes256, U32>,
     stash: HashMap<StashKey, [u8; KEY_LEN]>,
+    /// Remember IVs of decrypted values (only needed to re-encrypt).
+    remember: bool,
     iv_source: Option<IvSource>,
 }
 
@@ -183,8 +185,17 @@ impl Cipher {
             key: key.clone(),
             gcm32: AesGcm::<Aes256, U32>::new(key.as_bytes().into()),
             stash: HashMap::new(),
+            remember: true,
             iv_source: None,
         }
+    }
+
+    /// A cipher that only decrypts for output: it does not remember IVs,
+    /// which saves work and keeps no plaintext-keyed map alive.
+    pub fn read_only(key: &DataKey) -> Self {
+        let mut c = Cipher::new(key);
+        c.remember = false;
+        c
     }
 
     /// Replaces the random IV generator (known-answer tests only).
@@ -303,7 +314,7 @@ impl Cipher {
             "bytes" => (Value::Str(Text::new(plain.to_vec())), "str"),
             _ => return Err(ValueError::UnknownType),
         };
-        if parsed.iv.len() == KEY_LEN {
+        if self.remember && parsed.iv.len() == KEY_LEN {
             let mut iv = [0u8; KEY_LEN];
             iv.copy_from_slice(&parsed.iv);
             let canonical = Plain::of(&out).map(|p| p.to_bytes()).unwrap_or_default();

@@ -297,6 +297,10 @@ fn scan_comments(lines: &[&str], ev: &Events) -> Vec<Comment> {
             continue;
         }
         let line = raw.trim_end_matches('\r');
+        // Fast path: most lines hold no comment and no quoted scalar.
+        if quote.is_none() && !line.contains(['#', '"', '\'']) {
+            continue;
+        }
         let chars: Vec<char> = line.chars().collect();
         let mut col = 0;
         while col < chars.len() {
@@ -320,7 +324,8 @@ fn scan_comments(lines: &[&str], ev: &Events) -> Vec<Comment> {
                 }
                 None => {
                     let here = Pos { line: line_no, col };
-                    if let Some(style) = ev.quoted_starts.get(&here) {
+                    let maybe_quote = c == '"' || c == '\'';
+                    if let Some(style) = maybe_quote.then(|| ev.quoted_starts.get(&here)).flatten() {
                         quote = Some(if *style == ScalarStyle::DoubleQuoted {
                             '"'
                         } else {
