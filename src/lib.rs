@@ -12,10 +12,15 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod fleet;
 pub mod formats;
 pub mod fsutil;
+pub mod gitauth;
 pub mod keys;
 pub mod ops;
+pub mod plugin;
+pub mod rekey;
+pub mod render;
 pub mod sops;
 pub mod util;
 

@@ -7,7 +7,11 @@
 
 mod demo;
 mod file_cmds;
+mod fleet_cmds;
+mod gitauth_cmds;
 mod legacy;
+mod plugin_cmds;
+mod render_cmds;
 mod sops_cmds;
 
 use std::ffi::OsString;
@@ -135,6 +139,41 @@ enum Command {
     /// Run a command with the decrypted file at {} (a FIFO by default)
     #[command(name = "exec-file")]
     ExecFile(file_cmds::ExecFileArgs),
+    /// Tenant Git credentials as Flux Secrets (`secret git`), encrypted before they are written
+    #[command(subcommand)]
+    Secret(gitauth_cmds::SecretCommand),
+    /// Make the cluster's SOPS decryption key (age or PGP) as a Flux decryption Secret
+    Keygen(gitauth_cmds::KeygenArgs),
+    /// kustomize plugin (legacy exec and KRM function, KSOPS-compatible): install, doctor, run
+    Plugin {
+        #[command(subcommand)]
+        /// What to do
+        cmd: plugin_cmds::PluginCommand,
+    },
+    /// Build a kustomization and decrypt its SOPS data like kustomize-controller (MACs verified first)
+    Render(render_cmds::RenderArgs),
+    /// Argo CD Config Management Plugin entry points
+    Cmp {
+        #[command(subcommand)]
+        /// What to do
+        cmd: render_cmds::CmpCommand,
+    },
+    /// Write a Flux multi-tenancy fleet repository (clusters, infrastructure, tenants, .sops.yaml)
+    Init(fleet_cmds::InitArgs),
+    /// Onboard, remove and list tenants of a fleet repository
+    Tenant {
+        #[command(subcommand)]
+        /// What to do
+        cmd: fleet_cmds::TenantCommand,
+    },
+    /// Check a fleet repository offline (builds, encryption, tenancy rules)
+    Validate(fleet_cmds::ValidateArgs),
+    /// Fleet-wide status, updatekeys and rotate over every SOPS file
+    Fleet {
+        #[command(subcommand)]
+        /// What to do
+        cmd: fleet_cmds::FleetCommand,
+    },
     /// Run the whole flow on generated keys in a temporary folder
     Demo(demo::DemoArgs),
     /// Print a shell completion script
@@ -163,8 +202,30 @@ fn print_error(e: &CliError) {
 /// Runs the CLI with the process arguments.
 pub fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    // kustomize runs plugins with its own argument conventions: check those
+    // before sops' legacy flags are rewritten.
+    if let Some(result) = plugin_cmds::dispatch_plugin(&args) {
+        let code = match result {
+            Ok(()) => 0,
+            Err(e) => {
+                print_error(&e);
+                e.code
+            }
+        };
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     let code = run(legacy::translate(args));
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// Output format for reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum OutputFormat {
+    /// For people.
+    #[default]
+    Text,
+    /// For CI.
+    Json,
 }
 
 /// Runs the CLI with explicit arguments; returns the exit code.
@@ -191,6 +252,15 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Filestatus(a) => file_cmds::filestatus(&cli.global, a),
         Command::ExecEnv(a) => file_cmds::exec_env(&cli.global, a),
         Command::ExecFile(a) => file_cmds::exec_file(&cli.global, a),
+        Command::Secret(c) => gitauth_cmds::secret(&cli.global, c),
+        Command::Keygen(a) => gitauth_cmds::keygen(&cli.global, a),
+        Command::Plugin { cmd } => plugin_cmds::plugin(&cli.global, cmd),
+        Command::Render(a) => render_cmds::render(&cli.global, a),
+        Command::Cmp { cmd } => render_cmds::cmp(&cli.global, cmd),
+        Command::Init(a) => fleet_cmds::init(&cli.global, a),
+        Command::Tenant { cmd } => fleet_cmds::tenant(&cli.global, cmd),
+        Command::Validate(a) => fleet_cmds::validate(&cli.global, a),
+        Command::Fleet { cmd } => fleet_cmds::fleet_cmd(&cli.global, cmd),
         Command::Demo(a) => demo::run(a),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();

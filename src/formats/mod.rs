@@ -19,7 +19,7 @@ use crate::sops::Tree;
 use crate::{Error, Result};
 
 /// A file format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Format {
     /// YAML (`.yaml`, `.yml`).
     Yaml,

@@ -235,3 +235,80 @@ pub fn normalize_encrypted(s: &str) -> String {
     }
     lines.join("\n")
 }
+
+/// A real OpenSSH server on 127.0.0.1 with fresh host keys; killed on drop.
+pub struct TestSshd {
+    pub dir: tempfile::TempDir,
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl TestSshd {
+    /// Starts sshd with host keys of these `ssh-keygen -t` types, or skips.
+    pub fn start(types: &[&str]) -> Option<TestSshd> {
+        use std::io::Read;
+        let sshd = require("sshd (openssh-server)", Some(PathBuf::from("/usr/sbin/sshd")).filter(|p| p.exists()))?;
+        let keygen = require("ssh-keygen", which("ssh-keygen"))?;
+        if nix::unistd::geteuid().is_root() && !Path::new("/run/sshd").exists() {
+            let _ = std::fs::create_dir_all("/run/sshd");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut host_keys = String::new();
+        for t in types {
+            let p = dir.path().join(format!("host_{t}"));
+            let out = Command::new(&keygen).args(["-q", "-t", t, "-N", "", "-C", "", "-f"]).arg(&p).output().unwrap();
+            assert!(out.status.success());
+            host_keys.push_str(&format!("HostKey {}\n", p.display()));
+        }
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let cfg = dir.path().join("sshd_config");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "Port {port}\nListenAddress 127.0.0.1\n{host_keys}PidFile {}\nUsePAM no\nStrictModes no\nLogLevel ERROR\n",
+                    dir.path().join("sshd.pid").display()
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new(&sshd)
+                .args(["-D", "-e", "-f"])
+                .arg(&cfg)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start sshd");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    let mut e = String::new();
+                    let _ = child.stderr.take().unwrap().read_to_string(&mut e);
+                    if e.contains("Address already in use") {
+                        break;
+                    }
+                    panic!("sshd exited: {e}");
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(TestSshd { dir, child, port });
+                }
+                assert!(std::time::Instant::now() < deadline, "sshd did not start");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        panic!("could not start sshd on a free port");
+    }
+
+    /// The `type base64` fields of the host key of this type.
+    pub fn host_key(&self, t: &str) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join(format!("host_{t}.pub"))).unwrap();
+        text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    }
+}
+
+impl Drop for TestSshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,200 @@
+//! The onboarding flow end to end: `init`, `tenant add` (SSH scanned from a
+//! real sshd, and basic auth), builds with the real `kubectl kustomize`,
+//! credentials checked with the real sops, `validate`, idempotency and
+//! `tenant remove`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use kustos::formats::{self, Format};
+use kustos::sops::value::{Map, Value};
+
+fn kubectl() -> Option<PathBuf> {
+    require("kubectl (with built-in kustomize)", which("kubectl"))
+}
+
+fn build(env: &Env, kubectl: &Path, dir: &Path) -> Vec<Map> {
+    let out = env.cmd(kubectl).args(["kustomize", "--load-restrictor", "LoadRestrictionsNone"]).arg(dir).output().unwrap();
+    formats::load_plain(Format::Yaml, &ok(&out)).unwrap()
+}
+
+fn s<'a>(m: &'a Map, path: &[&str]) -> Option<&'a str> {
+    let mut cur = m;
+    for (i, k) in path.iter().enumerate() {
+        let v = cur.get(k)?;
+        if i + 1 == path.len() {
+            return v.as_str();
+        }
+        cur = v.as_map()?;
+    }
+    None
+}
+
+fn find<'a>(objs: &'a [Map], kind: &str, name: &str) -> &'a Map {
+    objs.iter()
+        .find(|o| s(o, &["kind"]) == Some(kind) && s(o, &["metadata", "name"]) == Some(name))
+        .unwrap_or_else(|| panic!("no {kind}/{name} in the build"))
+}
+
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    fn walk(root: &Path, d: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.insert(p.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[track_caller]
+fn same_tree(a: &BTreeMap<PathBuf, Vec<u8>>, b: &BTreeMap<PathBuf, Vec<u8>>) {
+    let keys: std::collections::BTreeSet<&PathBuf> = a.keys().chain(b.keys()).collect();
+    let differ: Vec<String> = keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| match (a.get(k), b.get(k)) {
+            (Some(x), Some(y)) => format!("{} differs:\n{}\n---\n{}", k.display(), String::from_utf8_lossy(x), String::from_utf8_lossy(y)),
+            (Some(_), None) => format!("{} only before", k.display()),
+            _ => format!("{} only after", k.display()),
+        })
+        .collect();
+    assert!(differ.is_empty(), "trees differ: {}", differ.join("\n"));
+}
+
+#[test]
+fn onboarding_flow_with_ssh_and_basic_auth() {
+    let (Some(sops), Some(kubectl)) = (sops(), kubectl()) else { return };
+    let Some(sshd) = TestSshd::start(&["ecdsa", "ed25519"]) else { return };
+    let env = Env::new();
+    let repo = env.path("fleet");
+    ok(&env.kustos(&["init", repo.to_str().unwrap(), "--age", &env.recipient, "--allowed-source", "ssh://git@127.0.0.1:*", "--allowed-source", "https://git.example.com/*"]));
+    let pristine = snapshot(&repo);
+    let r = repo.to_str().unwrap();
+    let ssh_url = format!("ssh://git@127.0.0.1:{}/org/dev-team", sshd.port);
+    ok(&env.kustos(&["tenant", "add", "dev-team", "--repo", r, "-n", "apps", "-n", "apps-extra", "--git-url", &ssh_url, "--env-path", "production=./prod"]));
+    ok(&env.kustos_stdin(
+        &["tenant", "add", "web", "--repo", r, "-n", "web", "--git-url", "https://git.example.com/org/web", "--password-stdin", "--service-account", "web-deployer", "--branch", "release"],
+        b"t0ken-for-web\n",
+    ));
+    let after_add = snapshot(&repo);
+
+    // Both environments build with the real kustomize, with the right objects.
+    for (env_name, dev_path) in [("staging", "./staging"), ("production", "./prod")] {
+        let objs = build(&env, &kubectl, &repo.join("tenants").join(env_name));
+        for ns in ["apps", "apps-extra"] {
+            let n = objs.iter().find(|o| s(o, &["kind"]) == Some("Namespace") && s(o, &["metadata", "name"]) == Some(ns)).unwrap();
+            assert_eq!(s(n, &["metadata", "labels", "toolkit.fluxcd.io/tenant"]), Some("dev-team"));
+        }
+        let rb = find(&objs, "RoleBinding", "dev-team-reconciler");
+        assert_eq!(s(rb, &["roleRef", "name"]), Some("cluster-admin"));
+        let gr = find(&objs, "GitRepository", "dev-team");
+        assert_eq!(s(gr, &["metadata", "namespace"]), Some("apps"));
+        assert_eq!(s(gr, &["spec", "secretRef", "name"]), Some("dev-team-auth"));
+        assert_eq!(s(gr, &["spec", "url"]), Some(ssh_url.as_str()));
+        let k = find(&objs, "Kustomization", "dev-team");
+        assert_eq!(s(k, &["spec", "serviceAccountName"]), Some("dev-team"));
+        assert_eq!(s(k, &["spec", "sourceRef", "name"]), Some("dev-team"));
+        assert_eq!(s(k, &["spec", "path"]), Some(dev_path), "{env_name}");
+        assert!(matches!(k.get("spec").and_then(|v| v.as_map()).and_then(|sp| sp.get("prune")), Some(Value::Bool(true))));
+        let k = find(&objs, "Kustomization", "web");
+        assert_eq!(s(k, &["spec", "serviceAccountName"]), Some("web-deployer"));
+        assert_eq!(s(find(&objs, "GitRepository", "web"), &["spec", "ref", "branch"]), Some("release"));
+        // The credentials are still SOPS-encrypted after the build.
+        let secret = find(&objs, "Secret", "dev-team-auth");
+        assert!(secret.contains_key("sops"));
+        assert!(s(secret, &["stringData", "identity"]).unwrap().starts_with("ENC[AES256_GCM"));
+    }
+    let policies = build(&env, &kubectl, &repo.join("infrastructure/kyverno-policies"));
+    assert_eq!(policies.len(), 3);
+    assert!(policies.iter().all(|p| s(p, &["kind"]) == Some("ClusterPolicy")));
+
+    // The SSH credential decrypts with the real sops and works: the key
+    // matches identity.pub and known_hosts has the server's key.
+    let auth = repo.join("tenants/base/dev-team/auth.yaml");
+    let plain = ok(&env.sops(&sops, &["decrypt", auth.to_str().unwrap()]));
+    let doc = formats::load_plain(Format::Yaml, &plain).unwrap().remove(0);
+    let identity = s(&doc, &["stringData", "identity"]).unwrap().to_string();
+    let identity_pub = s(&doc, &["stringData", "identity.pub"]).unwrap().to_string();
+    let known_hosts = s(&doc, &["stringData", "known_hosts"]).unwrap().to_string();
+    assert!(known_hosts.starts_with(&format!("[127.0.0.1]:{} ", sshd.port)), "{known_hosts}");
+    assert!(known_hosts.contains(&sshd.host_key("ecdsa")) || known_hosts.contains(&sshd.host_key("ed25519")), "{known_hosts}");
+    let keyfile = env.write("id", identity.as_bytes());
+    std::fs::set_permissions(&keyfile, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let derived = ok(&env.cmd(&which("ssh-keygen").unwrap()).args(["-y", "-f", keyfile.to_str().unwrap()]).output().unwrap());
+    assert_eq!(String::from_utf8_lossy(&derived).trim(), identity_pub.trim());
+    let web = ok(&env.sops(&sops, &["decrypt", repo.join("tenants/base/web/auth.yaml").to_str().unwrap()]));
+    assert!(String::from_utf8_lossy(&web).contains("password: t0ken-for-web"));
+    assert!(!String::from_utf8_lossy(&std::fs::read(repo.join("tenants/base/web/auth.yaml")).unwrap()).contains("t0ken-for-web"));
+
+    // validate passes; the tenants are listed with encrypted credentials.
+    ok(&env.kustos(&["validate", r]));
+    let list = String::from_utf8(ok(&env.kustos(&["tenant", "list", "--repo", r, "-o", "json"]))).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(v[0]["name"], "dev-team");
+    assert_eq!(v[0]["credentials"], "encrypted");
+    assert_eq!(v[0]["namespaces"], serde_json::json!(["apps", "apps-extra"]));
+
+    // Re-running add changes nothing (no new credentials, no rewrite).
+    ok(&env.kustos(&["tenant", "add", "dev-team", "--repo", r, "-n", "apps", "-n", "apps-extra", "--git-url", &ssh_url, "--env-path", "production=./prod"]));
+    same_tree(&snapshot(&repo), &after_add);
+    // An edited file is not overwritten without --force.
+    let sync = repo.join("tenants/base/dev-team/sync.yaml");
+    let edited = std::fs::read_to_string(&sync).unwrap().replace("interval: 5m0s", "interval: 7m0s");
+    std::fs::write(&sync, &edited).unwrap();
+    let o = env.kustos(&["tenant", "add", "dev-team", "--repo", r, "-n", "apps", "-n", "apps-extra", "--git-url", &ssh_url, "--env-path", "production=./prod"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("- ") && err.contains("7m0s") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read_to_string(&sync).unwrap(), edited);
+    ok(&env.kustos(&["tenant", "add", "dev-team", "--repo", r, "-n", "apps", "-n", "apps-extra", "--git-url", &ssh_url, "--env-path", "production=./prod", "--force"]));
+    same_tree(&snapshot(&repo), &after_add);
+
+    // remove restores the tree byte for byte.
+    ok(&env.kustos(&["tenant", "remove", "web", "--repo", r]));
+    ok(&env.kustos(&["tenant", "remove", "dev-team", "--repo", r]));
+    same_tree(&snapshot(&repo), &pristine);
+}
+
+#[test]
+fn validate_names_each_mistake() {
+    let Some(_kubectl) = kubectl() else { return };
+    let env = Env::new();
+    let repo = env.path("fleet");
+    let r = repo.to_str().unwrap();
+    ok(&env.kustos(&["init", r, "--age", &env.recipient, "--allowed-source", "https://github.com/org/*"]));
+    ok(&env.kustos(&["tenant", "add", "team", "--repo", r, "-n", "team", "--git-url", "https://github.com/org/team", "--auth", "none"]));
+    ok(&env.kustos(&["validate", r]));
+    let json = |o: &std::process::Output| -> serde_json::Value { serde_json::from_slice(&o.stdout).unwrap() };
+    let check = |file: &str, content: &str, rule: &str| {
+        let p = repo.join(file);
+        let before = std::fs::read(&p).ok();
+        std::fs::write(&p, content).unwrap();
+        let o = env.kustos(&["validate", r, "-o", "json"]);
+        assert_eq!(o.status.code(), Some(1), "{rule}");
+        let v = json(&o);
+        let found = v["findings"].as_array().unwrap().iter().any(|f| f["rule"] == rule && f["file"] == file);
+        assert!(found, "expected {rule} in {file}: {v:#}");
+        match before {
+            Some(b) => std::fs::write(&p, b).unwrap(),
+            None => std::fs::remove_file(&p).unwrap(),
+        }
+    };
+    check("tenants/base/team/creds.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  namespace: team\nstringData:\n  password: plain\n", "secret-not-encrypted");
+    let sync = std::fs::read_to_string(repo.join("tenants/base/team/sync.yaml")).unwrap();
+    check("tenants/base/team/sync.yaml", &sync.replace("  serviceAccountName: team\n", ""), "service-account");
+    check("tenants/base/team/sync.yaml", &sync.replace("    kind: GitRepository\n    name: team\n", "    kind: GitRepository\n    name: team\n    namespace: flux-system\n"), "cross-namespace-ref");
+    check("tenants/base/team/sync.yaml", &sync.replace("https://github.com/org/team", "https://evil.example.com/x"), "source-url");
+    let k = std::fs::read_to_string(repo.join("tenants/base/team/kustomization.yaml")).unwrap();
+    check("tenants/base/team/kustomization.yaml", &format!("{k}  - https://github.com/other/repo//base?ref=main\n"), "remote-base");
+    check("tenants/base/team/broken.yaml", "a: [1, 2\n", "yaml-syntax");
+    ok(&env.kustos(&["validate", r]));
+}
