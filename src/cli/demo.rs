@@ -1,17 +1,20 @@
-//! `kustos demo`: the whole flow on generated keys in a temporary folder.
+//! `kustos demo`: the platform admin's whole flow on generated keys in a
+//! temporary folder: a cluster decryption key, a fleet repository, a tenant
+//! onboarded with encrypted Git credentials, offline validation, and the
+//! in-cluster render that decrypts them again.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
 
 use super::{CliError, CliResult};
 use crate::error::exit;
-use crate::formats::{Format, StoreOptions};
+use crate::fleet::templates::{DecryptionKey, TenantSpec};
+use crate::fleet::{init, tenant, validate};
 use crate::fsutil::{self, NewFileMode};
-use crate::keys::{KeyRing, Recipient};
-use crate::ops::{self, DecryptOptions, EncryptSpec};
-use crate::sops::metadata::SelectionRules;
+use crate::keys::KeyRing;
+use crate::ops::EncryptSpec;
 
 /// Arguments of `demo`.
 #[derive(Args, Debug)]
@@ -21,88 +24,158 @@ pub struct DemoArgs {
     pub dir: Option<PathBuf>,
 }
 
-const SAMPLE: &str = "apiVersion: v1
-kind: Secret
-metadata:
-    name: dev-team-auth
-    namespace: apps
-stringData:
-    username: git
-    password: demo-token-not-a-real-secret
-";
+fn io(e: std::io::Error) -> CliError {
+    CliError::new(exit::GENERIC, e.to_string())
+}
+
+fn tree(root: &Path, dir: &Path, depth: usize, out: &mut String) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    v.sort();
+    for p in v {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with(".git") {
+            continue;
+        }
+        out.push_str(&format!("     {}{}{}\n", "  ".repeat(depth), name, if p.is_dir() { "/" } else { "" }));
+        if p.is_dir() && depth < 3 {
+            tree(root, &p, depth + 1, out);
+        }
+    }
+}
 
 /// Runs the demo.
 pub fn run(a: DemoArgs) -> CliResult {
     let tmp;
     let dir = match &a.dir {
         Some(d) => {
-            std::fs::create_dir_all(d).map_err(|e| CliError::new(exit::GENERIC, e.to_string()))?;
+            std::fs::create_dir_all(d).map_err(io)?;
             d.clone()
         }
         None => {
-            tmp = tempfile::tempdir().map_err(|e| CliError::new(exit::GENERIC, e.to_string()))?;
+            tmp = tempfile::tempdir().map_err(io)?;
             tmp.path().to_path_buf()
         }
     };
-    println!("kustos demo in {}", dir.display());
+    let t0 = Instant::now();
+    println!("kustos demo in {}\n", dir.display());
+
+    // 1. The clusters' decryption key (what `kustos keygen age` makes).
     let id = age::x25519::Identity::generate();
     let recipient = id.to_public().to_string();
-    let keys = dir.join("keys");
-    std::fs::create_dir_all(&keys).map_err(|e| CliError::new(exit::GENERIC, e.to_string()))?;
+    let keys = dir.join("cluster-keys");
+    std::fs::create_dir_all(&keys).map_err(io)?;
     {
         use age::secrecy::ExposeSecret;
         let text = zeroize::Zeroizing::new(format!("{}\n", id.to_string().expose_secret()));
-        fsutil::write_atomic(
-            &keys.join("age.agekey"),
-            text.as_bytes(),
-            NewFileMode::Private,
-        )?;
+        fsutil::write_atomic(&keys.join("age.agekey"), text.as_bytes(), NewFileMode::Private)?;
     }
-    println!("1. generated the cluster's age key (keys/age.agekey, mode 0600): {recipient}");
-    let spec = EncryptSpec {
-        groups: vec![vec![Recipient::Age(recipient)]],
-        rules: SelectionRules {
-            encrypted_regex: "^(data|stringData)$".into(),
+    println!("1. cluster decryption key: {recipient}\n   (cluster-keys/age.agekey, mode 0600; in the cluster it is the flux-system/sops-age Secret)");
+
+    // 2. The fleet repository.
+    let repo = dir.join("fleet");
+    let plan = init::plan(
+        &repo,
+        &init::InitOptions {
+            clusters: vec!["staging".into(), "production".into()],
+            key: DecryptionKey::Age(recipient.clone()),
+            allowed_sources: vec!["https://github.com/example/*".into()],
+        },
+    )?;
+    plan.apply(false)?;
+    println!("2. kustos init: {} files (lockdown patches, Kyverno policies, .sops.yaml)", plan.changes.len());
+
+    // 3. A tenant with HTTPS credentials, encrypted before they are written.
+    let spec = TenantSpec {
+        name: "dev-team".into(),
+        namespaces: vec!["apps".into()],
+        git_url: "https://github.com/example/dev-team".into(),
+        branch: "main".into(),
+        path: "./".into(),
+        secret: Some("dev-team-auth".into()),
+        cluster_role: "cluster-admin".into(),
+        service_account: "dev-team".into(),
+    };
+    let creds = crate::gitauth::http_credentials(crate::gitauth::HttpAuth {
+        username: Some("git".into()),
+        password: Some(zeroize::Zeroizing::new("demo-token-not-a-real-secret".into())),
+        ..Default::default()
+    })?;
+    let meta = crate::gitauth::secret::SecretMeta {
+        name: "dev-team-auth".into(),
+        namespace: "apps".into(),
+        labels: vec![("toolkit.fluxcd.io/tenant".into(), "dev-team".into())],
+    };
+    let t = Instant::now();
+    let enc = crate::gitauth::secret::encrypt(
+        creds.render(&meta).as_bytes(),
+        &EncryptSpec {
+            groups: vec![vec![crate::keys::Recipient::Age(recipient)]],
             ..Default::default()
         },
-        ..Default::default()
-    };
-    let store = StoreOptions::default();
-    let t = Instant::now();
-    let enc = ops::encrypt_bytes(SAMPLE.as_bytes(), Format::Yaml, Format::Yaml, &spec, &store)?;
-    let enc_time = t.elapsed();
-    let path = dir.join("auth.yaml");
-    fsutil::write_atomic(&path, &enc, NewFileMode::Shared)?;
-    println!("2. encrypted a tenant Git credential Secret before it touched disk ({enc_time:.1?}): auth.yaml");
-    for line in String::from_utf8_lossy(&enc).lines().take(9) {
-        println!("     {line}");
-    }
-    let ring = KeyRing::from_dir(&keys);
-    let t = Instant::now();
-    let plain = ops::decrypt_bytes(
-        &enc,
-        Format::Yaml,
-        Format::Yaml,
-        &ring,
-        &DecryptOptions::default(),
-        &store,
+        &Default::default(),
     )?;
-    let dec_time = t.elapsed();
-    if plain.as_slice() != SAMPLE.as_bytes() {
-        return Err(CliError::new(
-            exit::GENERIC,
-            "demo: the round trip did not reproduce the plaintext",
-        ));
+    let plan = tenant::plan_add(&repo, &spec, &Default::default(), &tenant::AuthFile::New(enc))?;
+    plan.apply(false)?;
+    println!("3. kustos tenant add dev-team: credentials encrypted in {:.1?}; the repository now holds:", t.elapsed());
+    let mut listing = String::new();
+    tree(&repo, &repo, 0, &mut listing);
+    print!("{listing}");
+    let auth = std::fs::read_to_string(repo.join("tenants/base/dev-team/auth.yaml")).map_err(io)?;
+    println!("   tenants/base/dev-team/auth.yaml:");
+    for line in auth.lines().take(12) {
+        println!("     {}", line.chars().take(100).collect::<String>());
     }
-    println!("3. decrypted it with only keys/*.agekey (MAC verified) in {dec_time:.1?}: identical to the input");
-    if a.dir.is_some() {
+
+    // 4. Offline validation (kustomize builds when kubectl is installed).
+    let has_kubectl = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("kubectl").is_file()));
+    let report = validate::validate(
+        &repo,
+        &validate::ValidateOptions {
+            build: has_kubectl,
+            ..Default::default()
+        },
+    )?;
+    println!(
+        "4. kustos validate: {} files, {} kustomizations built, {} findings",
+        report.files_checked, report.kustomizations_built, report.findings.len()
+    );
+    if !report.ok {
+        return Err(CliError::new(exit::GENERIC, "demo: the generated repository did not validate"));
+    }
+
+    // 5. What the cluster does: build and decrypt with the cluster key only.
+    if has_kubectl {
+        let ring = KeyRing::from_dir(&keys);
+        let t = Instant::now();
+        let out = crate::render::render(
+            &repo.join("tenants/staging"),
+            &ring,
+            &crate::render::RenderOptions {
+                tenant: Some("apps".into()),
+                ..Default::default()
+            },
+        )?;
+        let text = String::from_utf8_lossy(&out);
+        let ok = text.contains("password: demo-token-not-a-real-secret");
         println!(
-            "Done. Try: kustos decrypt --keys-dir {} {}",
-            keys.display(),
-            path.display()
+            "5. kustos render tenants/staging --tenant apps: {} objects in {:.1?}, the tenant's Secret decrypted with the cluster key (MAC verified): {}",
+            text.matches("\napiVersion:").count() + 1,
+            t.elapsed(),
+            if ok { "yes" } else { "NO" }
         );
+        if !ok {
+            return Err(CliError::new(exit::GENERIC, "demo: render did not decrypt the tenant credentials"));
+        }
     } else {
-        println!("Done (the temporary folder is removed; pass --dir DIR to keep the files).");
+        println!("5. (kubectl not found: skipping the in-cluster render step)");
+    }
+    println!("\nDone in {:.1?}.", t0.elapsed());
+    if a.dir.is_some() {
+        println!("Try: kustos tenant list --repo {}", repo.display());
+    } else {
+        println!("(The temporary folder is removed; pass --dir DIR to keep the files.)");
     }
     Ok(())
 }
