@@ -15,12 +15,15 @@ pub mod error;
 pub mod fleet;
 pub mod formats;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gitauth;
 pub mod keys;
 pub mod ops;
 pub mod plugin;
 pub mod rekey;
 pub mod render;
+pub mod serve;
 pub mod sops;
 pub mod util;
 

@@ -185,8 +185,9 @@ pub fn parse_tree_path(s: &str) -> Result<Vec<PathElem>> {
         if inner.is_empty() {
             return Err(Error::TreePath("empty component".into()));
         }
-        if inner.starts_with('"') || inner.starts_with('\'') {
-            if inner.len() < 2 {
+        if let Some(q) = inner.chars().next().filter(|c| *c == '"' || *c == '\'') {
+            // Both ends must be the (one-byte) quote, so slicing is safe.
+            if inner.len() < 2 || !inner.ends_with(q) {
                 return Err(Error::TreePath(format!("unterminated key {inner:?}")));
             }
             out.push(PathElem::Key(inner[1..inner.len() - 1].to_string()));
@@ -348,6 +349,8 @@ mod tests {
             ]
         );
         assert!(parse_tree_path(r#"["a""#).is_err());
+        // Found by the enc_value fuzz target: a multi-byte last character.
+        assert!(parse_tree_path("[' \u{21d}]").is_err());
         assert!(parse_tree_path("[x]").is_err());
         assert_eq!(parse_tree_path("").unwrap(), vec![]);
     }

@@ -448,9 +448,10 @@ fn write_map(w: &mut W, m: &Map, parent: Option<usize>, ctx: Ctx) {
             w.indicator(":", false, false, false);
         } else {
             w.indicator("?", true, false, true);
-            write_str(w, key, false, indent);
+            // Long or multi-line keys: always quoted (valid and unambiguous).
+            write_double(w, key);
             w.write_indent(indent);
-            w.indicator(":", true, false, true);
+            w.indicator(":", true, false, false);
         }
         write_node(w, &item.value, Some(indent), Ctx::Normal);
     }

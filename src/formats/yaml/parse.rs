@@ -713,6 +713,15 @@ pub fn parse(input: &[u8], check_duplicates: bool) -> Result<Vec<Map>> {
         parse_err(format!("line {line}: invalid UTF-8"))
     })?;
     let src = src.strip_prefix('\u{feff}').unwrap_or(src);
+    // YAML treats CR, LF and CRLF alike as line breaks; normalising them keeps
+    // the comment scanner's lines identical to the parser's.
+    let normalized;
+    let src = if src.contains('\r') {
+        normalized = src.replace("\r\n", "\n").replace('\r', "\n");
+        normalized.as_str()
+    } else {
+        src
+    };
     let ev = collect_events(src)?;
     let lines: Vec<&str> = src.split('\n').collect();
     let comments = scan_comments(&lines, &ev);

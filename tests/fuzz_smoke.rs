@@ -1,0 +1,104 @@
+//! A short fuzz smoke run for CI: every fuzz target's property over the test
+//! corpus and deterministic mutations of it (bit flips, truncations,
+//! splices, inserted YAML/JSON syntax). The long runs use cargo-fuzz, see
+//! fuzz/README.md.
+
+use kustos::fuzzing::TARGETS;
+
+/// A small deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const TOKENS: &[&[u8]] = &[
+    b":", b"- ", b"\n", b"  ", b"#", b"\"", b"'", b"{", b"}", b"[", b"]", b",", b"|", b">", b"&a", b"*a", b"!!str",
+    b"---", b"...", b"ENC[AES256_GCM,data:", b"sops:", b"sops_mac=ENC[", b"[sops]", b"\r", b"\t", b"\\u00e9", b"\xff",
+    b"=", b"? ", b"~", b"null", b"1e400", b"0x1F", b"2024-01-01",
+];
+
+fn mutate(rng: &mut Rng, seed: &[u8], all: &[Vec<u8>]) -> Vec<u8> {
+    let mut d = seed.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        match rng.below(6) {
+            0 if !d.is_empty() => {
+                let i = rng.below(d.len());
+                d[i] ^= 1 << rng.below(8);
+            }
+            1 if !d.is_empty() => d.truncate(rng.below(d.len())),
+            2 => {
+                let t = TOKENS[rng.below(TOKENS.len())];
+                let i = rng.below(d.len() + 1);
+                d.splice(i..i, t.iter().copied());
+            }
+            3 if !d.is_empty() => {
+                let i = rng.below(d.len());
+                let j = (i + rng.below(16)).min(d.len());
+                d.drain(i..j);
+            }
+            4 => {
+                let other = &all[rng.below(all.len())];
+                if !other.is_empty() {
+                    let a = rng.below(other.len());
+                    let b = (a + rng.below(64)).min(other.len());
+                    let i = rng.below(d.len() + 1);
+                    d.splice(i..i, other[a..b].iter().copied());
+                }
+            }
+            _ => {
+                let i = rng.below(d.len() + 1);
+                d.splice(i..i, [b' '; 4]);
+            }
+        }
+    }
+    d
+}
+
+fn seeds() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for dir in ["testdata/corpus", "testdata/vectors", "fuzz/seeds"] {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        if let Ok(rd) = std::fs::read_dir(p) {
+            for e in rd.flatten() {
+                if e.path().is_file() {
+                    out.push(std::fs::read(e.path()).unwrap());
+                }
+            }
+        }
+    }
+    out.push(b"a: ENC[AES256_GCM,data:AA==,iv:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:str]\nsops:\n    lastmodified: \"2025-01-02T03:04:05Z\"\n    mac: x\n    age:\n        - recipient: age1\n          enc: x\n    version: 3.11.0\n".to_vec());
+    out.push(b"apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems:\n  - apiVersion: kustos.dev/v1\n    kind: SopsGenerator\n    metadata:\n      name: g\n    files:\n      - ./x.yaml\n".to_vec());
+    out
+}
+
+#[test]
+fn fuzz_smoke() {
+    let seeds = seeds();
+    let runs: usize = std::env::var("KUSTOS_FUZZ_SMOKE_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(1500);
+    for (name, target) in TARGETS {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ name.len() as u64);
+        for s in &seeds {
+            target(s);
+        }
+        for i in 0..runs {
+            let seed = &seeds[i % seeds.len()];
+            let input = mutate(&mut rng, seed, &seeds);
+            let res = std::panic::catch_unwind(|| target(&input));
+            if res.is_err() {
+                panic!("fuzz target {name} failed on input (base64) {}", {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD.encode(&input)
+                });
+            }
+        }
+    }
+}
