@@ -12,6 +12,7 @@ mod gitauth_cmds;
 mod legacy;
 mod plugin_cmds;
 mod render_cmds;
+mod serve_cmds;
 mod sops_cmds;
 
 use std::ffi::OsString;
@@ -174,6 +175,8 @@ enum Command {
         /// What to do
         cmd: fleet_cmds::FleetCommand,
     },
+    /// Run the in-cluster decryption sidecar (HTTP on a Unix socket or TCP; keys from --keys-dir, hot-reloaded)
+    Serve(serve_cmds::ServeArgs),
     /// Run the whole flow on generated keys in a temporary folder
     Demo(demo::DemoArgs),
     /// Print a shell completion script
@@ -261,6 +264,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Tenant { cmd } => fleet_cmds::tenant(&cli.global, cmd),
         Command::Validate(a) => fleet_cmds::validate(&cli.global, a),
         Command::Fleet { cmd } => fleet_cmds::fleet_cmd(&cli.global, cmd),
+        Command::Serve(a) => serve_cmds::serve(&cli.global, a),
         Command::Demo(a) => demo::run(a),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();

@@ -236,11 +236,22 @@ impl KeyStore {
                 }
             };
         }
-        ReloadOutcome::Failed(if last_err.is_empty() {
-            "the keys folder kept changing while it was read".into()
+        let msg = if last_err.is_empty() {
+            "the keys folder kept changing while it was read".to_string()
         } else {
             last_err
-        })
+        };
+        // The same problem again (a folder that stays missing) is reported once.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        h.write(msg.as_bytes());
+        h.write_u8(0xfe);
+        let key = h.finish();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.failed == Some(key) {
+            return ReloadOutcome::Unchanged;
+        }
+        seen.failed = Some(key);
+        ReloadOutcome::Failed(msg)
     }
 }
 
@@ -425,7 +436,9 @@ mod tests {
     fn key() -> String {
         format!(
             "{}\n",
-            age::x25519::Identity::generate().to_string().expose_secret()
+            age::x25519::Identity::generate()
+                .to_string()
+                .expose_secret()
         )
     }
 
@@ -459,7 +472,10 @@ mod tests {
         assert_eq!(g.ring_for(None), Err(RingError::TenantRequired));
         assert_eq!(g.ring_for(Some("team-a")), Ok(1));
         assert_eq!(g.rings[1].identities, 1);
-        assert!(matches!(g.ring_for(Some("team-b")), Err(RingError::UnknownTenant(_))));
+        assert!(matches!(
+            g.ring_for(Some("team-b")),
+            Err(RingError::UnknownTenant(_))
+        ));
 
         // A broken key keeps the old generation.
         std::fs::write(d.path().join("team-a/b.agekey"), "AGE-SECRET-KEY-1XYZ\n").unwrap();
@@ -487,6 +503,14 @@ mod tests {
         let s = KeyStore::new(d.path().to_path_buf(), false, 8);
         s.check();
         assert_eq!(s.current().unwrap().rings[1].identities, 1);
+    }
+
+    #[test]
+    fn a_missing_folder_is_reported_once() {
+        let d = tempfile::tempdir().unwrap();
+        let s = KeyStore::new(d.path().join("gone"), false, 8);
+        assert!(matches!(s.check(), ReloadOutcome::Failed(_)));
+        assert_eq!(s.check(), ReloadOutcome::Unchanged);
     }
 
     #[test]

@@ -1,0 +1,217 @@
+//! `kustos serve` (the decryption sidecar) and its hidden load test,
+//! `kustos serve loadtest` (a sub-command of `serve` because sops' legacy
+//! flag style claims every unknown first word as a file name).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::{write_stdout, CliError, CliResult, GlobalArgs};
+use crate::error::exit;
+use crate::formats::Format;
+use crate::serve::{self, loadtest, parse_duration, parse_size, Listen, ServeConfig};
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("invalid mode {s:?} (octal, e.g. 660)"))
+}
+
+/// Arguments of `serve`; the keys folder is the global `--keys-dir`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Keys: --keys-dir DIR (the mounted key Secret: *.agekey and *.asc files, optionally one \
+sub-folder per tenant namespace). The environment (SOPS_AGE_KEY…) and gpg are never used.\n\
+API: POST /v1/decrypt (X-Kustos-Format, X-Kustos-Tenant), POST /v1/render {\"path\",\"tenant\"}, \
+GET /healthz, /readyz, /metrics."
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServeArgs {
+    /// Tools around the sidecar
+    #[command(subcommand)]
+    pub tool: Option<ServeTool>,
+    /// Where to serve the API: unix:///path/to.sock or HOST:PORT (repeatable)
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "unix:///run/kustos/kustos.sock"
+    )]
+    pub listen: Vec<String>,
+    /// Also serve only /healthz, /readyz and /metrics here, e.g. 0.0.0.0:9090 for kubelet probes (repeatable)
+    #[arg(long = "admin-listen", value_name = "ADDR")]
+    pub admin_listen: Vec<String>,
+    /// Enable POST /v1/render for kustomizations under this folder
+    #[arg(long, value_name = "DIR")]
+    pub render_root: Option<PathBuf>,
+    /// Add the top-level keys (platform keys) to every tenant's key ring
+    #[arg(long)]
+    pub platform_keys: bool,
+    /// How often the keys folder is checked for a rotated Secret
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub reload_interval: Duration,
+    /// Largest request body (larger: 413)
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub max_body: u64,
+    /// Time to receive and answer a request
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Decrypt and render requests served at once (more wait for a slot)
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_concurrency: usize,
+    /// Longest wait for in-flight requests on SIGTERM/SIGINT [default: --timeout + 5s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub drain_timeout: Option<Duration>,
+    /// Unwrapped data keys kept in memory (0: unwrap on every request)
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub cache_size: usize,
+    /// kubectl binary (its built-in kustomize builds) for render
+    #[arg(long, default_value = "kubectl", env = "KUSTOS_KUBECTL")]
+    pub kubectl: PathBuf,
+    /// Log failed requests only (no line per successful request)
+    #[arg(long)]
+    pub no_access_log: bool,
+    /// Permissions of Unix sockets (octal)
+    #[arg(long, value_name = "MODE", default_value = "660", value_parser = parse_mode)]
+    pub socket_mode: u32,
+    /// Runtime worker threads [default: one per core]
+    #[arg(long, value_name = "N")]
+    pub worker_threads: Option<usize>,
+}
+
+/// Tools under `serve`.
+#[derive(Subcommand, Debug)]
+pub enum ServeTool {
+    /// Drive a running sidecar with concurrent keep-alive clients; print throughput, p50/p99 latency and errors
+    #[command(hide = true)]
+    Loadtest(LoadtestArgs),
+}
+
+fn usage(msg: impl Into<String>) -> CliError {
+    CliError::new(exit::GENERIC, msg)
+}
+
+/// `kustos serve`.
+pub fn serve(g: &GlobalArgs, a: ServeArgs) -> CliResult {
+    if let Some(ServeTool::Loadtest(l)) = a.tool {
+        return loadtest(l);
+    }
+    let keys_dir = match g.keys_dir.as_slice() {
+        [d] => d.clone(),
+        [] => {
+            let mut e = usage("serve needs the keys folder: --keys-dir DIR");
+            e.hint = Some("mount the decryption Secret and pass its folder, e.g. --keys-dir /var/run/kustos/keys".into());
+            return Err(e);
+        }
+        _ => {
+            return Err(usage(
+                "serve takes exactly one --keys-dir (use one sub-folder per tenant)",
+            ))
+        }
+    };
+    let parse = |v: &[String]| -> CliResult<Vec<Listen>> {
+        v.iter()
+            .map(|s| Listen::parse(s).map_err(CliError::from))
+            .collect()
+    };
+    let cfg = ServeConfig {
+        keys_dir,
+        listen: parse(&a.listen)?,
+        admin_listen: parse(&a.admin_listen)?,
+        render_root: a.render_root,
+        platform_keys: a.platform_keys,
+        reload_interval: a.reload_interval,
+        max_body: usize::try_from(a.max_body).map_err(|_| usage("--max-body is too large"))?,
+        timeout: a.timeout,
+        max_concurrency: a.max_concurrency.max(1),
+        drain_timeout: a
+            .drain_timeout
+            .unwrap_or(a.timeout + Duration::from_secs(5)),
+        cache_size: a.cache_size,
+        kubectl: a.kubectl,
+        access_log: !a.no_access_log,
+        socket_mode: a.socket_mode,
+        worker_threads: a.worker_threads,
+    };
+    if cfg.timeout.is_zero() {
+        return Err(usage("--timeout must be more than 0"));
+    }
+    serve::run(cfg).map_err(CliError::from)
+}
+
+/// Arguments of the hidden `serve loadtest` command.
+#[derive(Args, Debug)]
+pub struct LoadtestArgs {
+    /// The sidecar: http://127.0.0.1:PORT[/path] or unix:///path.sock[:/path] (loopback only)
+    #[arg(long)]
+    pub url: String,
+    /// The encrypted document sent with every request
+    #[arg(long, value_name = "FILE")]
+    pub file: PathBuf,
+    /// Concurrent keep-alive connections
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// How long to run
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// X-Kustos-Format (default: from the file name)
+    #[arg(long)]
+    pub format: Option<String>,
+    /// X-Kustos-Tenant
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Client threads
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Print the figures as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 1 when any request failed
+    #[arg(long)]
+    pub fail_on_error: bool,
+}
+
+/// `kustos serve loadtest`.
+pub fn loadtest(a: LoadtestArgs) -> CliResult {
+    let (target, path) = loadtest::parse_url(&a.url)?;
+    let body = std::fs::read(&a.file).map_err(|e| {
+        CliError::new(
+            exit::COULD_NOT_READ_INPUT_FILE,
+            format!("cannot read it: {e}"),
+        )
+        .in_file(&a.file.display().to_string())
+    })?;
+    let format = match a.format {
+        Some(f) => Format::from_name(&f).ok_or_else(|| {
+            usage(format!(
+                "invalid --format {f:?}: yaml, json, dotenv, ini or binary"
+            ))
+        })?,
+        None => Format::from_path(&a.file),
+    };
+    let mut headers = vec![("X-Kustos-Format".to_string(), format.name().to_string())];
+    if let Some(t) = a.tenant {
+        headers.push(("X-Kustos-Tenant".into(), t));
+    }
+    let cfg = loadtest::LoadtestConfig {
+        target,
+        path,
+        body,
+        headers,
+        concurrency: a.concurrency,
+        duration: a.duration,
+        threads: a.threads,
+    };
+    let report = loadtest::run(&cfg)?;
+    let out = if a.json {
+        format!("{}\n", report.json(cfg.concurrency))
+    } else {
+        report.text(cfg.concurrency)
+    };
+    write_stdout(out.as_bytes())?;
+    if a.fail_on_error && report.errors > 0 {
+        return Err(CliError::silent(exit::GENERIC));
+    }
+    Ok(())
+}
