@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 
@@ -22,7 +22,11 @@ fn fixture(env: &Env, sops: &Path, dir: &str) -> PathBuf {
     let d = env.path(dir);
     std::fs::create_dir_all(&d).unwrap();
     for (name, plain, extra) in [
-        ("secret.enc.yaml", SECRET, vec!["--encrypted-regex", "^(data|stringData)$"]),
+        (
+            "secret.enc.yaml",
+            SECRET,
+            vec!["--encrypted-regex", "^(data|stringData)$"],
+        ),
         ("config.enc.json", CONFIG_JSON, vec![]),
         ("app.enc.env", ENVS, vec![]),
         ("blob.enc", BLOB, vec![]),
@@ -68,10 +72,18 @@ fn write_kustomization(dir: &Path, gen: &str) {
 fn check_built(out: &Output) {
     let text = String::from_utf8(ok(out)).unwrap();
     assert!(text.contains("password: s3cret-db"), "{text}");
-    assert!(text.contains("API_KEY: env-k3y") && text.contains("MODE: prod"), "{text}");
+    assert!(
+        text.contains("API_KEY: env-k3y") && text.contains("MODE: prod"),
+        "{text}"
+    );
     assert!(text.contains("json-t0ken"), "{text}");
     // needs-hash: kustomize appends the content hash to the name.
-    assert!(regex::Regex::new(r"name: app-[a-z0-9]{10}").unwrap().is_match(&text), "{text}");
+    assert!(
+        regex::Regex::new(r"name: app-[a-z0-9]{10}")
+            .unwrap()
+            .is_match(&text),
+        "{text}"
+    );
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(BLOB);
     assert!(text.contains(&b64), "{text}");
@@ -80,14 +92,22 @@ fn check_built(out: &Output) {
 
 #[test]
 fn legacy_exec_plugin_with_kustomize() {
-    let (Some(sops), Some(kubectl)) = (sops(), kubectl()) else { return };
+    let (Some(sops), Some(kubectl)) = (sops(), kubectl()) else {
+        return;
+    };
     let env = Env::new();
     let home = env.path("plugins");
     ok(&env.kustos(&["plugin", "install", "--plugin-home", home.to_str().unwrap()]));
     assert!(home.join("viaduct.ai/v1/ksops/ksops").exists());
-    for (api, kind) in [("viaduct.ai/v1", "ksops"), ("kustos.dev/v1", "SopsGenerator")] {
+    for (api, kind) in [
+        ("viaduct.ai/v1", "ksops"),
+        ("kustos.dev/v1", "SopsGenerator"),
+    ] {
         let dir = fixture(&env, &sops, &format!("legacy-{kind}"));
-        write_kustomization(&dir, &format!("apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: gen\n{GEN_BODY}"));
+        write_kustomization(
+            &dir,
+            &format!("apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: gen\n{GEN_BODY}"),
+        );
         let out = env
             .cmd(&kubectl)
             .env("KUSTOMIZE_PLUGIN_HOME", &home)
@@ -104,7 +124,9 @@ fn legacy_exec_plugin_with_kustomize() {
 /// protocol directly (and checks the silent skip with kubectl).
 #[test]
 fn krm_function_with_kustomize_and_ksops_readme_config() {
-    let (Some(sops), Some(kubectl)) = (sops(), kubectl()) else { return };
+    let (Some(sops), Some(kubectl)) = (sops(), kubectl()) else {
+        return;
+    };
     let env = Env::new();
     let bin = env.path("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -122,30 +144,63 @@ fn krm_function_with_kustomize_and_ksops_readme_config() {
     let indented: String = gen.lines().map(|l| format!("    {l}\n")).collect();
     let rl = format!(
         "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems:\n  - {}",
-        indented.trim_start().replacen("metadata:\n", "metadata:\n      annotations:\n        config.kubernetes.io/local-config: \"true\"\n", 0)
+        indented.trim_start().replacen(
+            "metadata:\n",
+            "metadata:\n      annotations:\n        config.kubernetes.io/local-config: \"true\"\n",
+            0
+        )
     );
     let out = run_with_stdin(env.cmd(&bin.join("ksops")).current_dir(&dir), rl.as_bytes());
     let text = String::from_utf8(ok(&out)).unwrap();
-    assert!(text.starts_with("apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems:"), "{text}");
-    assert!(text.contains("password: s3cret-db") && text.contains("API_KEY: env-k3y"), "{text}");
-    assert!(!text.contains("kind: ksops"), "the config item is replaced by its output: {text}");
+    assert!(
+        text.starts_with("apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("password: s3cret-db") && text.contains("API_KEY: env-k3y"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("kind: ksops"),
+        "the config item is replaced by its output: {text}"
+    );
     // Without --enable-exec kustomize silently skips it; doctor says so.
-    let out = env.cmd(&kubectl).env("PATH", &path).args(["kustomize", "--enable-alpha-plugins", dir.to_str().unwrap()]).output().unwrap();
+    let out = env
+        .cmd(&kubectl)
+        .env("PATH", &path)
+        .args(["kustomize", "--enable-alpha-plugins", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!String::from_utf8_lossy(&ok(&out)).contains("s3cret-db"));
     let o = env
         .cmd(&kustos_bin())
         .env("PATH", &path)
-        .args(["plugin", "doctor", dir.to_str().unwrap(), "--build-flags", "--enable-alpha-plugins"])
+        .args([
+            "plugin",
+            "doctor",
+            dir.to_str().unwrap(),
+            "--build-flags",
+            "--enable-alpha-plugins",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let report = String::from_utf8_lossy(&o.stdout);
-    assert!(report.contains("SILENTLY SKIPPED") && report.contains("--enable-exec"), "{report}");
+    assert!(
+        report.contains("SILENTLY SKIPPED") && report.contains("--enable-exec"),
+        "{report}"
+    );
     assert!(report.contains("secret.enc.yaml: decryptable"), "{report}");
     let o = env
         .cmd(&kustos_bin())
         .env("PATH", &path)
-        .args(["plugin", "doctor", dir.to_str().unwrap(), "--build-flags", "--enable-alpha-plugins --enable-exec"])
+        .args([
+            "plugin",
+            "doctor",
+            dir.to_str().unwrap(),
+            "--build-flags",
+            "--enable-alpha-plugins --enable-exec",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
@@ -154,28 +209,58 @@ fn krm_function_with_kustomize_and_ksops_readme_config() {
 #[test]
 fn krm_function_with_kpt() {
     let Some(sops) = sops() else { return };
-    let Some(kpt) = require("kpt", which("kpt")) else { return };
+    let Some(kpt) = require("kpt", which("kpt")) else {
+        return;
+    };
     let env = Env::new();
     let dir = fixture(&env, &sops, "pkg");
     // kpt reads every file of the package as a resource: keep the encrypted
     // inputs out of its view (they are read by the function, not by kpt).
     std::fs::write(dir.join(".krmignore"), "*.enc*\n").unwrap();
-    std::fs::write(dir.join("cm.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep-me\ndata:\n  a: b\n").unwrap();
-    let cfg = env.write("fn-config.yaml", format!("apiVersion: kustos.dev/v1\nkind: SopsGenerator\nmetadata:\n  name: gen\n{GEN_BODY}").as_bytes());
+    std::fs::write(
+        dir.join("cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep-me\ndata:\n  a: b\n",
+    )
+    .unwrap();
+    let cfg = env.write(
+        "fn-config.yaml",
+        format!(
+            "apiVersion: kustos.dev/v1\nkind: SopsGenerator\nmetadata:\n  name: gen\n{GEN_BODY}"
+        )
+        .as_bytes(),
+    );
     let out = env
         .cmd(&kpt)
         .current_dir(&dir)
-        .args(["fn", "eval", ".", "--exec", kustos_bin().to_str().unwrap(), "--fn-config", cfg.to_str().unwrap(), "-o", "stdout"])
+        .args([
+            "fn",
+            "eval",
+            ".",
+            "--exec",
+            kustos_bin().to_str().unwrap(),
+            "--fn-config",
+            cfg.to_str().unwrap(),
+            "-o",
+            "stdout",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8(ok(&out)).unwrap();
-    assert!(text.contains("keep-me"), "other resources pass through: {text}");
-    assert!(text.contains("password: s3cret-db") && text.contains("API_KEY: env-k3y"), "{text}");
+    assert!(
+        text.contains("keep-me"),
+        "other resources pass through: {text}"
+    );
+    assert!(
+        text.contains("password: s3cret-db") && text.contains("API_KEY: env-k3y"),
+        "{text}"
+    );
 }
 
 #[test]
 fn failures_name_the_file() {
-    let (Some(sops), Some(kubectl)) = (sops(), kubectl()) else { return };
+    let (Some(sops), Some(kubectl)) = (sops(), kubectl()) else {
+        return;
+    };
     let env = Env::new();
     let home = env.path("plugins");
     ok(&env.kustos(&["plugin", "install", "--plugin-home", home.to_str().unwrap()]));
@@ -186,7 +271,9 @@ fn failures_name_the_file() {
         for (k, v) in vars {
             c.env(k, v);
         }
-        c.args(["kustomize", "--enable-alpha-plugins", dir.to_str().unwrap()]).output().unwrap()
+        c.args(["kustomize", "--enable-alpha-plugins", dir.to_str().unwrap()])
+            .output()
+            .unwrap()
     };
     let head = "apiVersion: kustos.dev/v1\nkind: SopsGenerator\nmetadata:\n  name: gen\n";
     // Tampered value.
@@ -198,16 +285,35 @@ fn failures_name_the_file() {
     std::fs::write(dir.join("secret.enc.yaml"), t).unwrap();
     let o = build(&dir, &format!("{head}files:\n  - ./secret.enc.yaml\n"), &[]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("secret.enc.yaml") && err.contains("authentication failed"), "{err}");
+    assert!(
+        !o.status.success()
+            && err.contains("secret.enc.yaml")
+            && err.contains("authentication failed"),
+        "{err}"
+    );
     // Missing key.
     let dir = fixture(&env, &sops, "nokey");
     let (_, other) = new_age_key(env.dir.path(), "other");
-    let o = build(&dir, &format!("{head}files:\n  - ./secret.enc.yaml\n"), &[("SOPS_AGE_KEY_FILE", &other)]);
+    let o = build(
+        &dir,
+        &format!("{head}files:\n  - ./secret.enc.yaml\n"),
+        &[("SOPS_AGE_KEY_FILE", &other)],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("secret.enc.yaml") && err.contains("data key"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("secret.enc.yaml") && err.contains("data key"),
+        "{err}"
+    );
     // A path outside the kustomization root.
-    let o = build(&dir, &format!("{head}files:\n  - ../krm/secret.enc.yaml\n"), &[]);
+    let o = build(
+        &dir,
+        &format!("{head}files:\n  - ../krm/secret.enc.yaml\n"),
+        &[],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("escapes the kustomization root"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("escapes the kustomization root"),
+        "{err}"
+    );
     assert!(!err.contains("s3cret-db"));
 }

@@ -28,18 +28,28 @@ fn io(e: std::io::Error) -> CliError {
     CliError::new(exit::GENERIC, e.to_string())
 }
 
-fn tree(root: &Path, dir: &Path, depth: usize, out: &mut String) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+fn tree(dir: &Path, depth: usize, out: &mut String) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     v.sort();
     for p in v {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.starts_with(".git") {
             continue;
         }
-        out.push_str(&format!("     {}{}{}\n", "  ".repeat(depth), name, if p.is_dir() { "/" } else { "" }));
+        out.push_str(&format!(
+            "     {}{}{}\n",
+            "  ".repeat(depth),
+            name,
+            if p.is_dir() { "/" } else { "" }
+        ));
         if p.is_dir() && depth < 3 {
-            tree(root, &p, depth + 1, out);
+            tree(&p, depth + 1, out);
         }
     }
 }
@@ -68,7 +78,11 @@ pub fn run(a: DemoArgs) -> CliResult {
     {
         use age::secrecy::ExposeSecret;
         let text = zeroize::Zeroizing::new(format!("{}\n", id.to_string().expose_secret()));
-        fsutil::write_atomic(&keys.join("age.agekey"), text.as_bytes(), NewFileMode::Private)?;
+        fsutil::write_atomic(
+            &keys.join("age.agekey"),
+            text.as_bytes(),
+            NewFileMode::Private,
+        )?;
     }
     println!("1. cluster decryption key: {recipient}\n   (cluster-keys/age.agekey, mode 0600; in the cluster it is the flux-system/sops-age Secret)");
 
@@ -83,7 +97,10 @@ pub fn run(a: DemoArgs) -> CliResult {
         },
     )?;
     plan.apply(false)?;
-    println!("2. kustos init: {} files (lockdown patches, Kyverno policies, .sops.yaml)", plan.changes.len());
+    println!(
+        "2. kustos init: {} files (lockdown patches, Kyverno policies, .sops.yaml)",
+        plan.changes.len()
+    );
 
     // 3. A tenant with HTTPS credentials, encrypted before they are written.
     let spec = TenantSpec {
@@ -98,7 +115,9 @@ pub fn run(a: DemoArgs) -> CliResult {
     };
     let creds = crate::gitauth::http_credentials(crate::gitauth::HttpAuth {
         username: Some("git".into()),
-        password: Some(zeroize::Zeroizing::new("demo-token-not-a-real-secret".into())),
+        password: Some(zeroize::Zeroizing::new(
+            "demo-token-not-a-real-secret".into(),
+        )),
         ..Default::default()
     })?;
     let meta = crate::gitauth::secret::SecretMeta {
@@ -115,11 +134,19 @@ pub fn run(a: DemoArgs) -> CliResult {
         },
         &Default::default(),
     )?;
-    let plan = tenant::plan_add(&repo, &spec, &Default::default(), &tenant::AuthFile::New(enc))?;
+    let plan = tenant::plan_add(
+        &repo,
+        &spec,
+        &Default::default(),
+        &tenant::AuthFile::New(enc),
+    )?;
     plan.apply(false)?;
-    println!("3. kustos tenant add dev-team: credentials encrypted in {:.1?}; the repository now holds:", t.elapsed());
+    println!(
+        "3. kustos tenant add dev-team: credentials encrypted in {:.1?}; the repository now holds:",
+        t.elapsed()
+    );
     let mut listing = String::new();
-    tree(&repo, &repo, 0, &mut listing);
+    tree(&repo, 0, &mut listing);
     print!("{listing}");
     let auth = std::fs::read_to_string(repo.join("tenants/base/dev-team/auth.yaml")).map_err(io)?;
     println!("   tenants/base/dev-team/auth.yaml:");
@@ -139,10 +166,15 @@ pub fn run(a: DemoArgs) -> CliResult {
     )?;
     println!(
         "4. kustos validate: {} files, {} kustomizations built, {} findings",
-        report.files_checked, report.kustomizations_built, report.findings.len()
+        report.files_checked,
+        report.kustomizations_built,
+        report.findings.len()
     );
     if !report.ok {
-        return Err(CliError::new(exit::GENERIC, "demo: the generated repository did not validate"));
+        return Err(CliError::new(
+            exit::GENERIC,
+            "demo: the generated repository did not validate",
+        ));
     }
 
     // 5. What the cluster does: build and decrypt with the cluster key only.
@@ -166,7 +198,10 @@ pub fn run(a: DemoArgs) -> CliResult {
             if ok { "yes" } else { "NO" }
         );
         if !ok {
-            return Err(CliError::new(exit::GENERIC, "demo: render did not decrypt the tenant credentials"));
+            return Err(CliError::new(
+                exit::GENERIC,
+                "demo: render did not decrypt the tenant credentials",
+            ));
         }
     } else {
         println!("5. (kubectl not found: skipping the in-cluster render step)");

@@ -37,15 +37,22 @@ pub struct SopsFile {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     v.sort();
     for p in v {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name == ".git" || name.ends_with(".kustos-tmp") {
             continue;
         }
-        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
         if meta.is_dir() {
             walk(&p, out);
         } else if meta.is_file() && meta.len() <= MAX_FILE {
@@ -59,9 +66,9 @@ pub fn detect(data: &[u8]) -> Option<Format> {
     let has = |n: &[u8]| data.windows(n.len()).any(|w| w == n);
     if has(b"sops_mac=ENC[") || has(b"sops_version=") {
         Some(Format::Dotenv)
-    } else if has(b"\"sops\": {") && has(b"\"mac\":") {
-        Some(Format::Json)
-    } else if data.starts_with(b"{") && has(b"\"sops\":") {
+    } else if (has(b"\"sops\": {") && has(b"\"mac\":"))
+        || (data.starts_with(b"{") && has(b"\"sops\":"))
+    {
         Some(Format::Json)
     } else if has(b"\nsops:\n") || data.starts_with(b"sops:\n") {
         Some(Format::Yaml)
@@ -118,11 +125,14 @@ pub struct Status {
 }
 
 fn names(groups: &[Vec<MasterKey>]) -> Vec<Vec<String>> {
-    groups.iter().map(|g| {
-        let mut v: Vec<String> = g.iter().map(MasterKey::name).collect();
-        v.sort();
-        v
-    }).collect()
+    groups
+        .iter()
+        .map(|g| {
+            let mut v: Vec<String> = g.iter().map(MasterKey::name).collect();
+            v.sort();
+            v
+        })
+        .collect()
 }
 
 /// Lists the SOPS files and the plaintext Secrets of a fleet.
@@ -133,7 +143,9 @@ pub fn status(root: &Path, cfg: Option<&Config>) -> Result<Status> {
         .par_iter()
         .map(|p| {
             let rel = p.strip_prefix(root).unwrap_or(p).display().to_string();
-            let Ok(data) = std::fs::read(p) else { return (None, Vec::new()) };
+            let Ok(data) = std::fs::read(p) else {
+                return (None, Vec::new());
+            };
             if let Some(format) = detect(&data) {
                 if let Ok(t) = formats::load_encrypted(format, &data) {
                     let groups = names(&t.metadata.key_groups);
@@ -141,11 +153,16 @@ pub fn status(root: &Path, cfg: Option<&Config>) -> Result<Status> {
                         None => "no-config".to_string(),
                         Some(c) => match c.rule_for(p) {
                             Ok(Some(r)) => {
-                                let want: Vec<Vec<String>> = r.key_groups.iter().map(|g| {
-                                    let mut v: Vec<String> = g.iter().map(|x| x.name().to_string()).collect();
-                                    v.sort();
-                                    v
-                                }).collect();
+                                let want: Vec<Vec<String>> = r
+                                    .key_groups
+                                    .iter()
+                                    .map(|g| {
+                                        let mut v: Vec<String> =
+                                            g.iter().map(|x| x.name().to_string()).collect();
+                                        v.sort();
+                                        v
+                                    })
+                                    .collect();
                                 if want == groups { "match" } else { "differs" }.to_string()
                             }
                             _ => "no-rule".to_string(),
@@ -170,8 +187,15 @@ pub fn status(root: &Path, cfg: Option<&Config>) -> Result<Status> {
                 if let Ok(docs) = formats::load_plain(Format::Yaml, &data) {
                     for d in docs {
                         let kind = d.get("kind").and_then(|v| v.as_str()).unwrap_or("");
-                        if kind == "Secret" && d.get("apiVersion").and_then(|v| v.as_str()) == Some("v1") {
-                            let name = d.get("metadata").and_then(|m| m.as_map()).and_then(|m| m.get("name")).and_then(|v| v.as_str()).unwrap_or("?");
+                        if kind == "Secret"
+                            && d.get("apiVersion").and_then(|v| v.as_str()) == Some("v1")
+                        {
+                            let name = d
+                                .get("metadata")
+                                .and_then(|m| m.as_map())
+                                .and_then(|m| m.get("name"))
+                                .and_then(|v| v.as_str())
+                                .unwrap_or("?");
                             plain.push(format!("{rel} (Secret/{name})"));
                         }
                     }
@@ -235,7 +259,10 @@ fn verify(new: &[u8], format: Format, key: &DataKey, ring: &KeyRing) -> Result<(
         }
         if let Ok(k) = ring.unwrap(mk) {
             if k.as_slice() != key.as_bytes() {
-                return Err(Error::Other(format!("the new stanza for {} does not hold the data key", mk.name())));
+                return Err(Error::Other(format!(
+                    "the new stanza for {} does not hold the data key",
+                    mk.name()
+                )));
             }
         }
     }
@@ -243,7 +270,13 @@ fn verify(new: &[u8], format: Format, key: &DataKey, ring: &KeyRing) -> Result<(
     tree::decrypt(&mut t.branches, &t.metadata, &mut cipher, false)
 }
 
-fn prepare(f: SopsFile, op: &Operation, cfg: Option<&Config>, ring: &KeyRing, store: &formats::StoreOptions) -> Result<Prepared> {
+fn prepare(
+    f: SopsFile,
+    op: &Operation,
+    cfg: Option<&Config>,
+    ring: &KeyRing,
+    store: &formats::StoreOptions,
+) -> Result<Prepared> {
     let ctx = |e: Error| Error::Other(format!("{}: {e}", f.rel.display()));
     let old = fsutil::read_file(&f.path).map_err(ctx)?.to_vec();
     let mut t: Tree = formats::load_encrypted(f.format, &old).map_err(ctx)?;
@@ -252,33 +285,57 @@ fn prepare(f: SopsFile, op: &Operation, cfg: Option<&Config>, ring: &KeyRing, st
             let rule = match cfg.map(|c| c.rule_for(&f.path)) {
                 Some(Ok(Some(r))) => r,
                 _ => {
-                    return Ok(Prepared { file: f, old, new: None, skipped: true });
+                    return Ok(Prepared {
+                        file: f,
+                        old,
+                        new: None,
+                        skipped: true,
+                    });
                 }
             };
             let diffs = rekey::diff_groups(&t.metadata.key_groups, &rule.key_groups);
             let threshold = t.metadata.shamir_threshold.min(rule.key_groups.len());
-            let changes = diffs.iter().any(|d| !d.added.is_empty() || !d.removed.is_empty())
+            let changes = diffs
+                .iter()
+                .any(|d| !d.added.is_empty() || !d.removed.is_empty())
                 || threshold != t.metadata.shamir_threshold;
             if !changes {
-                return Ok(Prepared { file: f, old, new: None, skipped: false });
+                return Ok(Prepared {
+                    file: f,
+                    old,
+                    new: None,
+                    skipped: false,
+                });
             }
-            let key = keys::recover_data_key(&t.metadata.key_groups, t.metadata.shamir_threshold, ring)
-                .map_err(|e| ctx(e.into()))?;
+            let key =
+                keys::recover_data_key(&t.metadata.key_groups, t.metadata.shamir_threshold, ring)
+                    .map_err(|e| ctx(e.into()))?;
             rekey::rewrap(&mut t, &key, &rule.key_groups, threshold).map_err(ctx)?;
             let new = formats::emit_encrypted(f.format, &t, store).map_err(ctx)?;
             verify(&new, f.format, &key, ring).map_err(ctx)?;
-            Ok(Prepared { file: f, old, new: Some(new), skipped: false })
+            Ok(Prepared {
+                file: f,
+                old,
+                new: Some(new),
+                skipped: false,
+            })
         }
         Operation::Rotate(changes) => {
-            let key = keys::recover_data_key(&t.metadata.key_groups, t.metadata.shamir_threshold, ring)
-                .map_err(|e| ctx(e.into()))?;
+            let key =
+                keys::recover_data_key(&t.metadata.key_groups, t.metadata.shamir_threshold, ring)
+                    .map_err(|e| ctx(e.into()))?;
             let mut cipher = Cipher::new(&key);
             tree::decrypt(&mut t.branches, &t.metadata, &mut cipher, false).map_err(ctx)?;
             rekey::rotate_tree(&mut t, &mut cipher, changes).map_err(ctx)?;
             let new_key = cipher.key().clone();
             let new = formats::emit_encrypted(f.format, &t, store).map_err(ctx)?;
             verify(&new, f.format, &new_key, ring).map_err(ctx)?;
-            Ok(Prepared { file: f, old, new: Some(new), skipped: false })
+            Ok(Prepared {
+                file: f,
+                old,
+                new: Some(new),
+                skipped: false,
+            })
         }
     }
 }
@@ -316,15 +373,31 @@ pub fn run(
     }
     if !errors.is_empty() {
         errors.sort();
-        let more = if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() };
-        return Err(Error::Other(format!("nothing was changed: {}{more}", errors[0])));
+        let more = if errors.len() > 1 {
+            format!(" (and {} more)", errors.len() - 1)
+        } else {
+            String::new()
+        };
+        return Err(Error::Other(format!(
+            "nothing was changed: {}{more}",
+            errors[0]
+        )));
     }
     ok.sort_by(|a, b| a.file.rel.cmp(&b.file.rel));
-    let mut report = RunReport { dry_run, ..Default::default() };
+    let mut report = RunReport {
+        dry_run,
+        ..Default::default()
+    };
     for p in &ok {
         report.files.push(FileResult {
             file: p.file.rel.display().to_string(),
-            result: if p.skipped { "skipped" } else if p.new.is_some() { "updated" } else { "unchanged" },
+            result: if p.skipped {
+                "skipped"
+            } else if p.new.is_some() {
+                "updated"
+            } else {
+                "unchanged"
+            },
         });
     }
     report.updated = ok.iter().filter(|p| p.new.is_some()).count();
@@ -342,17 +415,26 @@ fn commit(prepared: &[Prepared]) -> Result<()> {
     let mut temps: Vec<(tempfile::TempPath, &Prepared)> = Vec::new();
     for p in prepared.iter().filter(|p| p.new.is_some()) {
         let dir = p.file.path.parent().unwrap_or(Path::new("."));
-        let mode = std::fs::metadata(&p.file.path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
+        let mode = std::fs::metadata(&p.file.path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o644);
         let mut tmp = tempfile::Builder::new()
             .prefix(".kustos-fleet.")
             .suffix(".kustos-tmp")
             .tempfile_in(dir)
-            .map_err(|e| Error::Write(format!("{}: cannot create a temporary file: {e}", p.file.rel.display())))?;
+            .map_err(|e| {
+                Error::Write(format!(
+                    "{}: cannot create a temporary file: {e}",
+                    p.file.rel.display()
+                ))
+            })?;
         use std::io::Write as _;
         let new = p.new.as_deref().unwrap_or_default();
         tmp.write_all(new)
             .and_then(|_| tmp.as_file().sync_all())
-            .and_then(|_| std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode)))
+            .and_then(|_| {
+                std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+            })
             .map_err(|e| Error::Write(format!("{}: {e}", p.file.rel.display())))?;
         temps.push((tmp.into_temp_path(), p));
     }

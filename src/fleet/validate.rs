@@ -58,17 +58,22 @@ impl Default for ValidateOptions {
     }
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for p in entries {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.starts_with('.') && name != ".sops.yaml" {
             continue;
         }
         if p.is_dir() {
-            walk(root, &p, out);
+            walk(&p, out);
         } else if name.ends_with(".yaml") || name.ends_with(".yml") {
             out.push(p);
         }
@@ -126,7 +131,13 @@ fn allowed_sources(root: &Path) -> Option<Vec<String>> {
     let docs = formats::load_plain(Format::Yaml, &bytes).ok()?;
     let mut out = Vec::new();
     for d in &docs {
-        let Some(Value::Seq(rules)) = d.get("spec").and_then(|v| v.as_map()).and_then(|m| m.get("rules")) else { continue };
+        let Some(Value::Seq(rules)) = d
+            .get("spec")
+            .and_then(|v| v.as_map())
+            .and_then(|m| m.get("rules"))
+        else {
+            continue;
+        };
         for r in rules {
             let Some(Value::Seq(pats)) = r
                 .as_map()
@@ -160,7 +171,7 @@ fn looks_remote(entry: &str) -> bool {
 /// Validates the fleet repository at `root`.
 pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
     let mut files = Vec::new();
-    walk(root, root, &mut files);
+    walk(root, &mut files);
     let mut findings: Vec<Finding> = Vec::new();
     let mut add = |file: &str, rule: &'static str, message: String| {
         findings.push(Finding {
@@ -181,7 +192,10 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
     let mut kustomization_dirs = Vec::new();
     for f in &files {
         let r = rel(root, f);
-        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let bytes = match std::fs::read(f) {
             Ok(b) => b,
             Err(e) => {
@@ -203,7 +217,10 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
                 kustomization_dirs.push(dir.to_path_buf());
             }
             for d in &docs {
-                if d.get("kind").and_then(Value::as_str).is_some_and(|k| k != "Kustomization") {
+                if d.get("kind")
+                    .and_then(Value::as_str)
+                    .is_some_and(|k| k != "Kustomization")
+                {
                     continue;
                 }
                 for field in ["resources", "components", "bases"] {
@@ -225,25 +242,43 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
             let obj = format!("{kind}/{}", s(d, &["metadata", "name"]).unwrap_or("?"));
             if kind == "Secret" && api == "v1" && in_tenancy {
                 match d.get("sops") {
-                    None => add(&r, "secret-not-encrypted", format!("{obj} is not SOPS-encrypted; run `kustos encrypt -i {r}`")),
+                    None => add(
+                        &r,
+                        "secret-not-encrypted",
+                        format!("{obj} is not SOPS-encrypted; run `kustos encrypt -i {r}`"),
+                    ),
                     Some(md) => {
                         match crate::sops::metadata::from_value(md) {
                             Err(e) => add(&r, "sops-metadata", format!("{obj}: {e}")),
-                            Ok(m) if m.mac.is_empty() => add(&r, "sops-metadata", format!("{obj}: the sops block has no MAC")),
+                            Ok(m) if m.mac.is_empty() => add(
+                                &r,
+                                "sops-metadata",
+                                format!("{obj}: the sops block has no MAC"),
+                            ),
                             Ok(_) => {}
                         }
                         for field in ["data", "stringData"] {
                             if let Some(Value::Map(vals)) = d.get(field) {
                                 for (k, v) in vals.entries() {
-                                    let encrypted = v.as_str().is_some_and(|s| s.is_empty() || crate::sops::cipher::is_encrypted_value(s));
+                                    let encrypted = v.as_str().is_some_and(|s| {
+                                        s.is_empty() || crate::sops::cipher::is_encrypted_value(s)
+                                    });
                                     if !encrypted {
-                                        add(&r, "secret-not-encrypted", format!("{obj}: {field}.{k} is plaintext"));
+                                        add(
+                                            &r,
+                                            "secret-not-encrypted",
+                                            format!("{obj}: {field}.{k} is plaintext"),
+                                        );
                                     }
                                 }
                             }
                         }
                         match &sops_cfg {
-                            None => add(&r, "sops-rule", "no .sops.yaml at the repository root covers this Secret".into()),
+                            None => add(
+                                &r,
+                                "sops-rule",
+                                "no .sops.yaml at the repository root covers this Secret".into(),
+                            ),
                             Some(c) => {
                                 if let Err(e) = c.rule_for(f) {
                                     add(&r, "sops-rule", format!("{obj}: .sops.yaml has no creation rule for this file ({e})"));
@@ -253,11 +288,21 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
                     }
                 }
             }
-            let flux_ks = kind == "Kustomization" && api.starts_with("kustomize.toolkit.fluxcd.io/");
+            let flux_ks =
+                kind == "Kustomization" && api.starts_with("kustomize.toolkit.fluxcd.io/");
             let helm = kind == "HelmRelease" && api.starts_with("helm.toolkit.fluxcd.io/");
-            if (flux_ks || helm) && !bootstrap && s(d, &["spec", "serviceAccountName"]).unwrap_or("").is_empty() {
+            if (flux_ks || helm)
+                && !bootstrap
+                && s(d, &["spec", "serviceAccountName"])
+                    .unwrap_or("")
+                    .is_empty()
+            {
                 // Patches (no sourceRef/chart) inherit the base's account.
-                let is_patch = d.get("spec").and_then(|v| v.as_map()).is_some_and(|sp| !sp.contains_key("sourceRef") && !sp.contains_key("chart") && !sp.contains_key("chartRef"));
+                let is_patch = d.get("spec").and_then(|v| v.as_map()).is_some_and(|sp| {
+                    !sp.contains_key("sourceRef")
+                        && !sp.contains_key("chart")
+                        && !sp.contains_key("chartRef")
+                });
                 if !is_patch {
                     add(&r, "service-account", format!("{obj} has no spec.serviceAccountName; with --default-service-account it runs as the unprivileged default account"));
                 }
@@ -266,7 +311,11 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
                 vec![s(d, &["spec", "sourceRef", "namespace"])]
             } else if helm {
                 vec![
-                    d.get("spec").and_then(|v| v.as_map()).and_then(|sp| sp.get("chart")).and_then(|v| v.as_map()).and_then(|c| s(c, &["spec", "sourceRef", "namespace"])),
+                    d.get("spec")
+                        .and_then(|v| v.as_map())
+                        .and_then(|sp| sp.get("chart"))
+                        .and_then(|v| v.as_map())
+                        .and_then(|c| s(c, &["spec", "sourceRef", "namespace"])),
                     s(d, &["spec", "chartRef", "namespace"]),
                 ]
             } else {
@@ -277,11 +326,19 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
                     add(&r, "cross-namespace-ref", format!("{obj} in {ns:?} references a source in {target:?}; blocked by --no-cross-namespace-refs"));
                 }
             }
-            let is_source = matches!(kind, "GitRepository" | "HelmRepository" | "OCIRepository") && api.starts_with("source.toolkit.fluxcd.io/");
+            let is_source = matches!(kind, "GitRepository" | "HelmRepository" | "OCIRepository")
+                && api.starts_with("source.toolkit.fluxcd.io/");
             if is_source && ns != "flux-system" && !bootstrap {
                 if let (Some(url), Some(pats)) = (s(d, &["spec", "url"]), &allowed) {
                     if !pats.iter().any(|p| wildcard_match(p, url)) {
-                        add(&r, "source-url", format!("{obj} url {url:?} matches none of the allowed patterns ({})", pats.join(", ")));
+                        add(
+                            &r,
+                            "source-url",
+                            format!(
+                                "{obj} url {url:?} matches none of the allowed patterns ({})",
+                                pats.join(", ")
+                            ),
+                        );
                     }
                 }
             }
@@ -298,7 +355,11 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
                     .output();
                 let r = match res {
                     Ok(o) if o.status.success() => Ok(()),
-                    Ok(o) => Err(String::from_utf8_lossy(&o.stderr).lines().next().unwrap_or("kustomize failed").to_string()),
+                    Ok(o) => Err(String::from_utf8_lossy(&o.stderr)
+                        .lines()
+                        .next()
+                        .unwrap_or("kustomize failed")
+                        .to_string()),
                     Err(e) => Err(format!("cannot run {}: {e}", opts.kubectl.display())),
                 };
                 (dir.clone(), r)
@@ -307,7 +368,11 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
         for (dir, r) in results {
             built += 1;
             if let Err(msg) = r {
-                add(&format!("{}/kustomization.yaml", rel(root, &dir)), "kustomize-build", msg);
+                add(
+                    &format!("{}/kustomization.yaml", rel(root, &dir)),
+                    "kustomize-build",
+                    msg,
+                );
             }
         }
     }
@@ -326,9 +391,18 @@ mod tests {
 
     #[test]
     fn kyverno_wildcards() {
-        assert!(wildcard_match("https://github.com/org/?*", "https://github.com/org/repo"));
-        assert!(!wildcard_match("https://github.com/org/?*", "https://github.com/org/"));
-        assert!(!wildcard_match("https://github.com/org/*", "https://github.com/evil/repo"));
+        assert!(wildcard_match(
+            "https://github.com/org/?*",
+            "https://github.com/org/repo"
+        ));
+        assert!(!wildcard_match(
+            "https://github.com/org/?*",
+            "https://github.com/org/"
+        ));
+        assert!(!wildcard_match(
+            "https://github.com/org/*",
+            "https://github.com/evil/repo"
+        ));
         assert!(wildcard_match("*", "anything"));
     }
 }

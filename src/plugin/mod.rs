@@ -103,9 +103,20 @@ pub fn parse_config(m: &Map, source: &str) -> Result<GeneratorConfig> {
                 let Value::Map(sm) = it else {
                     return Err(err(format!("{source}: secretFrom entries must be maps")));
                 };
-                let metadata = sm.get("metadata").and_then(Value::as_map).cloned().unwrap_or_default();
-                if metadata.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
-                    return Err(err(format!("{source}: secretFrom entries need metadata.name")));
+                let metadata = sm
+                    .get("metadata")
+                    .and_then(Value::as_map)
+                    .cloned()
+                    .unwrap_or_default();
+                if metadata
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
+                {
+                    return Err(err(format!(
+                        "{source}: secretFrom entries need metadata.name"
+                    )));
                 }
                 secret_from.push(SecretFrom {
                     metadata,
@@ -135,15 +146,21 @@ pub fn parse_config(m: &Map, source: &str) -> Result<GeneratorConfig> {
 pub fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf> {
     let p = Path::new(rel);
     if p.is_absolute() {
-        return Err(err(format!("{rel}: absolute paths are not allowed; use a path inside the kustomization root")));
+        return Err(err(format!(
+            "{rel}: absolute paths are not allowed; use a path inside the kustomization root"
+        )));
     }
     if p.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(err(format!("{rel}: path escapes the kustomization root (..)")));
+        return Err(err(format!(
+            "{rel}: path escapes the kustomization root (..)"
+        )));
     }
     let root_c = std::fs::canonicalize(root).map_err(|e| Error::io(root.display(), e))?;
     let full = std::fs::canonicalize(root.join(p)).map_err(|e| Error::io(rel, e))?;
     if !full.starts_with(&root_c) {
-        return Err(err(format!("{rel}: path resolves outside the kustomization root (symlink)")));
+        return Err(err(format!(
+            "{rel}: path resolves outside the kustomization root (symlink)"
+        )));
     }
     let meta = std::fs::metadata(&full).map_err(|e| Error::io(rel, e))?;
     if !meta.is_file() {
@@ -186,11 +203,20 @@ impl<'a> Decryptor<'a> {
     fn data_key(&self, t: &crate::sops::Tree) -> Result<DataKey> {
         // Files re-encrypted together share nothing, but the same file listed
         // twice (or copies) do: cache by the wrapped keys.
-        let id: String = t.metadata.master_keys().map(|k| k.enc()).collect::<Vec<_>>().join("|");
+        let id: String = t
+            .metadata
+            .master_keys()
+            .map(|k| k.enc())
+            .collect::<Vec<_>>()
+            .join("|");
         if let Some(k) = self.keys.lock().ok().and_then(|m| m.get(&id).cloned()) {
             return Ok(k);
         }
-        let k = keys::recover_data_key(&t.metadata.key_groups, t.metadata.shamir_threshold, self.ring)?;
+        let k = keys::recover_data_key(
+            &t.metadata.key_groups,
+            t.metadata.shamir_threshold,
+            self.ring,
+        )?;
         if let Ok(mut m) = self.keys.lock() {
             m.insert(id, k.clone());
         }
@@ -239,11 +265,22 @@ pub fn parse_dotenv(text: &str) -> Vec<(String, Zeroizing<String>)> {
             continue;
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         let v = v.trim();
-        let value = if let Some(inner) = v.strip_prefix('"').and_then(|r| r.rfind('"').map(|i| &r[..i])) {
-            inner.replace("\\n", "\n").replace("\\\"", "\"").replace("\\\\", "\\")
-        } else if let Some(inner) = v.strip_prefix('\'').and_then(|r| r.rfind('\'').map(|i| &r[..i])) {
+        let value = if let Some(inner) = v
+            .strip_prefix('"')
+            .and_then(|r| r.rfind('"').map(|i| &r[..i]))
+        {
+            inner
+                .replace("\\n", "\n")
+                .replace("\\\"", "\"")
+                .replace("\\\\", "\\")
+        } else if let Some(inner) = v
+            .strip_prefix('\'')
+            .and_then(|r| r.rfind('\'').map(|i| &r[..i]))
+        {
             inner.to_string()
         } else {
             match v.find(" #") {
@@ -284,7 +321,8 @@ pub fn generate(configs: &[GeneratorConfig], root: &Path, ring: &KeyRing) -> Res
     }
     wanted.sort();
     wanted.dedup();
-    let decrypted: Vec<Result<((String, Option<Format>), Plain)>> = wanted
+    type Decrypted = Result<((String, Option<Format>), Plain)>;
+    let decrypted: Vec<Decrypted> = wanted
         .par_iter()
         .map(|(p, f)| dec.decrypt(p, *f).map(|pl| ((p.clone(), *f), pl)))
         .collect();
@@ -302,8 +340,12 @@ pub fn generate(configs: &[GeneratorConfig], root: &Path, ring: &KeyRing) -> Res
     for c in configs {
         for f in &c.files {
             let plain = get(f, None)?;
-            let docs = formats::load_plain(Format::Yaml, &plain.bytes)
-                .map_err(|e| err(format!("{}: the decrypted file is not a YAML/JSON manifest: {e}", plain.rel)))?;
+            let docs = formats::load_plain(Format::Yaml, &plain.bytes).map_err(|e| {
+                err(format!(
+                    "{}: the decrypted file is not a YAML/JSON manifest: {e}",
+                    plain.rel
+                ))
+            })?;
             out.extend(docs.into_iter().filter(|d| !d.is_empty()));
         }
         for s in &c.secret_from {
@@ -334,7 +376,10 @@ pub fn generate(configs: &[GeneratorConfig], root: &Path, ring: &KeyRing) -> Res
             for f in &s.binary_files {
                 let (k, p) = split_key(f);
                 let plain = get(&p, Some(Format::Binary))?;
-                data.push(k, Value::str(base64::engine::general_purpose::STANDARD.encode(&plain.bytes[..])));
+                data.push(
+                    k,
+                    Value::str(base64::engine::general_purpose::STANDARD.encode(&plain.bytes[..])),
+                );
             }
             if !data.is_empty() {
                 secret.push("data", Value::Map(data));
@@ -406,7 +451,11 @@ pub fn run_krm(input: &[u8], root: &Path, ring: &KeyRing) -> KrmOutput {
         return fail("the input is not a ResourceList".into());
     }
     let items: Vec<Value> = match rl.get("items") {
-        Some(Value::Seq(i)) => i.iter().filter(|v| !matches!(v, Value::Comment(_))).cloned().collect(),
+        Some(Value::Seq(i)) => i
+            .iter()
+            .filter(|v| !matches!(v, Value::Comment(_)))
+            .cloned()
+            .collect(),
         _ => Vec::new(),
     };
     let mut configs = Vec::new();
@@ -456,7 +505,11 @@ pub fn plugin_home() -> Option<PathBuf> {
         candidates.push(PathBuf::from(&home).join(".config/kustomize/plugin"));
         candidates.push(PathBuf::from(&home).join("kustomize/plugin"));
     }
-    candidates.iter().find(|c| c.is_dir()).cloned().or_else(|| candidates.into_iter().next())
+    candidates
+        .iter()
+        .find(|c| c.is_dir())
+        .cloned()
+        .or_else(|| candidates.into_iter().next())
 }
 
 /// The plugin paths kustos installs itself at, relative to the plugin home.
@@ -469,13 +522,19 @@ pub fn plugin_paths() -> [PathBuf; 2] {
 
 /// Names kustos answers to when run as a plugin (argv[0]).
 pub fn is_plugin_name(argv0: &str) -> bool {
-    let name = Path::new(argv0).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = Path::new(argv0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     name == "ksops" || name == KIND
 }
 
 /// Makes a one-item YAML document for a manifest (tests and doctor).
 pub fn manifest(items: &[(&str, Value)]) -> Map {
-    Map(items.iter().map(|(k, v)| Item::new(*k, v.clone())).collect())
+    Map(items
+        .iter()
+        .map(|(k, v)| Item::new(*k, v.clone()))
+        .collect())
 }
 
 #[cfg(test)]
@@ -504,9 +563,15 @@ mod tests {
         std::fs::write(d.path().join("ok.yaml"), "a: 1").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", d.path().join("link")).unwrap();
         assert!(resolve_inside(d.path(), "ok.yaml").is_ok());
-        assert!(resolve_inside(d.path(), "../x").unwrap_err().to_string().contains("escapes"));
+        assert!(resolve_inside(d.path(), "../x")
+            .unwrap_err()
+            .to_string()
+            .contains("escapes"));
         assert!(resolve_inside(d.path(), "/etc/passwd").is_err());
-        assert!(resolve_inside(d.path(), "link").unwrap_err().to_string().contains("outside"));
+        assert!(resolve_inside(d.path(), "link")
+            .unwrap_err()
+            .to_string()
+            .contains("outside"));
         assert!(resolve_inside(d.path(), ".").is_err());
     }
 }
