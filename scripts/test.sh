@@ -13,4 +13,5 @@ fi
 if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --all-targets --quiet -- -D warnings
 fi
+python3 scripts/check-deps.py
 cargo test --all-targets --quiet

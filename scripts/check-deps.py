@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Offline dependency policy check (runs in scripts/test.sh).
+
+Every crate in Cargo.lock must come from crates.io and carry a license
+expression that is satisfiable with the allow-list below. This is a small,
+network-free subset of `cargo deny check licenses sources`; advisories need
+the RustSec database and are checked with `cargo deny check advisories`
+(see deny.toml) where the network allows it.
+"""
+import json
+import re
+import subprocess
+import sys
+
+ALLOWED = {
+    "MIT", "Apache-2.0", "Apache-2.0 WITH LLVM-exception", "BSD-1-Clause",
+    "BSD-2-Clause", "BSD-3-Clause", "0BSD", "ISC", "Zlib", "Unicode-3.0",
+    "Unicode-DFS-2016", "Unlicense", "BSL-1.0", "CC0-1.0", "MPL-2.0",
+    "CDLA-Permissive-2.0",
+    # sequoia-openpgp and buffered-reader: LGPL, linked statically. Allowed
+    # by decision (see README, "Licenses"); nothing else may add LGPL/GPL.
+    "LGPL-2.0-or-later",
+}
+# Crates that may use a license outside the permissive set above.
+LGPL_CRATES = {"sequoia-openpgp", "buffered-reader"}
+ALLOWED_SOURCE = "registry+https://github.com/rust-lang/crates.io-index"
+
+
+def tokens(expr):
+    expr = expr.replace("/", " OR ")
+    return re.findall(r"\(|\)|[A-Za-z0-9.+-]+(?: WITH [A-Za-z0-9.+-]+)?", expr)
+
+
+def satisfiable(toks, ok):
+    """Recursive-descent over OR (lowest) / AND / parentheses."""
+    pos = 0
+
+    def term():
+        nonlocal pos
+        if toks[pos] == "(":
+            pos += 1
+            value = disjunction()
+            pos += 1  # ')'
+            return value
+        tok = toks[pos]
+        pos += 1
+        return ok(tok)
+
+    def conjunction():
+        nonlocal pos
+        value = term()
+        while pos < len(toks) and toks[pos] == "AND":
+            pos += 1
+            value = term() and value
+        return value
+
+    def disjunction():
+        nonlocal pos
+        value = conjunction()
+        while pos < len(toks) and toks[pos] == "OR":
+            pos += 1
+            value = conjunction() or value
+        return value
+
+    return disjunction()
+
+
+def main():
+    meta = json.loads(subprocess.check_output(
+        ["cargo", "metadata", "--format-version", "1", "--locked"]))
+    problems = []
+    for pkg in meta["packages"]:
+        name, source = pkg["name"], pkg.get("source")
+        if source is None:
+            continue  # this crate
+        if source != ALLOWED_SOURCE:
+            problems.append(f"{name} {pkg['version']}: source {source} is not crates.io")
+        lic = pkg.get("license")
+        if not lic:
+            problems.append(f"{name} {pkg['version']}: no SPDX license expression")
+            continue
+
+        def ok(tok, name=name):
+            if tok.startswith("LGPL") and name not in LGPL_CRATES:
+                return False
+            return tok in ALLOWED
+
+        if not satisfiable(tokens(lic), ok):
+            problems.append(f"{name} {pkg['version']}: license '{lic}' not allowed")
+    if problems:
+        print("dependency policy: FAILED", file=sys.stderr)
+        for p in problems:
+            print("  " + p, file=sys.stderr)
+        return 1
+    print(f"dependency policy: {len(meta['packages']) - 1} crates from crates.io, licenses OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
