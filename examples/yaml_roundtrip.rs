@@ -4,5 +4,8 @@ fn main() {
     let out = kustos::formats::yaml::emit::emit(&docs, 4);
     print!("{out}");
     println!("----");
-    println!("{:?}", kustos::formats::yaml::parse::parse(out.as_bytes(), false).map(|_| ()));
+    println!(
+        "{:?}",
+        kustos::formats::yaml::parse::parse(out.as_bytes(), false).map(|_| ())
+    );
 }

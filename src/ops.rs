@@ -135,9 +135,18 @@ pub fn decrypt_bytes(
     store: &StoreOptions,
 ) -> Result<Zeroizing<Vec<u8>>> {
     let mut tree = formats::load_encrypted(in_fmt, input)?;
-    let key = keys::recover_data_key(&tree.metadata.key_groups, tree.metadata.shamir_threshold, ring)?;
+    let key = keys::recover_data_key(
+        &tree.metadata.key_groups,
+        tree.metadata.shamir_threshold,
+        ring,
+    )?;
     let mut cipher = Cipher::read_only(&key);
-    tree::decrypt(&mut tree.branches, &tree.metadata, &mut cipher, opts.ignore_mac)?;
+    tree::decrypt(
+        &mut tree.branches,
+        &tree.metadata,
+        &mut cipher,
+        opts.ignore_mac,
+    )?;
     emit_decrypted(&tree, out_fmt, opts.extract.as_deref(), store)
 }
 

@@ -72,11 +72,7 @@ impl KeyChanges {
 
 /// Generates a new data key, wraps it for the (changed) groups and
 /// re-encrypts every value under it; IVs are kept as sops does.
-pub fn rotate_tree(
-    tree: &mut Tree,
-    cipher: &mut Cipher,
-    changes: &KeyChanges,
-) -> Result<()> {
+pub fn rotate_tree(tree: &mut Tree, cipher: &mut Cipher, changes: &KeyChanges) -> Result<()> {
     changes.apply(&mut tree.metadata.key_groups);
     if tree
         .metadata
@@ -172,4 +168,3 @@ pub fn rewrap(
         )
     }
 }
-

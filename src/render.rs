@@ -104,11 +104,17 @@ fn copy_tree(root: &Path, src: &Path, dst: &Path, total: &mut u64) -> Result<()>
             continue;
         }
         let path = entry.path();
-        let rel = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         // Resolve symlinks and require the target inside the root.
         let real = std::fs::canonicalize(&path).map_err(|e| Error::io(&rel, e))?;
         if !real.starts_with(root) {
-            return Err(err(format!("{rel}: symlink points outside the rendered folder")));
+            return Err(err(format!(
+                "{rel}: symlink points outside the rendered folder"
+            )));
         }
         let meta = std::fs::metadata(&real).map_err(|e| Error::io(&rel, e))?;
         let target = dst.join(&name);
@@ -124,7 +130,10 @@ fn copy_tree(root: &Path, src: &Path, dst: &Path, total: &mut u64) -> Result<()>
             }
             *total += meta.len();
             if *total > MAX_TOTAL {
-                return Err(err(format!("the folder is larger than {} MiB", MAX_TOTAL >> 20)));
+                return Err(err(format!(
+                    "the folder is larger than {} MiB",
+                    MAX_TOTAL >> 20
+                )));
             }
             let data = fsutil::read_file(&real)?;
             fsutil::write_atomic(&target, &data, NewFileMode::Private)?;
@@ -136,7 +145,9 @@ fn copy_tree(root: &Path, src: &Path, dst: &Path, total: &mut u64) -> Result<()>
 }
 
 fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     v.sort();
     for p in v {
@@ -184,7 +195,9 @@ fn decrypt_bytes(data: &[u8], f: Format, ring: &KeyRing) -> Result<Zeroizing<Vec
 fn inside(base: &Path, rel: &str, ws: &Path) -> Result<PathBuf> {
     let p = Path::new(rel);
     if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(err(format!("{rel}: generator and patch paths must stay inside the folder")));
+        return Err(err(format!(
+            "{rel}: generator and patch paths must stay inside the folder"
+        )));
     }
     let full = base.join(p);
     if !full.starts_with(ws) {
@@ -195,7 +208,10 @@ fn inside(base: &Path, rel: &str, ws: &Path) -> Result<PathBuf> {
 
 fn strings(v: Option<&Value>) -> Vec<String> {
     match v {
-        Some(Value::Seq(items)) => items.iter().filter_map(|i| i.as_str().map(String::from)).collect(),
+        Some(Value::Seq(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(String::from))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -204,7 +220,8 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 fn decrypt_generator_inputs(kfile: &Path, ws: &Path, ring: &KeyRing) -> Result<()> {
     let base = kfile.parent().unwrap_or(ws);
     let bytes = std::fs::read(kfile).map_err(|e| Error::io(kfile.display(), e))?;
-    let docs = formats::load_plain(Format::Yaml, &bytes).map_err(|e| err(format!("{}: {e}", rel_ws(ws, kfile))))?;
+    let docs = formats::load_plain(Format::Yaml, &bytes)
+        .map_err(|e| err(format!("{}: {e}", rel_ws(ws, kfile))))?;
     let Some(k) = docs.first() else { return Ok(()) };
     let mut jobs: Vec<(String, Format)> = Vec::new();
     if let Some(Value::Seq(gens)) = k.get("secretGenerator") {
@@ -212,7 +229,13 @@ fn decrypt_generator_inputs(kfile: &Path, ws: &Path, ring: &KeyRing) -> Result<(
             for f in strings(g.get("files")) {
                 let (key, path) = match f.split_once('=') {
                     Some((k, p)) => (k.to_string(), p.to_string()),
-                    None => (Path::new(&f).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), f.clone()),
+                    None => (
+                        Path::new(&f)
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        f.clone(),
+                    ),
                 };
                 jobs.push((path, format_for_key(&key)));
             }
@@ -240,11 +263,14 @@ fn decrypt_generator_inputs(kfile: &Path, ws: &Path, ring: &KeyRing) -> Result<(
     }
     for (rel, f) in jobs {
         let full = inside(base, &rel, ws)?;
-        let Ok(data) = std::fs::read(&full) else { continue };
+        let Ok(data) = std::fs::read(&full) else {
+            continue;
+        };
         if !has_marker(&data, f) {
             continue;
         }
-        let plain = decrypt_bytes(&data, f, ring).map_err(|e| err(format!("{}: {e}", rel_ws(ws, &full))))?;
+        let plain = decrypt_bytes(&data, f, ring)
+            .map_err(|e| err(format!("{}: {e}", rel_ws(ws, &full))))?;
         fsutil::write_atomic(&full, &plain, NewFileMode::Private)?;
     }
     Ok(())
@@ -255,13 +281,21 @@ fn rel_ws(ws: &Path, p: &Path) -> String {
 }
 
 fn annotation<'a>(m: &'a Map, key: &str) -> Option<&'a str> {
-    m.get("metadata")?.as_map()?.get("annotations")?.as_map()?.get(key)?.as_str()
+    m.get("metadata")?
+        .as_map()?
+        .get("annotations")?
+        .as_map()?
+        .get(key)?
+        .as_str()
 }
 
 /// Renders `dir`: returns the plain YAML stream for `kubectl apply`.
 pub fn render(dir: &Path, ring: &KeyRing, opts: &RenderOptions) -> Result<Zeroizing<Vec<u8>>> {
     let target = std::fs::canonicalize(dir).map_err(|e| Error::io(dir.display(), e))?;
-    if !target.join("kustomization.yaml").is_file() && !target.join("kustomization.yml").is_file() && !target.join("Kustomization").is_file() {
+    if !target.join("kustomization.yaml").is_file()
+        && !target.join("kustomization.yml").is_file()
+        && !target.join("Kustomization").is_file()
+    {
         return Err(err(format!("{}: no kustomization.yaml", dir.display())));
     }
     let root = match &opts.root {
@@ -270,7 +304,13 @@ pub fn render(dir: &Path, ring: &KeyRing, opts: &RenderOptions) -> Result<Zeroiz
     };
     let rel = target
         .strip_prefix(&root)
-        .map_err(|_| err(format!("{} is outside the root {}", dir.display(), root.display())))?
+        .map_err(|_| {
+            err(format!(
+                "{} is outside the root {}",
+                dir.display(),
+                root.display()
+            ))
+        })?
         .to_path_buf();
     let ws_dir = workspace()?;
     let ws = ws_dir.path().join("src");
@@ -291,7 +331,9 @@ pub fn render(dir: &Path, ring: &KeyRing, opts: &RenderOptions) -> Result<Zeroiz
         if !has_marker(&data, fmt) {
             continue;
         }
-        let Ok(mut t) = formats::load_encrypted(fmt, &data) else { continue };
+        let Ok(mut t) = formats::load_encrypted(fmt, &data) else {
+            continue;
+        };
         let disabled = t
             .branches
             .iter()
@@ -303,7 +345,10 @@ pub fn render(dir: &Path, ring: &KeyRing, opts: &RenderOptions) -> Result<Zeroiz
     }
     // 3. Decrypt generator inputs and patches, like the controller.
     for f in files.iter().filter(|f| {
-        matches!(f.file_name().and_then(|n| n.to_str()), Some("kustomization.yaml" | "kustomization.yml" | "Kustomization"))
+        matches!(
+            f.file_name().and_then(|n| n.to_str()),
+            Some("kustomization.yaml" | "kustomization.yml" | "Kustomization")
+        )
     }) {
         decrypt_generator_inputs(f, &ws, ring)?;
     }
@@ -316,15 +361,23 @@ pub fn render(dir: &Path, ring: &KeyRing, opts: &RenderOptions) -> Result<Zeroiz
     let stdout = Zeroizing::new(out.stdout);
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr).replace(&ws.display().to_string(), ".");
-        return Err(err(format!("kustomize build failed: {}", msg.lines().last().unwrap_or("").trim())));
+        return Err(err(format!(
+            "kustomize build failed: {}",
+            msg.lines().last().unwrap_or("").trim()
+        )));
     }
     // 5. Decrypt what still carries SOPS data.
-    let mut docs = formats::load_plain(Format::Yaml, &stdout).map_err(|e| err(format!("kustomize output: {e}")))?;
+    let mut docs = formats::load_plain(Format::Yaml, &stdout)
+        .map_err(|e| err(format!("kustomize output: {e}")))?;
     for d in docs.iter_mut() {
         let name = format!(
             "{}/{}",
             d.get("kind").and_then(Value::as_str).unwrap_or("?"),
-            d.get("metadata").and_then(Value::as_map).and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("?")
+            d.get("metadata")
+                .and_then(Value::as_map)
+                .and_then(|m| m.get("name"))
+                .and_then(Value::as_str)
+                .unwrap_or("?")
         );
         if annotation(d, "kustomize.toolkit.fluxcd.io/decrypt") == Some("Disabled") {
             continue;
@@ -343,16 +396,25 @@ pub fn render(dir: &Path, ring: &KeyRing, opts: &RenderOptions) -> Result<Zeroiz
         if d.get("kind").and_then(Value::as_str) == Some("Secret") {
             if let Some(Value::Map(data)) = d.get_mut("data") {
                 for item in data.0.iter_mut() {
-                    let Some(key) = item.key.as_str().map(String::from) else { continue };
-                    let Some(b64) = item.value.as_str() else { continue };
-                    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else { continue };
+                    let Some(key) = item.key.as_str().map(String::from) else {
+                        continue;
+                    };
+                    let Some(b64) = item.value.as_str() else {
+                        continue;
+                    };
+                    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim())
+                    else {
+                        continue;
+                    };
                     let raw = Zeroizing::new(raw);
                     let f = format_for_key(&key);
                     if !has_marker(&raw, f) {
                         continue;
                     }
-                    let plain = decrypt_bytes(&raw, f, ring).map_err(|e| err(format!("{name} data.{key}: {e}")))?;
-                    item.value = Value::str(base64::engine::general_purpose::STANDARD.encode(&plain[..]));
+                    let plain = decrypt_bytes(&raw, f, ring)
+                        .map_err(|e| err(format!("{name} data.{key}: {e}")))?;
+                    item.value =
+                        Value::str(base64::engine::general_purpose::STANDARD.encode(&plain[..]));
                 }
             }
         }
@@ -364,8 +426,14 @@ pub fn render(dir: &Path, ring: &KeyRing, opts: &RenderOptions) -> Result<Zeroiz
                 continue;
             }
             let md = d.get("metadata").and_then(Value::as_map);
-            let ns = md.and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("");
-            let name = md.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("?");
+            let ns = md
+                .and_then(|m| m.get("namespace"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let name = md
+                .and_then(|m| m.get("name"))
+                .and_then(Value::as_str)
+                .unwrap_or("?");
             if ns != tenant {
                 return Err(err(format!(
                     "Secret/{name} is in namespace {ns:?}, not the tenant's {tenant:?}; refusing to render it"

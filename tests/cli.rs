@@ -10,9 +10,15 @@ fn demo_runs_the_whole_flow() {
     let out = ok(&env.kustos(&["demo"]));
     let text = String::from_utf8_lossy(&out);
     assert!(text.contains("4. kustos validate"), "{text}");
-    assert!(!text.contains("demo-token-not-a-real-secret"), "the demo never prints the secret");
+    assert!(
+        !text.contains("demo-token-not-a-real-secret"),
+        "the demo never prints the secret"
+    );
     if which("kubectl").is_some() {
-        assert!(text.contains("decrypted with the cluster key (MAC verified): yes"), "{text}");
+        assert!(
+            text.contains("decrypted with the cluster key (MAC verified): yes"),
+            "{text}"
+        );
     }
 }
 
@@ -20,12 +26,38 @@ fn demo_runs_the_whole_flow() {
 fn every_command_has_help() {
     let env = Env::new();
     for cmd in [
-        "encrypt", "decrypt", "rotate", "updatekeys", "set", "unset", "edit", "filestatus", "exec-env", "exec-file",
-        "secret", "keygen", "init", "tenant", "validate", "fleet", "plugin", "render", "cmp", "demo", "completion",
+        "encrypt",
+        "decrypt",
+        "rotate",
+        "updatekeys",
+        "set",
+        "unset",
+        "edit",
+        "filestatus",
+        "exec-env",
+        "exec-file",
+        "secret",
+        "keygen",
+        "init",
+        "tenant",
+        "validate",
+        "fleet",
+        "plugin",
+        "render",
+        "cmp",
+        "demo",
+        "completion",
     ] {
         let o = env.kustos(&[cmd, "--help"]);
-        assert!(o.status.success(), "{cmd} --help: {}", String::from_utf8_lossy(&o.stderr));
-        assert!(String::from_utf8_lossy(&o.stdout).contains("Usage"), "{cmd}");
+        assert!(
+            o.status.success(),
+            "{cmd} --help: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Usage"),
+            "{cmd}"
+        );
     }
     let o = ok(&env.kustos(&["--version"]));
     assert!(String::from_utf8_lossy(&o).starts_with("kustos "));

@@ -17,7 +17,12 @@ fn kubectl() -> Option<PathBuf> {
 }
 
 fn build(env: &Env, kubectl: &Path, dir: &Path) -> Vec<Map> {
-    let out = env.cmd(kubectl).args(["kustomize", "--load-restrictor", "LoadRestrictionsNone"]).arg(dir).output().unwrap();
+    let out = env
+        .cmd(kubectl)
+        .args(["kustomize", "--load-restrictor", "LoadRestrictionsNone"])
+        .arg(dir)
+        .output()
+        .unwrap();
     formats::load_plain(Format::Yaml, &ok(&out)).unwrap()
 }
 
@@ -47,7 +52,10 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             if p.is_dir() {
                 walk(root, &p, out);
             } else {
-                out.insert(p.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
             }
         }
     }
@@ -62,7 +70,12 @@ fn same_tree(a: &BTreeMap<PathBuf, Vec<u8>>, b: &BTreeMap<PathBuf, Vec<u8>>) {
         .into_iter()
         .filter(|k| a.get(*k) != b.get(*k))
         .map(|k| match (a.get(k), b.get(k)) {
-            (Some(x), Some(y)) => format!("{} differs:\n{}\n---\n{}", k.display(), String::from_utf8_lossy(x), String::from_utf8_lossy(y)),
+            (Some(x), Some(y)) => format!(
+                "{} differs:\n{}\n---\n{}",
+                k.display(),
+                String::from_utf8_lossy(x),
+                String::from_utf8_lossy(y)
+            ),
             (Some(_), None) => format!("{} only before", k.display()),
             _ => format!("{} only after", k.display()),
         })
@@ -72,17 +85,59 @@ fn same_tree(a: &BTreeMap<PathBuf, Vec<u8>>, b: &BTreeMap<PathBuf, Vec<u8>>) {
 
 #[test]
 fn onboarding_flow_with_ssh_and_basic_auth() {
-    let (Some(sops), Some(kubectl)) = (sops(), kubectl()) else { return };
-    let Some(sshd) = TestSshd::start(&["ecdsa", "ed25519"]) else { return };
+    let (Some(sops), Some(kubectl)) = (sops(), kubectl()) else {
+        return;
+    };
+    let Some(sshd) = TestSshd::start(&["ecdsa", "ed25519"]) else {
+        return;
+    };
     let env = Env::new();
     let repo = env.path("fleet");
-    ok(&env.kustos(&["init", repo.to_str().unwrap(), "--age", &env.recipient, "--allowed-source", "ssh://git@127.0.0.1:*", "--allowed-source", "https://git.example.com/*"]));
+    ok(&env.kustos(&[
+        "init",
+        repo.to_str().unwrap(),
+        "--age",
+        &env.recipient,
+        "--allowed-source",
+        "ssh://git@127.0.0.1:*",
+        "--allowed-source",
+        "https://git.example.com/*",
+    ]));
     let pristine = snapshot(&repo);
     let r = repo.to_str().unwrap();
     let ssh_url = format!("ssh://git@127.0.0.1:{}/org/dev-team", sshd.port);
-    ok(&env.kustos(&["tenant", "add", "dev-team", "--repo", r, "-n", "apps", "-n", "apps-extra", "--git-url", &ssh_url, "--env-path", "production=./prod"]));
+    ok(&env.kustos(&[
+        "tenant",
+        "add",
+        "dev-team",
+        "--repo",
+        r,
+        "-n",
+        "apps",
+        "-n",
+        "apps-extra",
+        "--git-url",
+        &ssh_url,
+        "--env-path",
+        "production=./prod",
+    ]));
     ok(&env.kustos_stdin(
-        &["tenant", "add", "web", "--repo", r, "-n", "web", "--git-url", "https://git.example.com/org/web", "--password-stdin", "--service-account", "web-deployer", "--branch", "release"],
+        &[
+            "tenant",
+            "add",
+            "web",
+            "--repo",
+            r,
+            "-n",
+            "web",
+            "--git-url",
+            "https://git.example.com/org/web",
+            "--password-stdin",
+            "--service-account",
+            "web-deployer",
+            "--branch",
+            "release",
+        ],
         b"t0ken-for-web\n",
     ));
     let after_add = snapshot(&repo);
@@ -91,8 +146,16 @@ fn onboarding_flow_with_ssh_and_basic_auth() {
     for (env_name, dev_path) in [("staging", "./staging"), ("production", "./prod")] {
         let objs = build(&env, &kubectl, &repo.join("tenants").join(env_name));
         for ns in ["apps", "apps-extra"] {
-            let n = objs.iter().find(|o| s(o, &["kind"]) == Some("Namespace") && s(o, &["metadata", "name"]) == Some(ns)).unwrap();
-            assert_eq!(s(n, &["metadata", "labels", "toolkit.fluxcd.io/tenant"]), Some("dev-team"));
+            let n = objs
+                .iter()
+                .find(|o| {
+                    s(o, &["kind"]) == Some("Namespace") && s(o, &["metadata", "name"]) == Some(ns)
+                })
+                .unwrap();
+            assert_eq!(
+                s(n, &["metadata", "labels", "toolkit.fluxcd.io/tenant"]),
+                Some("dev-team")
+            );
         }
         let rb = find(&objs, "RoleBinding", "dev-team-reconciler");
         assert_eq!(s(rb, &["roleRef", "name"]), Some("cluster-admin"));
@@ -104,18 +167,37 @@ fn onboarding_flow_with_ssh_and_basic_auth() {
         assert_eq!(s(k, &["spec", "serviceAccountName"]), Some("dev-team"));
         assert_eq!(s(k, &["spec", "sourceRef", "name"]), Some("dev-team"));
         assert_eq!(s(k, &["spec", "path"]), Some(dev_path), "{env_name}");
-        assert!(matches!(k.get("spec").and_then(|v| v.as_map()).and_then(|sp| sp.get("prune")), Some(Value::Bool(true))));
+        assert!(matches!(
+            k.get("spec")
+                .and_then(|v| v.as_map())
+                .and_then(|sp| sp.get("prune")),
+            Some(Value::Bool(true))
+        ));
         let k = find(&objs, "Kustomization", "web");
         assert_eq!(s(k, &["spec", "serviceAccountName"]), Some("web-deployer"));
-        assert_eq!(s(find(&objs, "GitRepository", "web"), &["spec", "ref", "branch"]), Some("release"));
+        assert_eq!(
+            s(
+                find(&objs, "GitRepository", "web"),
+                &["spec", "ref", "branch"]
+            ),
+            Some("release")
+        );
         // The credentials are still SOPS-encrypted after the build.
         let secret = find(&objs, "Secret", "dev-team-auth");
         assert!(secret.contains_key("sops"));
-        assert!(s(secret, &["stringData", "identity"]).unwrap().starts_with("ENC[AES256_GCM"));
+        assert!(s(secret, &["stringData", "identity"])
+            .unwrap()
+            .starts_with("ENC[AES256_GCM"));
     }
-    let policies = build(&env, &kubectl, &repo.join("infrastructure/kyverno-policies"));
+    let policies = build(
+        &env,
+        &kubectl,
+        &repo.join("infrastructure/kyverno-policies"),
+    );
     assert_eq!(policies.len(), 3);
-    assert!(policies.iter().all(|p| s(p, &["kind"]) == Some("ClusterPolicy")));
+    assert!(policies
+        .iter()
+        .all(|p| s(p, &["kind"]) == Some("ClusterPolicy")));
 
     // The SSH credential decrypts with the real sops and works: the key
     // matches identity.pub and known_hosts has the server's key.
@@ -123,39 +205,122 @@ fn onboarding_flow_with_ssh_and_basic_auth() {
     let plain = ok(&env.sops(&sops, &["decrypt", auth.to_str().unwrap()]));
     let doc = formats::load_plain(Format::Yaml, &plain).unwrap().remove(0);
     let identity = s(&doc, &["stringData", "identity"]).unwrap().to_string();
-    let identity_pub = s(&doc, &["stringData", "identity.pub"]).unwrap().to_string();
+    let identity_pub = s(&doc, &["stringData", "identity.pub"])
+        .unwrap()
+        .to_string();
     let known_hosts = s(&doc, &["stringData", "known_hosts"]).unwrap().to_string();
-    assert!(known_hosts.starts_with(&format!("[127.0.0.1]:{} ", sshd.port)), "{known_hosts}");
-    assert!(known_hosts.contains(&sshd.host_key("ecdsa")) || known_hosts.contains(&sshd.host_key("ed25519")), "{known_hosts}");
+    assert!(
+        known_hosts.starts_with(&format!("[127.0.0.1]:{} ", sshd.port)),
+        "{known_hosts}"
+    );
+    assert!(
+        known_hosts.contains(&sshd.host_key("ecdsa"))
+            || known_hosts.contains(&sshd.host_key("ed25519")),
+        "{known_hosts}"
+    );
     let keyfile = env.write("id", identity.as_bytes());
-    std::fs::set_permissions(&keyfile, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let derived = ok(&env.cmd(&which("ssh-keygen").unwrap()).args(["-y", "-f", keyfile.to_str().unwrap()]).output().unwrap());
-    assert_eq!(String::from_utf8_lossy(&derived).trim(), identity_pub.trim());
-    let web = ok(&env.sops(&sops, &["decrypt", repo.join("tenants/base/web/auth.yaml").to_str().unwrap()]));
+    std::fs::set_permissions(
+        &keyfile,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let derived = ok(&env
+        .cmd(&which("ssh-keygen").unwrap())
+        .args(["-y", "-f", keyfile.to_str().unwrap()])
+        .output()
+        .unwrap());
+    assert_eq!(
+        String::from_utf8_lossy(&derived).trim(),
+        identity_pub.trim()
+    );
+    let web = ok(&env.sops(
+        &sops,
+        &[
+            "decrypt",
+            repo.join("tenants/base/web/auth.yaml").to_str().unwrap(),
+        ],
+    ));
     assert!(String::from_utf8_lossy(&web).contains("password: t0ken-for-web"));
-    assert!(!String::from_utf8_lossy(&std::fs::read(repo.join("tenants/base/web/auth.yaml")).unwrap()).contains("t0ken-for-web"));
+    assert!(!String::from_utf8_lossy(
+        &std::fs::read(repo.join("tenants/base/web/auth.yaml")).unwrap()
+    )
+    .contains("t0ken-for-web"));
 
     // validate passes; the tenants are listed with encrypted credentials.
     ok(&env.kustos(&["validate", r]));
-    let list = String::from_utf8(ok(&env.kustos(&["tenant", "list", "--repo", r, "-o", "json"]))).unwrap();
+    let list = String::from_utf8(ok(
+        &env.kustos(&["tenant", "list", "--repo", r, "-o", "json"])
+    ))
+    .unwrap();
     let v: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert_eq!(v[0]["name"], "dev-team");
     assert_eq!(v[0]["credentials"], "encrypted");
-    assert_eq!(v[0]["namespaces"], serde_json::json!(["apps", "apps-extra"]));
+    assert_eq!(
+        v[0]["namespaces"],
+        serde_json::json!(["apps", "apps-extra"])
+    );
 
     // Re-running add changes nothing (no new credentials, no rewrite).
-    ok(&env.kustos(&["tenant", "add", "dev-team", "--repo", r, "-n", "apps", "-n", "apps-extra", "--git-url", &ssh_url, "--env-path", "production=./prod"]));
+    ok(&env.kustos(&[
+        "tenant",
+        "add",
+        "dev-team",
+        "--repo",
+        r,
+        "-n",
+        "apps",
+        "-n",
+        "apps-extra",
+        "--git-url",
+        &ssh_url,
+        "--env-path",
+        "production=./prod",
+    ]));
     same_tree(&snapshot(&repo), &after_add);
     // An edited file is not overwritten without --force.
     let sync = repo.join("tenants/base/dev-team/sync.yaml");
-    let edited = std::fs::read_to_string(&sync).unwrap().replace("interval: 5m0s", "interval: 7m0s");
+    let edited = std::fs::read_to_string(&sync)
+        .unwrap()
+        .replace("interval: 5m0s", "interval: 7m0s");
     std::fs::write(&sync, &edited).unwrap();
-    let o = env.kustos(&["tenant", "add", "dev-team", "--repo", r, "-n", "apps", "-n", "apps-extra", "--git-url", &ssh_url, "--env-path", "production=./prod"]);
+    let o = env.kustos(&[
+        "tenant",
+        "add",
+        "dev-team",
+        "--repo",
+        r,
+        "-n",
+        "apps",
+        "-n",
+        "apps-extra",
+        "--git-url",
+        &ssh_url,
+        "--env-path",
+        "production=./prod",
+    ]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("- ") && err.contains("7m0s") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("- ") && err.contains("7m0s") && err.contains("--force"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_to_string(&sync).unwrap(), edited);
-    ok(&env.kustos(&["tenant", "add", "dev-team", "--repo", r, "-n", "apps", "-n", "apps-extra", "--git-url", &ssh_url, "--env-path", "production=./prod", "--force"]));
+    ok(&env.kustos(&[
+        "tenant",
+        "add",
+        "dev-team",
+        "--repo",
+        r,
+        "-n",
+        "apps",
+        "-n",
+        "apps-extra",
+        "--git-url",
+        &ssh_url,
+        "--env-path",
+        "production=./prod",
+        "--force",
+    ]));
     same_tree(&snapshot(&repo), &after_add);
 
     // remove restores the tree byte for byte.
@@ -170,10 +335,31 @@ fn validate_names_each_mistake() {
     let env = Env::new();
     let repo = env.path("fleet");
     let r = repo.to_str().unwrap();
-    ok(&env.kustos(&["init", r, "--age", &env.recipient, "--allowed-source", "https://github.com/org/*"]));
-    ok(&env.kustos(&["tenant", "add", "team", "--repo", r, "-n", "team", "--git-url", "https://github.com/org/team", "--auth", "none"]));
+    ok(&env.kustos(&[
+        "init",
+        r,
+        "--age",
+        &env.recipient,
+        "--allowed-source",
+        "https://github.com/org/*",
+    ]));
+    ok(&env.kustos(&[
+        "tenant",
+        "add",
+        "team",
+        "--repo",
+        r,
+        "-n",
+        "team",
+        "--git-url",
+        "https://github.com/org/team",
+        "--auth",
+        "none",
+    ]));
     ok(&env.kustos(&["validate", r]));
-    let json = |o: &std::process::Output| -> serde_json::Value { serde_json::from_slice(&o.stdout).unwrap() };
+    let json = |o: &std::process::Output| -> serde_json::Value {
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
     let check = |file: &str, content: &str, rule: &str| {
         let p = repo.join(file);
         let before = std::fs::read(&p).ok();
@@ -181,7 +367,11 @@ fn validate_names_each_mistake() {
         let o = env.kustos(&["validate", r, "-o", "json"]);
         assert_eq!(o.status.code(), Some(1), "{rule}");
         let v = json(&o);
-        let found = v["findings"].as_array().unwrap().iter().any(|f| f["rule"] == rule && f["file"] == file);
+        let found = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == rule && f["file"] == file);
         assert!(found, "expected {rule} in {file}: {v:#}");
         match before {
             Some(b) => std::fs::write(&p, b).unwrap(),
@@ -190,11 +380,30 @@ fn validate_names_each_mistake() {
     };
     check("tenants/base/team/creds.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  namespace: team\nstringData:\n  password: plain\n", "secret-not-encrypted");
     let sync = std::fs::read_to_string(repo.join("tenants/base/team/sync.yaml")).unwrap();
-    check("tenants/base/team/sync.yaml", &sync.replace("  serviceAccountName: team\n", ""), "service-account");
-    check("tenants/base/team/sync.yaml", &sync.replace("    kind: GitRepository\n    name: team\n", "    kind: GitRepository\n    name: team\n    namespace: flux-system\n"), "cross-namespace-ref");
-    check("tenants/base/team/sync.yaml", &sync.replace("https://github.com/org/team", "https://evil.example.com/x"), "source-url");
+    check(
+        "tenants/base/team/sync.yaml",
+        &sync.replace("  serviceAccountName: team\n", ""),
+        "service-account",
+    );
+    check(
+        "tenants/base/team/sync.yaml",
+        &sync.replace(
+            "    kind: GitRepository\n    name: team\n",
+            "    kind: GitRepository\n    name: team\n    namespace: flux-system\n",
+        ),
+        "cross-namespace-ref",
+    );
+    check(
+        "tenants/base/team/sync.yaml",
+        &sync.replace("https://github.com/org/team", "https://evil.example.com/x"),
+        "source-url",
+    );
     let k = std::fs::read_to_string(repo.join("tenants/base/team/kustomization.yaml")).unwrap();
-    check("tenants/base/team/kustomization.yaml", &format!("{k}  - https://github.com/other/repo//base?ref=main\n"), "remote-base");
+    check(
+        "tenants/base/team/kustomization.yaml",
+        &format!("{k}  - https://github.com/other/repo//base?ref=main\n"),
+        "remote-base",
+    );
     check("tenants/base/team/broken.yaml", "a: [1, 2\n", "yaml-syntax");
     ok(&env.kustos(&["validate", r]));
 }

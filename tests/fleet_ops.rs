@@ -33,7 +33,8 @@ fn fleet() -> Fleet {
     let keys = env.path("keys");
     std::fs::create_dir_all(&keys).unwrap();
     std::fs::copy(&env.key_file, keys.join("a.agekey")).unwrap();
-    let (tsk, _cert, fpr) = kustos::keys::pgp::generate_key("Fleet", "fleet@kustos.test", true, 0).unwrap();
+    let (tsk, _cert, fpr) =
+        kustos::keys::pgp::generate_key("Fleet", "fleet@kustos.test", true, 0).unwrap();
     std::fs::write(keys.join("sops.asc"), tsk).unwrap();
     let mut plain_files = Vec::new();
     let mut pgp_files = Vec::new();
@@ -52,12 +53,48 @@ fn fleet() -> Fleet {
     env.write("fleet/tenants/base/README.md", b"not a secret\n");
     env.write("fleet/.sops.yaml", format!("creation_rules:\n  - path_regex: ^tenants/\n    encrypted_regex: ^(data|stringData)$\n    age: {}\n", env.recipient).as_bytes());
     let kd = keys.to_str().unwrap();
-    let mut args: Vec<String> = ["encrypt", "--keys-dir", kd, "-i", "--encrypted-regex", "^(data|stringData)$", "--age", &env.recipient].iter().map(|s| s.to_string()).collect();
+    let mut args: Vec<String> = [
+        "encrypt",
+        "--keys-dir",
+        kd,
+        "-i",
+        "--encrypted-regex",
+        "^(data|stringData)$",
+        "--age",
+        &env.recipient,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     args.extend(plain_files.iter().map(|p| p.display().to_string()));
-    ok(&env.cmd(&kustos_bin()).current_dir(&root).args(&args).output().unwrap());
-    let mut args: Vec<String> = ["encrypt", "--keys-dir", kd, "-i", "--encrypted-regex", "^(data|stringData)$", "--age", &env.recipient, "--pgp", &fpr].iter().map(|s| s.to_string()).collect();
+    ok(&env
+        .cmd(&kustos_bin())
+        .current_dir(&root)
+        .args(&args)
+        .output()
+        .unwrap());
+    let mut args: Vec<String> = [
+        "encrypt",
+        "--keys-dir",
+        kd,
+        "-i",
+        "--encrypted-regex",
+        "^(data|stringData)$",
+        "--age",
+        &env.recipient,
+        "--pgp",
+        &fpr,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     args.extend(pgp_files.iter().map(|p| p.display().to_string()));
-    ok(&env.cmd(&kustos_bin()).current_dir(&root).args(&args).output().unwrap());
+    ok(&env
+        .cmd(&kustos_bin())
+        .current_dir(&root)
+        .args(&args)
+        .output()
+        .unwrap());
     Fleet {
         env,
         root,
@@ -84,7 +121,11 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 }
 
 fn enc_lines(s: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(s).lines().filter(|l| l.contains("ENC[") && !l.contains("mac:")).map(String::from).collect()
+    String::from_utf8_lossy(s)
+        .lines()
+        .filter(|l| l.contains("ENC[") && !l.contains("mac:"))
+        .map(String::from)
+        .collect()
 }
 
 #[test]
@@ -93,40 +134,104 @@ fn status_updatekeys_and_rotate_across_the_fleet() {
     let f = fleet();
     let env = &f.env;
     let kd = f.keys.to_str().unwrap();
-    let run = |args: &[&str]| env.cmd(&kustos_bin()).current_dir(&f.root).arg("--keys-dir").arg(kd).args(args).output().unwrap();
+    let run = |args: &[&str]| {
+        env.cmd(&kustos_bin())
+            .current_dir(&f.root)
+            .arg("--keys-dir")
+            .arg(kd)
+            .args(args)
+            .output()
+            .unwrap()
+    };
 
     // status finds exactly the plaintext Secrets.
     let o = run(&["fleet", "status", ".", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&ok(&o)).unwrap();
-    let mut plain: Vec<String> = v["plaintext_secrets"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().split(' ').next().unwrap().to_string()).collect();
+    let mut plain: Vec<String> = v["plaintext_secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().split(' ').next().unwrap().to_string())
+        .collect();
     plain.sort();
     assert_eq!(plain, f.plaintext);
-    assert_eq!(v["encrypted"].as_array().unwrap().len(), TENANTS - f.plaintext.len());
-    let pgp_row = v["encrypted"].as_array().unwrap().iter().find(|r| r["file"] == "tenants/base/t003/auth.yaml").unwrap();
-    assert_eq!(pgp_row["rule"], "differs", "PGP files have a key the rule does not list");
-    assert!(pgp_row["groups"][0].as_array().unwrap().iter().any(|k| k == f.pgp_fpr.as_str()));
+    assert_eq!(
+        v["encrypted"].as_array().unwrap().len(),
+        TENANTS - f.plaintext.len()
+    );
+    let pgp_row = v["encrypted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["file"] == "tenants/base/t003/auth.yaml")
+        .unwrap();
+    assert_eq!(
+        pgp_row["rule"], "differs",
+        "PGP files have a key the rule does not list"
+    );
+    assert!(pgp_row["groups"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k == f.pgp_fpr.as_str()));
     // Before updatekeys the PGP key alone opens those files.
     let p = f.root.join("tenants/base/t003/auth.yaml");
-    let o = env.cmd(&kustos_bin()).env_remove("SOPS_AGE_KEY_FILE").args(["decrypt", "--decryption-order", "pgp", "--keys-dir", kd, p.to_str().unwrap()]).output().unwrap();
+    let o = env
+        .cmd(&kustos_bin())
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .args([
+            "decrypt",
+            "--decryption-order",
+            "pgp",
+            "--keys-dir",
+            kd,
+            p.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&ok(&o)).contains("password: token-0003"));
 
     // updatekeys to A+B: values untouched, B works with the real sops.
     let (rb, kb) = new_age_key(env.dir.path(), "b");
-    env.write("fleet/.sops.yaml", format!("creation_rules:\n  - path_regex: ^tenants/\n    age: {},{}\n", env.recipient, rb).as_bytes());
+    env.write(
+        "fleet/.sops.yaml",
+        format!(
+            "creation_rules:\n  - path_regex: ^tenants/\n    age: {},{}\n",
+            env.recipient, rb
+        )
+        .as_bytes(),
+    );
     let sample = f.root.join("tenants/base/t010/auth.yaml");
     let before = std::fs::read(&sample).unwrap();
     let o = run(&["fleet", "updatekeys", ".", "-y", "-o", "json"]);
     let report: serde_json::Value = serde_json::from_slice(&ok(&o)).unwrap();
     assert_eq!(report["updated"], TENANTS - f.plaintext.len());
     let after = std::fs::read(&sample).unwrap();
-    assert_eq!(enc_lines(&before), enc_lines(&after), "updatekeys keeps every value's ciphertext");
+    assert_eq!(
+        enc_lines(&before),
+        enc_lines(&after),
+        "updatekeys keeps every value's ciphertext"
+    );
     for t in ["t010", "t111", "t239"] {
         let p = f.root.join(format!("tenants/base/{t}/auth.yaml"));
-        let o = env.cmd(&sops).env("SOPS_AGE_KEY_FILE", &kb).args(["decrypt", p.to_str().unwrap()]).output().unwrap();
-        assert!(String::from_utf8_lossy(&ok(&o)).contains("password: token-"), "{t}");
+        let o = env
+            .cmd(&sops)
+            .env("SOPS_AGE_KEY_FILE", &kb)
+            .args(["decrypt", p.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&ok(&o)).contains("password: token-"),
+            "{t}"
+        );
     }
     // A second run has nothing to do.
     let o = run(&["fleet", "updatekeys", ".", "-y", "-o", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&ok(&o)).unwrap();
+    assert_eq!(report["updated"], 0);
+    // Pointed at a sub-folder, it finds the .sops.yaml above it (like sops)
+    // and matches path_regex relative to the config's folder.
+    let o = run(&["fleet", "updatekeys", "tenants/base", "-y", "-o", "json"]);
     let report: serde_json::Value = serde_json::from_slice(&ok(&o)).unwrap();
     assert_eq!(report["updated"], 0);
 
@@ -135,15 +240,33 @@ fn status_updatekeys_and_rotate_across_the_fleet() {
     ok(&o);
     for t in ["t010", "t111"] {
         let p = f.root.join(format!("tenants/base/{t}/auth.yaml"));
-        let o = env.cmd(&sops).args(["decrypt", p.to_str().unwrap()]).output().unwrap();
-        assert_eq!(o.status.code(), Some(128), "removed key A still decrypts {t}");
-        let o = env.cmd(&sops).env("SOPS_AGE_KEY_FILE", &kb).args(["decrypt", p.to_str().unwrap()]).output().unwrap();
+        let o = env
+            .cmd(&sops)
+            .args(["decrypt", p.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(128),
+            "removed key A still decrypts {t}"
+        );
+        let o = env
+            .cmd(&sops)
+            .env("SOPS_AGE_KEY_FILE", &kb)
+            .args(["decrypt", p.to_str().unwrap()])
+            .output()
+            .unwrap();
         assert!(String::from_utf8_lossy(&ok(&o)).contains("password: token-"));
     }
     // The PGP-wrapped files followed the rule too: the PGP key is gone.
     let p = f.root.join("tenants/base/t003/auth.yaml");
     assert!(!String::from_utf8_lossy(&std::fs::read(&p).unwrap()).contains(&f.pgp_fpr));
-    let o = env.cmd(&sops).env("SOPS_AGE_KEY_FILE", &kb).args(["decrypt", p.to_str().unwrap()]).output().unwrap();
+    let o = env
+        .cmd(&sops)
+        .env("SOPS_AGE_KEY_FILE", &kb)
+        .args(["decrypt", p.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&ok(&o)).contains("password: token-0003"));
 }
 
@@ -152,25 +275,51 @@ fn a_failure_in_the_middle_changes_nothing() {
     let f = fleet();
     let env = &f.env;
     let kd = f.keys.to_str().unwrap();
-    let run = |args: &[&str]| env.cmd(&kustos_bin()).current_dir(&f.root).arg("--keys-dir").arg(kd).args(args).output().unwrap();
+    let run = |args: &[&str]| {
+        env.cmd(&kustos_bin())
+            .current_dir(&f.root)
+            .arg("--keys-dir")
+            .arg(kd)
+            .args(args)
+            .output()
+            .unwrap()
+    };
     let (rb, _) = new_age_key(env.dir.path(), "b");
-    env.write("fleet/.sops.yaml", format!("creation_rules:\n  - path_regex: ^tenants/\n    age: {},{}\n", env.recipient, rb).as_bytes());
+    env.write(
+        "fleet/.sops.yaml",
+        format!(
+            "creation_rules:\n  - path_regex: ^tenants/\n    age: {},{}\n",
+            env.recipient, rb
+        )
+        .as_bytes(),
+    );
     // One file in the middle is for a key nobody here holds.
     let (rc, _) = new_age_key(env.dir.path(), "c");
     let odd = env.write("fleet/tenants/base/t120/auth.yaml", secret(120).as_bytes());
     ok(&env.kustos(&["encrypt", "-i", "--age", &rc, odd.to_str().unwrap()]));
     let before = snapshot(&f.root);
-    for args in [vec!["fleet", "updatekeys", ".", "-y"], vec!["fleet", "rotate", ".", "-y", "--add-age", &rb]] {
+    for args in [
+        vec!["fleet", "updatekeys", ".", "-y"],
+        vec!["fleet", "rotate", ".", "-y", "--add-age", &rb],
+    ] {
         let o = run(&args);
         assert!(!o.status.success(), "{args:?}");
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains("nothing was changed") && err.contains("t120"), "{err}");
-        assert!(snapshot(&f.root) == before, "{args:?} changed files although it failed");
+        assert!(
+            err.contains("nothing was changed") && err.contains("t120"),
+            "{err}"
+        );
+        assert!(
+            snapshot(&f.root) == before,
+            "{args:?} changed files although it failed"
+        );
     }
     // A tampered file (MAC mismatch) also stops a rotation before any write.
     std::fs::remove_file(&odd).unwrap();
     let victim = f.root.join("tenants/base/t121/auth.yaml");
-    let text = std::fs::read_to_string(&victim).unwrap().replace("namespace: tenant-121", "namespace: tenant-999");
+    let text = std::fs::read_to_string(&victim)
+        .unwrap()
+        .replace("namespace: tenant-121", "namespace: tenant-999");
     std::fs::write(&victim, text).unwrap();
     let before = snapshot(&f.root);
     let o = run(&["fleet", "rotate", ".", "-y"]);

@@ -21,9 +21,40 @@ impl Rng {
 }
 
 const TOKENS: &[&[u8]] = &[
-    b":", b"- ", b"\n", b"  ", b"#", b"\"", b"'", b"{", b"}", b"[", b"]", b",", b"|", b">", b"&a", b"*a", b"!!str",
-    b"---", b"...", b"ENC[AES256_GCM,data:", b"sops:", b"sops_mac=ENC[", b"[sops]", b"\r", b"\t", b"\\u00e9", b"\xff",
-    b"=", b"? ", b"~", b"null", b"1e400", b"0x1F", b"2024-01-01",
+    b":",
+    b"- ",
+    b"\n",
+    b"  ",
+    b"#",
+    b"\"",
+    b"'",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b",",
+    b"|",
+    b">",
+    b"&a",
+    b"*a",
+    b"!!str",
+    b"---",
+    b"...",
+    b"ENC[AES256_GCM,data:",
+    b"sops:",
+    b"sops_mac=ENC[",
+    b"[sops]",
+    b"\r",
+    b"\t",
+    b"\\u00e9",
+    b"\xff",
+    b"=",
+    b"? ",
+    b"~",
+    b"null",
+    b"1e400",
+    b"0x1F",
+    b"2024-01-01",
 ];
 
 fn mutate(rng: &mut Rng, seed: &[u8], all: &[Vec<u8>]) -> Vec<u8> {
@@ -83,7 +114,10 @@ fn seeds() -> Vec<Vec<u8>> {
 #[test]
 fn fuzz_smoke() {
     let seeds = seeds();
-    let runs: usize = std::env::var("KUSTOS_FUZZ_SMOKE_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(1500);
+    let runs: usize = std::env::var("KUSTOS_FUZZ_SMOKE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1500);
     for (name, target) in TARGETS {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ name.len() as u64);
         for s in &seeds {

@@ -27,10 +27,28 @@ fn ring(env: &Env) -> KeyRing {
 #[test]
 fn tamper_sweep_refuses_every_change() {
     let env = Env::new();
-    let f = env.write("s.yaml", format!("user: admin\npassword: {MARKER}\nport: 5432\n").as_bytes());
-    let enc = String::from_utf8(ok(&env.kustos(&["encrypt", "--age", &env.recipient, f.to_str().unwrap()]))).unwrap();
+    let f = env.write(
+        "s.yaml",
+        format!("user: admin\npassword: {MARKER}\nport: 5432\n").as_bytes(),
+    );
+    let enc = String::from_utf8(ok(&env.kustos(&[
+        "encrypt",
+        "--age",
+        &env.recipient,
+        f.to_str().unwrap(),
+    ])))
+    .unwrap();
     let ring = ring(&env);
-    let decrypt = |s: &str| ops::decrypt_bytes(s.as_bytes(), Format::Yaml, Format::Yaml, &ring, &DecryptOptions::default(), &StoreOptions::default());
+    let decrypt = |s: &str| {
+        ops::decrypt_bytes(
+            s.as_bytes(),
+            Format::Yaml,
+            Format::Yaml,
+            &ring,
+            &DecryptOptions::default(),
+            &StoreOptions::default(),
+        )
+    };
     assert!(decrypt(&enc).is_ok());
     // The byte ranges that carry cryptographic meaning.
     let mut ranges: Vec<(usize, usize)> = Vec::new();
@@ -57,7 +75,11 @@ fn tamper_sweep_refuses_every_change() {
             let repl = if B64.contains(&c) {
                 B64[(B64.iter().position(|x| *x == c).unwrap() + 1) % 64]
             } else if c.is_ascii_digit() {
-                if c == b'9' { b'0' } else { c + 1 }
+                if c == b'9' {
+                    b'0'
+                } else {
+                    c + 1
+                }
             } else {
                 b'#'
             };
@@ -71,7 +93,12 @@ fn tamper_sweep_refuses_every_change() {
         }
     }
     assert!(tried > 800, "swept {tried} positions");
-    assert!(accepted.is_empty(), "{} of {tried} single-byte changes were accepted, at {:?}", accepted.len(), &accepted[..accepted.len().min(10)]);
+    assert!(
+        accepted.is_empty(),
+        "{} of {tried} single-byte changes were accepted, at {:?}",
+        accepted.len(),
+        &accepted[..accepted.len().min(10)]
+    );
 }
 
 /// In-place writes killed with SIGKILL at random moments never leave a
@@ -94,15 +121,30 @@ fn sigkill_during_in_place_writes_never_corrupts() {
         rng
     };
     let kill_after = |args: &[&str], micros: u64| {
-        let mut child = env.cmd(&kustos_bin()).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = env
+            .cmd(&kustos_bin())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_micros(micros));
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         let _ = child.wait();
     };
     // How long a full in-place run takes here, so kills spread over it.
     let probe = env.write("probe.yaml", plain.as_bytes());
     let t = std::time::Instant::now();
-    ok(&env.kustos(&["encrypt", "-i", "--age", &env.recipient, probe.to_str().unwrap()]));
+    ok(&env.kustos(&[
+        "encrypt",
+        "-i",
+        "--age",
+        &env.recipient,
+        probe.to_str().unwrap(),
+    ]));
     let span = (t.elapsed().as_micros() as u64 * 3 / 2).max(2_000);
     let (mut unchanged, mut changed) = (0, 0);
     for round in 0..210 {
@@ -123,11 +165,24 @@ fn sigkill_during_in_place_writes_never_corrupts() {
         }
         // Whatever happened, the file is one complete version.
         if after.starts_with(b"key_00000: ENC[") {
-            let out = ops::decrypt_bytes(&after, Format::Yaml, Format::Yaml, &ring, &DecryptOptions::default(), &StoreOptions::default())
-                .unwrap_or_else(|e| panic!("round {round}: a corrupt encrypted file was left behind: {e}"));
+            let out = ops::decrypt_bytes(
+                &after,
+                Format::Yaml,
+                Format::Yaml,
+                &ring,
+                &DecryptOptions::default(),
+                &StoreOptions::default(),
+            )
+            .unwrap_or_else(|e| {
+                panic!("round {round}: a corrupt encrypted file was left behind: {e}")
+            });
             assert_eq!(out.as_slice(), plain.as_bytes(), "round {round}");
         } else {
-            assert_eq!(after, plain.as_bytes(), "round {round}: a partial plaintext file was left behind");
+            assert_eq!(
+                after,
+                plain.as_bytes(),
+                "round {round}: a partial plaintext file was left behind"
+            );
         }
         // Leftover temporary files (SIGKILL gives no chance to clean up) are
         // private and clearly named; remove them for the next round.
@@ -135,13 +190,20 @@ fn sigkill_during_in_place_writes_never_corrupts() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.ends_with(".kustos-tmp") {
                 use std::os::unix::fs::PermissionsExt;
-                assert_eq!(e.metadata().unwrap().permissions().mode() & 0o777, 0o600, "{name}");
+                assert_eq!(
+                    e.metadata().unwrap().permissions().mode() & 0o777,
+                    0o600,
+                    "{name}"
+                );
                 std::fs::remove_file(e.path()).unwrap();
             }
         }
     }
     // Kills landed both before and after the commit point.
-    assert!(unchanged > 10 && changed > 10, "kills did not spread over the run ({unchanged} unchanged, {changed} changed)");
+    assert!(
+        unchanged > 10 && changed > 10,
+        "kills did not spread over the run ({unchanged} unchanged, {changed} changed)"
+    );
 }
 
 fn strace() -> Option<PathBuf> {
@@ -155,12 +217,22 @@ fn traced_writes(env: &Env, strace: &Path, cmd: &mut Command) -> Vec<(String, Ve
     let prog = cmd.get_program().to_os_string();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_os_string()).collect();
     let mut s = Command::new(strace);
-    s.args(["-f", "-qq", "-y", "-xx", "-s", "1000000", "-e", "trace=openat,write,pwrite64,writev", "-o"])
-        .arg(&log)
-        .arg(prog)
-        .args(args)
-        .current_dir(env.dir.path())
-        .env_clear();
+    s.args([
+        "-f",
+        "-qq",
+        "-y",
+        "-xx",
+        "-s",
+        "1000000",
+        "-e",
+        "trace=openat,write,pwrite64,writev",
+        "-o",
+    ])
+    .arg(&log)
+    .arg(prog)
+    .args(args)
+    .current_dir(env.dir.path())
+    .env_clear();
     for (k, v) in cmd.get_envs() {
         if let Some(v) = v {
             s.env(k, v);
@@ -168,9 +240,16 @@ fn traced_writes(env: &Env, strace: &Path, cmd: &mut Command) -> Vec<(String, Ve
     }
     let out = s.stdin(Stdio::null()).output().unwrap();
     let _ = std::fs::copy(&log, std::env::temp_dir().join("kustos-last-strace.log"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&log).unwrap();
-    let re = regex::Regex::new(r#"(?:write|pwrite64)\(\d+<((?:\\x[0-9a-f]{2})*)>, "((?:\\x[0-9a-f]{2})*)""#).unwrap();
+    let re = regex::Regex::new(
+        r#"(?:write|pwrite64)\(\d+<((?:\\x[0-9a-f]{2})*)>, "((?:\\x[0-9a-f]{2})*)""#,
+    )
+    .unwrap();
     let mut writes = Vec::new();
     // With -xx strace prints both the fd's path and the data as \xNN escapes.
     let unhex = |s: &str| -> Vec<u8> {
@@ -189,13 +268,19 @@ fn traced_writes(env: &Env, strace: &Path, cmd: &mut Command) -> Vec<(String, Ve
         out
     };
     for c in re.captures_iter(&text) {
-        writes.push((String::from_utf8_lossy(&unhex(&c[1])).into_owned(), unhex(&c[2])));
+        writes.push((
+            String::from_utf8_lossy(&unhex(&c[1])).into_owned(),
+            unhex(&c[2]),
+        ));
     }
     writes
 }
 
 fn allowed(path: &str, allowed_prefixes: &[&str]) -> bool {
-    path.starts_with("pipe:") || path.starts_with("socket:") || path.starts_with("/dev/pts") || path.starts_with("/dev/null")
+    path.starts_with("pipe:")
+        || path.starts_with("socket:")
+        || path.starts_with("/dev/pts")
+        || path.starts_with("/dev/null")
         || allowed_prefixes.iter().any(|p| path.starts_with(p))
 }
 
@@ -203,7 +288,9 @@ fn allowed(path: &str, allowed_prefixes: &[&str]) -> bool {
 fn no_plaintext_on_disk(writes: &[(String, Vec<u8>)], allowed_prefixes: &[&str], what: &str) {
     let mut leaked = Vec::new();
     for (path, data) in writes {
-        if data.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()) && !allowed(path, allowed_prefixes) {
+        if data.windows(MARKER.len()).any(|w| w == MARKER.as_bytes())
+            && !allowed(path, allowed_prefixes)
+        {
             leaked.push(path.clone());
         }
     }
@@ -220,9 +307,18 @@ fn no_plaintext_on_disk_under_strace() {
     let writes = {
         let stdin_file = env.write("stdin.yaml", plain.as_bytes());
         let mut c = env.cmd(&kustos_bin());
-        c.args(["encrypt", "--age", &env.recipient, "--encrypted-regex", "^(data|stringData)$", "--filename-override", "x.yaml", "--output"])
-            .arg(&out)
-            .arg(&stdin_file);
+        c.args([
+            "encrypt",
+            "--age",
+            &env.recipient,
+            "--encrypted-regex",
+            "^(data|stringData)$",
+            "--filename-override",
+            "x.yaml",
+            "--output",
+        ])
+        .arg(&out)
+        .arg(&stdin_file);
         traced_writes(&env, &strace, &mut c)
     };
     no_plaintext_on_disk(&writes, &[], "encrypt");
@@ -231,10 +327,17 @@ fn no_plaintext_on_disk_under_strace() {
     let mut c = env.cmd(&kustos_bin());
     c.args(["decrypt"]).arg(&out);
     let writes = traced_writes(&env, &strace, &mut c);
-    assert!(writes.iter().any(|(p, d)| p.starts_with("pipe:") && d.windows(MARKER.len()).any(|w| w == MARKER.as_bytes())), "the plaintext goes to stdout");
+    assert!(
+        writes.iter().any(|(p, d)| p.starts_with("pipe:")
+            && d.windows(MARKER.len()).any(|w| w == MARKER.as_bytes())),
+        "the plaintext goes to stdout"
+    );
     no_plaintext_on_disk(&writes, &[], "decrypt");
     // edit: the editor's private temp file is the only allowed place.
-    let editor = env.write("ed.sh", b"#!/bin/sh\nsed -i 's/namespace: apps/namespace: apps2/' \"$1\"\n");
+    let editor = env.write(
+        "ed.sh",
+        b"#!/bin/sh\nsed -i 's/namespace: apps/namespace: apps2/' \"$1\"\n",
+    );
     std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let tmp = std::env::temp_dir().display().to_string();
     let mut c = env.cmd(&kustos_bin());
@@ -252,18 +355,33 @@ fn no_plaintext_on_disk_under_strace() {
     no_plaintext_on_disk(&writes, &[], "plugin");
     // render: plaintext only inside its private workspace (tmpfs).
     if let Some(_k) = which("kubectl") {
-        std::fs::write(dir.join("kustomization.yaml"), "resources:\n  - s.enc.yaml\n").unwrap();
+        std::fs::write(
+            dir.join("kustomization.yaml"),
+            "resources:\n  - s.enc.yaml\n",
+        )
+        .unwrap();
         std::fs::write(dir.join(".sops.yaml"), "creation_rules: []\n").unwrap();
         let mut c = env.cmd(&kustos_bin());
         c.args(["render"]).arg(&dir);
         let writes = traced_writes(&env, &strace, &mut c);
-        no_plaintext_on_disk(&writes, &["/dev/shm/.kustos-render-", &format!("{tmp}/.kustos-render-")], "render");
+        no_plaintext_on_disk(
+            &writes,
+            &[
+                "/dev/shm/.kustos-render-",
+                &format!("{tmp}/.kustos-render-"),
+            ],
+            "render",
+        );
     }
 }
 
 #[test]
 fn debug_output_never_shows_secrets() {
-    let docs = kustos::formats::load_plain(Format::Yaml, format!("a: {MARKER}\nb: [ {MARKER} ]\n# {MARKER}\n").as_bytes()).unwrap();
+    let docs = kustos::formats::load_plain(
+        Format::Yaml,
+        format!("a: {MARKER}\nb: [ {MARKER} ]\n# {MARKER}\n").as_bytes(),
+    )
+    .unwrap();
     let dbg = format!("{docs:?}");
     assert!(!dbg.contains(MARKER), "{dbg}");
     let key = kustos::sops::DataKey::generate();

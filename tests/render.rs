@@ -31,7 +31,15 @@ fn get<'a>(m: &'a Map, path: &[&str]) -> Option<&'a str> {
 
 fn leftover_workspaces() -> usize {
     std::fs::read_dir("/dev/shm")
-        .map(|r| r.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".kustos-render-")).count())
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(".kustos-render-")
+                })
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -42,10 +50,34 @@ fn renders_the_onboarded_fleet_like_the_controller() {
     let repo = env.path("fleet");
     let r = repo.to_str().unwrap();
     ok(&env.kustos(&["init", r, "--age", &env.recipient]));
-    ok(&env.kustos_stdin(&["tenant", "add", "dev-team", "--repo", r, "-n", "apps", "--git-url", "https://github.com/org/dev-team", "--password-stdin"], b"s3cret-token\n"));
+    ok(&env.kustos_stdin(
+        &[
+            "tenant",
+            "add",
+            "dev-team",
+            "--repo",
+            r,
+            "-n",
+            "apps",
+            "--git-url",
+            "https://github.com/org/dev-team",
+            "--password-stdin",
+        ],
+        b"s3cret-token\n",
+    ));
     let staging = repo.join("tenants/staging");
-    let plain_build = docs(&ok(&env.cmd(&kubectl).args(["kustomize", "--load-restrictor", "LoadRestrictionsNone"]).arg(&staging).output().unwrap()));
-    let rendered = docs(&ok(&env.kustos(&["render", staging.to_str().unwrap(), "--tenant", "apps"])));
+    let plain_build = docs(&ok(&env
+        .cmd(&kubectl)
+        .args(["kustomize", "--load-restrictor", "LoadRestrictionsNone"])
+        .arg(&staging)
+        .output()
+        .unwrap()));
+    let rendered = docs(&ok(&env.kustos(&[
+        "render",
+        staging.to_str().unwrap(),
+        "--tenant",
+        "apps",
+    ])));
     assert_eq!(rendered.len(), plain_build.len());
     for (a, b) in rendered.iter().zip(&plain_build) {
         if get(a, &["kind"]) == Some("Secret") {
@@ -59,7 +91,10 @@ fn renders_the_onboarded_fleet_like_the_controller() {
     let o = env.kustos(&["render", staging.to_str().unwrap(), "--tenant", "other"]);
     assert!(!o.status.success() && o.stdout.is_empty());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("dev-team-auth") && err.contains("\"apps\""), "{err}");
+    assert!(
+        err.contains("dev-team-auth") && err.contains("\"apps\""),
+        "{err}"
+    );
     assert!(!err.contains("s3cret-token"));
     // A tampered source is refused before the build, naming the file.
     let auth = repo.join("tenants/base/dev-team/auth.yaml");
@@ -67,7 +102,12 @@ fn renders_the_onboarded_fleet_like_the_controller() {
     std::fs::write(&auth, orig.replace("name: dev-team-auth", "name: stolen")).unwrap();
     let o = env.kustos(&["render", staging.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("tenants/base/dev-team/auth.yaml") && err.contains("MAC mismatch"), "{err}");
+    assert!(
+        !o.status.success()
+            && err.contains("tenants/base/dev-team/auth.yaml")
+            && err.contains("MAC mismatch"),
+        "{err}"
+    );
     std::fs::write(&auth, orig).unwrap();
     assert_eq!(leftover_workspaces(), 0, "the private workspace is removed");
 }
@@ -89,8 +129,14 @@ fn controller_decryption_cases() {
     std::fs::write(env.path("repo/.sops.yaml"), "creation_rules: []\n").unwrap();
     let w = |name: &str, data: &[u8]| std::fs::write(app.join(name), data).unwrap();
     // secretGenerator inputs: an encrypted dotenv and a JSON file.
-    w("app.env", &encrypt(&env, "app.env", b"API_KEY=env-secret\n", &[]));
-    w("config.json", &encrypt(&env, "config.json", b"{\"token\": \"json-secret\"}", &[]));
+    w(
+        "app.env",
+        &encrypt(&env, "app.env", b"API_KEY=env-secret\n", &[]),
+    );
+    w(
+        "config.json",
+        &encrypt(&env, "config.json", b"{\"token\": \"json-secret\"}", &[]),
+    );
     // A Secret whose data entry holds a whole SOPS document (base64).
     let inner = encrypt(&env, "inner.yaml", b"password: nested-secret\n", &[]);
     use base64::Engine as _;
@@ -105,21 +151,38 @@ fn controller_decryption_cases() {
     let out = ok(&env.kustos(&["render", app.to_str().unwrap(), "--tenant", "apps"]));
     let text = String::from_utf8_lossy(&out);
     let objs = docs(&out);
-    let generated = objs.iter().find(|o| get(o, &["metadata", "name"]).is_some_and(|n| n.starts_with("generated-"))).unwrap();
+    let generated = objs
+        .iter()
+        .find(|o| get(o, &["metadata", "name"]).is_some_and(|n| n.starts_with("generated-")))
+        .unwrap();
     let data = |k: &str| {
         let v = get(generated, &["data", k]).unwrap();
         String::from_utf8(base64::engine::general_purpose::STANDARD.decode(v).unwrap()).unwrap()
     };
     assert_eq!(data("API_KEY"), "env-secret");
     assert!(data("config.json").contains("json-secret"));
-    let nested = objs.iter().find(|o| get(o, &["metadata", "name"]) == Some("nested")).unwrap();
-    let creds = base64::engine::general_purpose::STANDARD.decode(get(nested, &["data", "creds.yaml"]).unwrap()).unwrap();
-    assert_eq!(String::from_utf8(creds).unwrap(), "password: nested-secret\n");
-    let kept = objs.iter().find(|o| get(o, &["metadata", "name"]) == Some("kept")).unwrap();
+    let nested = objs
+        .iter()
+        .find(|o| get(o, &["metadata", "name"]) == Some("nested"))
+        .unwrap();
+    let creds = base64::engine::general_purpose::STANDARD
+        .decode(get(nested, &["data", "creds.yaml"]).unwrap())
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(creds).unwrap(),
+        "password: nested-secret\n"
+    );
+    let kept = objs
+        .iter()
+        .find(|o| get(o, &["metadata", "name"]) == Some("kept"))
+        .unwrap();
     assert!(get(kept, &["stringData", "v"]).unwrap().starts_with("ENC["));
     assert!(!text.contains("stays-encrypted"));
     // The sources on disk stay encrypted.
-    assert!(String::from_utf8_lossy(&std::fs::read(app.join("app.env")).unwrap()).contains("sops_mac=ENC["));
+    assert!(
+        String::from_utf8_lossy(&std::fs::read(app.join("app.env")).unwrap())
+            .contains("sops_mac=ENC[")
+    );
 }
 
 #[test]
@@ -130,14 +193,28 @@ fn nothing_is_read_from_outside_the_root() {
     let app = root.join("app");
     std::fs::create_dir_all(&app).unwrap();
     std::fs::write(root.join(".sops.yaml"), "creation_rules: []\n").unwrap();
-    let outside = env.write("outside/secret.yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n");
+    let outside = env.write(
+        "outside/secret.yaml",
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+    );
     std::os::unix::fs::symlink(&outside, app.join("link.yaml")).unwrap();
-    std::fs::write(app.join("kustomization.yaml"), "resources:\n  - link.yaml\n").unwrap();
+    std::fs::write(
+        app.join("kustomization.yaml"),
+        "resources:\n  - link.yaml\n",
+    )
+    .unwrap();
     let o = env.kustos(&["render", app.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("link.yaml") && err.contains("outside"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("link.yaml") && err.contains("outside"),
+        "{err}"
+    );
     std::fs::remove_file(app.join("link.yaml")).unwrap();
-    std::fs::write(app.join("kustomization.yaml"), "resources:\n  - ../../outside/secret.yaml\n").unwrap();
+    std::fs::write(
+        app.join("kustomization.yaml"),
+        "resources:\n  - ../../outside/secret.yaml\n",
+    )
+    .unwrap();
     let o = env.kustos(&["render", app.to_str().unwrap()]);
     assert!(!o.status.success(), "a path out of the root cannot build");
     let _ = Path::new("/");

@@ -16,8 +16,8 @@ use crate::error::exit;
 use crate::formats::{self, Format, StoreOptions};
 use crate::fsutil::{self, NewFileMode};
 use crate::keys;
-use crate::rekey::{diff_groups, rewrap, rotate_tree, KeyChanges};
 use crate::ops::{self, PathElem};
+use crate::rekey::{diff_groups, rewrap, rotate_tree, KeyChanges};
 use crate::sops::value::{Item, Map, Value};
 use crate::sops::{Cipher, DataKey, Tree};
 use crate::util::escape_for_terminal;
@@ -130,7 +130,6 @@ pub struct RotateArgs {
     #[arg(long = "encryption-context", hide = true)]
     pub encryption_context: Option<String>,
 }
-
 
 /// `kustos rotate`.
 pub fn rotate(g: &GlobalArgs, a: RotateArgs) -> CliResult {

@@ -21,10 +21,20 @@ pub struct InitArgs {
     #[arg(default_value = ".", value_name = "DIR")]
     pub dir: PathBuf,
     /// Cluster environments
-    #[arg(long, value_delimiter = ',', default_value = "staging,production", value_name = "ENVS")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "staging,production",
+        value_name = "ENVS"
+    )]
     pub clusters: Vec<String>,
     /// age recipient of the clusters' decryption key (see `kustos keygen age`)
-    #[arg(long, value_name = "RECIPIENT", conflicts_with = "pgp", required_unless_present = "pgp")]
+    #[arg(
+        long,
+        value_name = "RECIPIENT",
+        conflicts_with = "pgp",
+        required_unless_present = "pgp"
+    )]
     pub age: Option<String>,
     /// OpenPGP fingerprint of the clusters' decryption key
     #[arg(long, value_name = "FPR")]
@@ -55,7 +65,10 @@ pub(crate) fn apply_plan(plan: &Plan, force: bool, dry_run: bool) -> CliResult {
     }
     let conflicts = plan.conflicts();
     if !force && !conflicts.is_empty() {
-        let files: Vec<String> = conflicts.iter().map(|c| c.path.display().to_string()).collect();
+        let files: Vec<String> = conflicts
+            .iter()
+            .map(|c| c.path.display().to_string())
+            .collect();
         return Err(CliError::new(
             exit::GENERIC,
             format!("{} would be overwritten (shown above)", files.join(", ")),
@@ -76,7 +89,8 @@ pub fn init(_g: &GlobalArgs, a: InitArgs) -> CliResult {
         (None, Some(fp)) => DecryptionKey::Pgp(fp.chars().filter(|c| !c.is_whitespace()).collect()),
         (None, None) => unreachable!("clap requires --age or --pgp"),
     };
-    std::fs::create_dir_all(&a.dir).map_err(|e| CliError::from(crate::Error::io(a.dir.display(), e)))?;
+    std::fs::create_dir_all(&a.dir)
+        .map_err(|e| CliError::from(crate::Error::io(a.dir.display(), e)))?;
     let opts = init::InitOptions {
         clusters: a.clusters.clone(),
         key,
@@ -242,9 +256,12 @@ pub fn tenant(g: &GlobalArgs, cmd: TenantCommand) -> CliResult {
 fn parse_env_paths(v: &[String]) -> CliResult<BTreeMap<String, String>> {
     let mut m = BTreeMap::new();
     for e in v {
-        let (k, p) = e
-            .split_once('=')
-            .ok_or_else(|| CliError::new(exit::GENERIC, format!("--env-path {e:?}: expected ENV=PATH")))?;
+        let (k, p) = e.split_once('=').ok_or_else(|| {
+            CliError::new(
+                exit::GENERIC,
+                format!("--env-path {e:?}: expected ENV=PATH"),
+            )
+        })?;
         m.insert(k.to_string(), p.to_string());
     }
     Ok(m)
@@ -262,12 +279,19 @@ fn read_secret_stdin(what: &str) -> CliResult<zeroize::Zeroizing<String>> {
     let raw = crate::fsutil::read_stdin()?;
     let text = String::from_utf8(raw.to_vec())
         .map_err(|_| CliError::new(exit::GENERIC, format!("the {what} on stdin is not UTF-8")))?;
-    Ok(zeroize::Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_string()))
+    Ok(zeroize::Zeroizing::new(
+        text.trim_end_matches(['\n', '\r']).to_string(),
+    ))
 }
 
 /// Makes the tenant's Git credentials Secret, encrypted for the fleet's
 /// `.sops.yaml` rule before it exists anywhere but in memory.
-fn tenant_credentials(a: &TenantAddArgs, auth: AuthKind, url: &gitauth::GitUrl, secret_name: &str) -> CliResult<Vec<u8>> {
+fn tenant_credentials(
+    a: &TenantAddArgs,
+    auth: AuthKind,
+    url: &gitauth::GitUrl,
+    secret_name: &str,
+) -> CliResult<Vec<u8>> {
     let creds = match auth {
         AuthKind::Ssh => {
             let alg = match a.ssh_key_algorithm.as_str() {
@@ -277,14 +301,25 @@ fn tenant_credentials(a: &TenantAddArgs, auth: AuthKind, url: &gitauth::GitUrl, 
                     "p256" => EcdsaCurve::P256,
                     "p384" => EcdsaCurve::P384,
                     "p521" => EcdsaCurve::P521,
-                    c => return Err(CliError::new(exit::GENERIC, format!("unknown ECDSA curve {c:?}: use p256, p384 or p521"))),
+                    c => {
+                        return Err(CliError::new(
+                            exit::GENERIC,
+                            format!("unknown ECDSA curve {c:?}: use p256, p384 or p521"),
+                        ))
+                    }
                 }),
-                o => return Err(CliError::new(exit::GENERIC, format!("unknown SSH key algorithm {o:?}: use ecdsa, ed25519 or rsa"))),
+                o => {
+                    return Err(CliError::new(
+                        exit::GENERIC,
+                        format!("unknown SSH key algorithm {o:?}: use ecdsa, ed25519 or rsa"),
+                    ))
+                }
             };
             let given;
             let hosts = match &a.known_hosts_file {
                 Some(f) => {
-                    given = std::fs::read_to_string(f).map_err(|e| CliError::from(crate::Error::io(f.display(), e)))?;
+                    given = std::fs::read_to_string(f)
+                        .map_err(|e| CliError::from(crate::Error::io(f.display(), e)))?;
                     gitauth::KnownHostsSource::Given(&given)
                 }
                 None => gitauth::KnownHostsSource::Scan(gitauth::knownhosts::ScanOptions {
@@ -298,7 +333,9 @@ fn tenant_credentials(a: &TenantAddArgs, auth: AuthKind, url: &gitauth::GitUrl, 
             let password = if a.password_stdin {
                 Some(read_secret_stdin("password")?)
             } else {
-                std::env::var("KUSTOS_GIT_PASSWORD").ok().map(zeroize::Zeroizing::new)
+                std::env::var("KUSTOS_GIT_PASSWORD")
+                    .ok()
+                    .map(zeroize::Zeroizing::new)
             };
             gitauth::http_credentials(gitauth::HttpAuth {
                 username: Some(a.username.clone()),
@@ -306,7 +343,12 @@ fn tenant_credentials(a: &TenantAddArgs, auth: AuthKind, url: &gitauth::GitUrl, 
                 ..Default::default()
             })?
         }
-        AuthKind::None => return Err(CliError::new(exit::GENERIC, "no credentials for --auth none")),
+        AuthKind::None => {
+            return Err(CliError::new(
+                exit::GENERIC,
+                "no credentials for --auth none",
+            ))
+        }
     };
     let meta = SecretMeta {
         name: secret_name.to_string(),
@@ -315,7 +357,10 @@ fn tenant_credentials(a: &TenantAddArgs, auth: AuthKind, url: &gitauth::GitUrl, 
     };
     let plain = creds.render(&meta);
     let cfg_path = a.repo.join(".sops.yaml");
-    let cfg = config::load(&cfg_path).map_err(|e| CliError::from(e).with_hint("run `kustos init` first: the fleet's .sops.yaml names the clusters' key"))?;
+    let cfg = config::load(&cfg_path).map_err(|e| {
+        CliError::from(e)
+            .with_hint("run `kustos init` first: the fleet's .sops.yaml names the clusters' key")
+    })?;
     let target = a.repo.join("tenants/base").join(&a.name).join("auth.yaml");
     let rule = cfg
         .rule_for(&target)?
@@ -327,7 +372,11 @@ fn tenant_credentials(a: &TenantAddArgs, auth: AuthKind, url: &gitauth::GitUrl, 
     };
     let enc = gitauth::secret::encrypt(plain.as_bytes(), &spec, &cfg.stores)?;
     if let Some(public) = &creds.identity_pub {
-        eprintln!("deploy key for {}: add it as a READ-ONLY deploy key to the tenant repository:\n{}", url.url, public.trim_end());
+        eprintln!(
+            "deploy key for {}: add it as a READ-ONLY deploy key to the tenant repository:\n{}",
+            url.url,
+            public.trim_end()
+        );
     }
     Ok(enc)
 }
@@ -336,7 +385,10 @@ fn tenant_credentials(a: &TenantAddArgs, auth: AuthKind, url: &gitauth::GitUrl, 
 pub fn tenant_add(_g: &GlobalArgs, a: TenantAddArgs) -> CliResult {
     let url = gitauth::parse_git_url(&a.git_url)?;
     if url.converted_from_scp {
-        eprintln!("note: {} is scp-style, which Flux rejects; using {}", a.git_url, url.url);
+        eprintln!(
+            "note: {} is scp-style, which Flux rejects; using {}",
+            a.git_url, url.url
+        );
     }
     let auth_kind = a.auth.unwrap_or_else(|| default_auth(&url.url));
     let base = a.repo.join(format!("tenants/base/{}", a.name));
@@ -481,11 +533,13 @@ fn fleet_config(g: &GlobalArgs, dir: &std::path::Path) -> CliResult<Option<confi
     if let Some(c) = &g.config {
         return Ok(Some(config::load(c)?));
     }
-    let p = dir.join(".sops.yaml");
-    if p.exists() {
-        Ok(Some(config::load(&p)?))
-    } else {
-        Ok(None)
+    // Like sops: the nearest .sops.yaml above the fleet root, else above the
+    // working directory. Rules match paths relative to the config's folder.
+    let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let found = config::find(&abs).or_else(|| config::find(&std::env::current_dir().ok()?));
+    match found {
+        Some(p) => Ok(Some(config::load(&p)?)),
+        None => Ok(None),
     }
 }
 
@@ -495,8 +549,12 @@ fn progress_fn() -> impl Fn(usize, usize) + Sync {
     move |done: usize, total: usize| {
         if tty && (done == total || done % 8 == 0) {
             let width = 30;
-            let filled = if total == 0 { width } else { done * width / total };
-            eprint!("\r[{}{}] {done}/{total} files", "#".repeat(filled), " ".repeat(width - filled));
+            let filled = (done * width).checked_div(total).unwrap_or(width);
+            eprint!(
+                "\r[{}{}] {done}/{total} files",
+                "#".repeat(filled),
+                " ".repeat(width - filled)
+            );
             if done == total {
                 eprintln!();
             }
@@ -507,7 +565,10 @@ fn progress_fn() -> impl Fn(usize, usize) + Sync {
 fn run_fleet(g: &GlobalArgs, a: &FleetRunArgs, op: fleet::bulk::Operation) -> CliResult {
     let cfg = fleet_config(g, &a.dir)?;
     if matches!(op, fleet::bulk::Operation::UpdateKeys) && cfg.is_none() {
-        return Err(CliError::new(exit::CONFIG_FILE_NOT_FOUND, "fleet updatekeys needs a .sops.yaml in the fleet root (or --config)"));
+        return Err(CliError::new(
+            exit::CONFIG_FILE_NOT_FOUND,
+            "fleet updatekeys needs a .sops.yaml in or above the fleet root (or --config)",
+        ));
     }
     let ring = super::sops_cmds::key_ring(g, vec!["age".into(), "pgp".into()]);
     // Always plan first; write only after confirmation.
@@ -518,9 +579,18 @@ fn run_fleet(g: &GlobalArgs, a: &FleetRunArgs, op: fleet::bulk::Operation) -> Cl
         if !a.yes {
             use std::io::IsTerminal;
             if !std::io::stdin().is_terminal() {
-                return Err(CliError::new(exit::GENERIC, format!("{} files would change; pass -y to apply (or --dry-run to review)", plan.updated)));
+                return Err(CliError::new(
+                    exit::GENERIC,
+                    format!(
+                        "{} files would change; pass -y to apply (or --dry-run to review)",
+                        plan.updated
+                    ),
+                ));
             }
-            eprint!("{} files will be rewritten. Continue? (y/n): ", plan.updated);
+            eprint!(
+                "{} files will be rewritten. Continue? (y/n): ",
+                plan.updated
+            );
             let mut line = String::new();
             let _ = std::io::stdin().read_line(&mut line);
             if line.trim() != "y" {
@@ -531,15 +601,29 @@ fn run_fleet(g: &GlobalArgs, a: &FleetRunArgs, op: fleet::bulk::Operation) -> Cl
     };
     match a.output {
         OutputFormat::Json => {
-            write_stdout(format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default()).as_bytes())?;
+            write_stdout(
+                format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                )
+                .as_bytes(),
+            )?;
         }
         OutputFormat::Text => {
             let mut out = String::new();
             for f in report.files.iter().filter(|f| f.result != "unchanged") {
                 out.push_str(&format!("{:<9} {}\n", f.result, f.file));
             }
-            let verb = if report.dry_run { "would update" } else { "updated" };
-            out.push_str(&format!("{verb} {} of {} SOPS files\n", report.updated, report.files.len()));
+            let verb = if report.dry_run {
+                "would update"
+            } else {
+                "updated"
+            };
+            out.push_str(&format!(
+                "{verb} {} of {} SOPS files\n",
+                report.updated,
+                report.files.len()
+            ));
             write_stdout(out.as_bytes())?;
         }
     }
@@ -553,17 +637,37 @@ pub fn fleet_cmd(g: &GlobalArgs, cmd: FleetCommand) -> CliResult {
             let cfg = fleet_config(g, &a.dir)?;
             let st = fleet::bulk::status(&a.dir, cfg.as_ref())?;
             match a.output {
-                OutputFormat::Json => write_stdout(format!("{}\n", serde_json::to_string_pretty(&st).unwrap_or_default()).as_bytes()),
+                OutputFormat::Json => write_stdout(
+                    format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&st).unwrap_or_default()
+                    )
+                    .as_bytes(),
+                ),
                 OutputFormat::Text => {
-                    let mut out = format!("{:<56} {:<7} {:<10} {:<21} {}\n", "FILE", "FORMAT", "RULE", "LASTMODIFIED", "KEYS");
+                    let mut out = format!(
+                        "{:<56} {:<7} {:<10} {:<21} {}\n",
+                        "FILE", "FORMAT", "RULE", "LASTMODIFIED", "KEYS"
+                    );
                     for f in &st.encrypted {
                         let keys: Vec<String> = f.groups.iter().map(|g| g.join(",")).collect();
-                        out.push_str(&format!("{:<56} {:<7} {:<10} {:<21} {}\n", f.file, f.format, f.rule, f.lastmodified, keys.join(" | ")));
+                        out.push_str(&format!(
+                            "{:<56} {:<7} {:<10} {:<21} {}\n",
+                            f.file,
+                            f.format,
+                            f.rule,
+                            f.lastmodified,
+                            keys.join(" | ")
+                        ));
                     }
                     for p in &st.plaintext_secrets {
                         out.push_str(&format!("PLAINTEXT {p}\n"));
                     }
-                    out.push_str(&format!("{} encrypted files, {} plaintext Secrets\n", st.encrypted.len(), st.plaintext_secrets.len()));
+                    out.push_str(&format!(
+                        "{} encrypted files, {} plaintext Secrets\n",
+                        st.encrypted.len(),
+                        st.plaintext_secrets.len()
+                    ));
                     write_stdout(out.as_bytes())?;
                     if st.plaintext_secrets.is_empty() {
                         Ok(())
@@ -575,7 +679,8 @@ pub fn fleet_cmd(g: &GlobalArgs, cmd: FleetCommand) -> CliResult {
         }
         FleetCommand::Updatekeys(a) => run_fleet(g, &a, fleet::bulk::Operation::UpdateKeys),
         FleetCommand::Rotate(a) => {
-            let changes = crate::rekey::KeyChanges::parse(&a.add_age, &a.rm_age, &a.add_pgp, &a.rm_pgp)?;
+            let changes =
+                crate::rekey::KeyChanges::parse(&a.add_age, &a.rm_age, &a.add_pgp, &a.rm_pgp)?;
             run_fleet(g, &a.run, fleet::bulk::Operation::Rotate(changes))
         }
     }

@@ -68,7 +68,10 @@ pub fn translate(args: Vec<OsString>) -> Vec<OsString> {
     }
     let rest: Vec<&String> = strs[i..].iter().collect();
     // `sops --set '["a"] "value"' [-i] FILE`: the one legacy form with a value.
-    if let Some(pos) = rest.iter().position(|a| *a == "--set" || a.starts_with("--set=")) {
+    if let Some(pos) = rest
+        .iter()
+        .position(|a| *a == "--set" || a.starts_with("--set="))
+    {
         let value = if let Some(v) = rest[pos].strip_prefix("--set=") {
             Some(v.to_string())
         } else {

@@ -58,7 +58,11 @@ fn ring_from_env(g: Option<&GlobalArgs>) -> KeyRing {
     let dirs = match g {
         Some(g) => g.keys_dir.clone(),
         None => std::env::var_os("KUSTOS_KEYS_DIR")
-            .map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect())
+            .map(|v| {
+                std::env::split_paths(&v)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect()
+            })
             .unwrap_or_default(),
     };
     KeyRing::from_env(dirs)
@@ -66,7 +70,8 @@ fn ring_from_env(g: Option<&GlobalArgs>) -> KeyRing {
 
 fn place(src: &Path, dst: &Path, link: bool) -> CliResult {
     if let Some(parent) = dst.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| CliError::from(crate::Error::io(parent.display(), e)))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| CliError::from(crate::Error::io(parent.display(), e)))?;
     }
     let _ = std::fs::remove_file(dst);
     let res = if link {
@@ -83,11 +88,12 @@ fn place(src: &Path, dst: &Path, link: bool) -> CliResult {
 pub fn plugin(g: &GlobalArgs, cmd: PluginCommand) -> CliResult {
     match cmd {
         PluginCommand::Install(a) => {
-            let me = std::env::current_exe().map_err(|e| CliError::new(exit::GENERIC, format!("cannot find the kustos binary: {e}")))?;
-            let home = a
-                .plugin_home
-                .or_else(plugin::plugin_home)
-                .ok_or_else(|| CliError::new(exit::GENERIC, "no plugin home: pass --plugin-home"))?;
+            let me = std::env::current_exe().map_err(|e| {
+                CliError::new(exit::GENERIC, format!("cannot find the kustos binary: {e}"))
+            })?;
+            let home = a.plugin_home.or_else(plugin::plugin_home).ok_or_else(|| {
+                CliError::new(exit::GENERIC, "no plugin home: pass --plugin-home")
+            })?;
             for rel in plugin::plugin_paths() {
                 place(&me, &home.join(rel), a.link)?;
             }
@@ -162,7 +168,8 @@ fn legacy(config: &Path, g: Option<&GlobalArgs>) -> CliResult {
         .or_else(|| std::env::current_dir().ok())
         .unwrap_or_else(|| PathBuf::from("."));
     let ring = ring_from_env(g);
-    let out = plugin::run_legacy(config, &root, &ring).map_err(|e| CliError::new(exit::GENERIC, e.to_string()))?;
+    let out = plugin::run_legacy(config, &root, &ring)
+        .map_err(|e| CliError::new(exit::GENERIC, e.to_string()))?;
     write_stdout(&out)
 }
 
@@ -175,7 +182,11 @@ fn krm(g: Option<&GlobalArgs>) -> CliResult {
     if out.failed {
         // kustomize shows the results; repeat the reason on stderr for logs.
         let text = String::from_utf8_lossy(&out.bytes);
-        if let Some(m) = text.lines().find_map(|l| l.trim().strip_prefix("- message: ").or_else(|| l.trim().strip_prefix("message: "))) {
+        if let Some(m) = text.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("- message: ")
+                .or_else(|| l.trim().strip_prefix("message: "))
+        }) {
             eprintln!("kustos: {m}");
         }
         return Err(CliError::silent(exit::GENERIC));

@@ -83,7 +83,9 @@ pub fn cmp(g: &GlobalArgs, cmd: CmpCommand) -> CliResult {
             let tenant = if a.no_tenant_scope {
                 None
             } else {
-                std::env::var("ARGOCD_APP_NAMESPACE").ok().filter(|s| !s.is_empty())
+                std::env::var("ARGOCD_APP_NAMESPACE")
+                    .ok()
+                    .filter(|s| !s.is_empty())
             };
             let out = render::render(
                 std::path::Path::new("."),

@@ -24,10 +24,22 @@ pub fn plan(root: &Path, o: &InitOptions) -> Result<Plan> {
     for env in &o.clusters {
         check_name("cluster", env)?;
         let c = format!("clusters/{env}");
-        p.put(format!("{c}/flux-system/gotk-components.yaml"), t::gotk_placeholder())?;
-        p.put(format!("{c}/flux-system/gotk-sync.yaml"), t::gotk_placeholder())?;
-        p.put(format!("{c}/flux-system/kustomization.yaml"), t::flux_system_kustomization())?;
-        p.put(format!("{c}/infrastructure.yaml"), t::cluster_infrastructure(env))?;
+        p.put(
+            format!("{c}/flux-system/gotk-components.yaml"),
+            t::gotk_placeholder(),
+        )?;
+        p.put(
+            format!("{c}/flux-system/gotk-sync.yaml"),
+            t::gotk_placeholder(),
+        )?;
+        p.put(
+            format!("{c}/flux-system/kustomization.yaml"),
+            t::flux_system_kustomization(),
+        )?;
+        p.put(
+            format!("{c}/infrastructure.yaml"),
+            t::cluster_infrastructure(env),
+        )?;
         p.put(format!("{c}/tenants.yaml"), t::cluster_tenants(env, &o.key))?;
         // tenants/<env> may already list tenants: only create it when missing.
         let env_k = format!("tenants/{env}/kustomization.yaml");
@@ -35,13 +47,28 @@ pub fn plan(root: &Path, o: &InitOptions) -> Result<Plan> {
             p.put(env_k, t::env_kustomization_empty())?;
         }
     }
-    p.put("infrastructure/kyverno/kustomization.yaml", t::kyverno_kustomization())?;
+    p.put(
+        "infrastructure/kyverno/kustomization.yaml",
+        t::kyverno_kustomization(),
+    )?;
     p.put("infrastructure/kyverno/source.yaml", t::kyverno_source())?;
     p.put("infrastructure/kyverno/sync.yaml", t::kyverno_sync())?;
-    p.put("infrastructure/kyverno-policies/kustomization.yaml", t::policies_kustomization())?;
-    p.put("infrastructure/kyverno-policies/verify-flux-images.yaml", t::policy_verify_flux_images())?;
-    p.put("infrastructure/kyverno-policies/verify-sources.yaml", t::policy_verify_sources(&o.allowed_sources))?;
-    p.put("infrastructure/kyverno-policies/require-service-account.yaml", t::policy_require_service_account())?;
+    p.put(
+        "infrastructure/kyverno-policies/kustomization.yaml",
+        t::policies_kustomization(),
+    )?;
+    p.put(
+        "infrastructure/kyverno-policies/verify-flux-images.yaml",
+        t::policy_verify_flux_images(),
+    )?;
+    p.put(
+        "infrastructure/kyverno-policies/verify-sources.yaml",
+        t::policy_verify_sources(&o.allowed_sources),
+    )?;
+    p.put(
+        "infrastructure/kyverno-policies/require-service-account.yaml",
+        t::policy_require_service_account(),
+    )?;
     if !root.join("tenants/base").is_dir() {
         p.put("tenants/base/.gitkeep", "")?;
     }

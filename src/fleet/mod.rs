@@ -151,7 +151,8 @@ impl Plan {
                 }
                 _ => {
                     if let Some(parent) = full.parent() {
-                        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
+                        std::fs::create_dir_all(parent)
+                            .map_err(|e| Error::io(parent.display(), e))?;
                     }
                     fsutil::write_atomic(&full, &c.content, NewFileMode::Shared)?;
                 }
@@ -159,7 +160,10 @@ impl Plan {
         }
         for d in &self.prune_dirs {
             let full = self.root.join(d);
-            if std::fs::read_dir(&full).map(|mut r| r.next().is_none()).unwrap_or(false) {
+            if std::fs::read_dir(&full)
+                .map(|mut r| r.next().is_none())
+                .unwrap_or(false)
+            {
                 let _ = std::fs::remove_dir(&full);
             }
         }

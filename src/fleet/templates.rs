@@ -65,7 +65,11 @@ pub fn flux_system_kustomization() -> String {
         "(kustomize-controller|helm-controller|notification-controller|image-reflector-controller|image-automation-controller)",
     );
     arg_patch(&mut s, "--no-remote-bases=true", "kustomize-controller");
-    arg_patch(&mut s, "--default-service-account=default", "(kustomize-controller|helm-controller)");
+    arg_patch(
+        &mut s,
+        "--default-service-account=default",
+        "(kustomize-controller|helm-controller)",
+    );
     s.push_str(
         "  - patch: |\n      - op: add\n        path: /spec/serviceAccountName\n        value: kustomize-controller\n    target:\n      kind: Kustomization\n      name: \"flux-system\"\n",
     );
@@ -248,7 +252,11 @@ spec:
 pub fn policy_verify_sources(allowed: &[String]) -> String {
     let mut pats = String::new();
     for p in allowed {
-        let _ = write!(pats, "            - spec:\n                url: {}\n", scalar(p));
+        let _ = write!(
+            pats,
+            "            - spec:\n                url: {}\n",
+            scalar(p)
+        );
     }
     let mut rules = String::new();
     for (name, kinds) in [
@@ -370,7 +378,10 @@ impl TenantSpec {
 }
 
 fn label_block(tenant: &str) -> String {
-    format!("  labels:\n    toolkit.fluxcd.io/tenant: {}\n", scalar(tenant))
+    format!(
+        "  labels:\n    toolkit.fluxcd.io/tenant: {}\n",
+        scalar(tenant)
+    )
 }
 
 /// `tenants/base/<name>/rbac.yaml`: Namespace, ServiceAccount and RoleBinding

@@ -37,7 +37,8 @@ const BASE_FILES: &[&str] = &["rbac.yaml", "sync.yaml", "auth.yaml", "kustomizat
 
 fn read_yaml(path: &Path) -> Result<Vec<Map>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
-    formats::load_plain(Format::Yaml, &bytes).map_err(|e| Error::Other(format!("{}: {e}", path.display())))
+    formats::load_plain(Format::Yaml, &bytes)
+        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))
 }
 
 fn seq_mut<'a>(m: &'a mut Map, key: &str) -> &'a mut Vec<Value> {
@@ -96,24 +97,39 @@ fn edit_env_kustomization(root: &Path, env: &str, name: &str, add: bool) -> Resu
 }
 
 /// Plans `tenant add`.
-pub fn plan_add(root: &Path, spec: &TenantSpec, env_paths: &BTreeMap<String, String>, auth: &AuthFile) -> Result<Plan> {
+pub fn plan_add(
+    root: &Path,
+    spec: &TenantSpec,
+    env_paths: &BTreeMap<String, String>,
+    auth: &AuthFile,
+) -> Result<Plan> {
     check_name("tenant", &spec.name)?;
     if spec.namespaces.is_empty() {
-        return Err(Error::Other("a tenant needs at least one --namespace".into()));
+        return Err(Error::Other(
+            "a tenant needs at least one --namespace".into(),
+        ));
     }
     for ns in &spec.namespaces {
         check_name("namespace", ns)?;
     }
     check_name("service account", &spec.service_account)?;
     let envs = environments(root).map_err(|_| {
-        Error::Other(format!("{} is not a fleet repository (no tenants/ folder): run `kustos init` first", root.display()))
+        Error::Other(format!(
+            "{} is not a fleet repository (no tenants/ folder): run `kustos init` first",
+            root.display()
+        ))
     })?;
     if envs.is_empty() {
-        return Err(Error::Other("no environments under tenants/: run `kustos init` first".into()));
+        return Err(Error::Other(
+            "no environments under tenants/: run `kustos init` first".into(),
+        ));
     }
     for e in env_paths.keys() {
         if !envs.contains(e) {
-            return Err(Error::Other(format!("--env-path names unknown environment {e:?} (known: {})", envs.join(", "))));
+            return Err(Error::Other(format!(
+                "--env-path names unknown environment {e:?} (known: {})",
+                envs.join(", ")
+            )));
         }
     }
     let base = base_dir(&spec.name);
@@ -124,7 +140,9 @@ pub fn plan_add(root: &Path, spec: &TenantSpec, env_paths: &BTreeMap<String, Str
         AuthFile::None => false,
         AuthFile::Keep => {
             if !root.join(format!("{base}/auth.yaml")).exists() {
-                return Err(Error::Other("auth.yaml does not exist yet; cannot keep it".into()));
+                return Err(Error::Other(
+                    "auth.yaml does not exist yet; cannot keep it".into(),
+                ));
             }
             true
         }
@@ -133,11 +151,23 @@ pub fn plan_add(root: &Path, spec: &TenantSpec, env_paths: &BTreeMap<String, Str
             true
         }
     };
-    p.put(format!("{base}/kustomization.yaml"), t::tenant_kustomization(with_auth))?;
+    p.put(
+        format!("{base}/kustomization.yaml"),
+        t::tenant_kustomization(with_auth),
+    )?;
     for env in &envs {
-        let path = env_paths.get(env).cloned().unwrap_or_else(|| format!("./{env}"));
-        p.put(format!("tenants/{env}/{}-patch.yaml", spec.name), t::tenant_env_patch(spec, &path))?;
-        p.merge(format!("tenants/{env}/kustomization.yaml"), edit_env_kustomization(root, env, &spec.name, true)?)?;
+        let path = env_paths
+            .get(env)
+            .cloned()
+            .unwrap_or_else(|| format!("./{env}"));
+        p.put(
+            format!("tenants/{env}/{}-patch.yaml", spec.name),
+            t::tenant_env_patch(spec, &path),
+        )?;
+        p.merge(
+            format!("tenants/{env}/kustomization.yaml"),
+            edit_env_kustomization(root, env, &spec.name, true)?,
+        )?;
     }
     Ok(p)
 }
@@ -147,7 +177,10 @@ pub fn plan_remove(root: &Path, name: &str) -> Result<Plan> {
     check_name("tenant", name)?;
     let base = base_dir(name);
     if !root.join(&base).is_dir() {
-        return Err(Error::Other(format!("no tenant {name:?} in {}", root.display())));
+        return Err(Error::Other(format!(
+            "no tenant {name:?} in {}",
+            root.display()
+        )));
     }
     let mut p = Plan::new(root);
     for f in BASE_FILES {
@@ -235,7 +268,9 @@ pub fn list(root: &Path) -> Result<Vec<TenantInfo>> {
                         info.branch = str_at(d, &["spec", "ref", "branch"]).unwrap_or("").into();
                     }
                     Some("Kustomization") => {
-                        info.service_account = str_at(d, &["spec", "serviceAccountName"]).unwrap_or("").into();
+                        info.service_account = str_at(d, &["spec", "serviceAccountName"])
+                            .unwrap_or("")
+                            .into();
                     }
                     _ => {}
                 }
@@ -254,7 +289,10 @@ pub fn list(root: &Path) -> Result<Vec<TenantInfo>> {
             let k = root.join(format!("tenants/{env}/kustomization.yaml"));
             if let Ok(docs) = read_yaml(&k) {
                 let want = Value::str(format!("../base/{name}"));
-                if docs.iter().any(|d| matches!(d.get("resources"), Some(Value::Seq(r)) if r.contains(&want))) {
+                if docs
+                    .iter()
+                    .any(|d| matches!(d.get("resources"), Some(Value::Seq(r)) if r.contains(&want)))
+                {
                     info.environments.push(env.clone());
                 }
             }

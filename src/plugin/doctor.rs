@@ -41,31 +41,47 @@ pub struct Check {
 }
 
 fn find_kustomizations(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for p in entries {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.starts_with('.') {
             continue;
         }
         if p.is_dir() {
             find_kustomizations(&p, out);
-        } else if matches!(name.as_str(), "kustomization.yaml" | "kustomization.yml" | "Kustomization") {
+        } else if matches!(
+            name.as_str(),
+            "kustomization.yaml" | "kustomization.yml" | "Kustomization"
+        ) {
             out.push(p);
         }
     }
 }
 
 fn executable(p: &Path) -> bool {
-    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 fn function_exec_path(m: &Map) -> Option<String> {
     let ann = m.get("metadata")?.as_map()?.get("annotations")?.as_map()?;
     let f = ann.get("config.kubernetes.io/function")?.as_str()?;
     let docs = formats::load_plain(Format::Yaml, f.as_bytes()).ok()?;
-    let exec = docs.first()?.get("exec")?.as_map()?.get("path")?.as_str()?.to_string();
+    let exec = docs
+        .first()?
+        .get("exec")?
+        .as_map()?
+        .get("path")?
+        .as_str()?
+        .to_string();
     Some(exec)
 }
 
@@ -85,27 +101,41 @@ pub fn doctor(dir: &Path, build_flags: Option<&str>, ring: &KeyRing) -> Vec<Chec
     let mut ks = Vec::new();
     find_kustomizations(dir, &mut ks);
     let flags = build_flags.unwrap_or("");
-    let has = |f: &str| flags.split_whitespace().any(|x| x == f || x.starts_with(&format!("{f}=")));
+    let has = |f: &str| {
+        flags
+            .split_whitespace()
+            .any(|x| x == f || x.starts_with(&format!("{f}=")))
+    };
     let mut generators = 0;
     for k in &ks {
         let root = k.parent().unwrap_or(dir);
-        let Ok(bytes) = std::fs::read(k) else { continue };
+        let Ok(bytes) = std::fs::read(k) else {
+            continue;
+        };
         let Ok(docs) = formats::load_plain(Format::Yaml, &bytes) else {
             add(Level::Error, k, "not valid YAML".into(), "fix the syntax");
             continue;
         };
         let Some(kd) = docs.first() else { continue };
         for field in ["generators", "transformers"] {
-            let Some(Value::Seq(entries)) = kd.get(field) else { continue };
+            let Some(Value::Seq(entries)) = kd.get(field) else {
+                continue;
+            };
             for e in entries {
                 let Some(entry) = e.as_str() else { continue };
                 // Inline configs are YAML documents; file entries are paths.
                 let (cfg_docs, cfg_name) = if entry.contains('\n') {
-                    (formats::load_plain(Format::Yaml, entry.as_bytes()).unwrap_or_default(), format!("{} (inline)", k.display()))
+                    (
+                        formats::load_plain(Format::Yaml, entry.as_bytes()).unwrap_or_default(),
+                        format!("{} (inline)", k.display()),
+                    )
                 } else {
                     let p = root.join(entry);
                     match std::fs::read(&p) {
-                        Ok(b) => (formats::load_plain(Format::Yaml, &b).unwrap_or_default(), p.display().to_string()),
+                        Ok(b) => (
+                            formats::load_plain(Format::Yaml, &b).unwrap_or_default(),
+                            p.display().to_string(),
+                        ),
                         Err(_) => continue,
                     }
                 };
@@ -113,27 +143,51 @@ pub fn doctor(dir: &Path, build_flags: Option<&str>, ring: &KeyRing) -> Vec<Chec
                     generators += 1;
                     let cfg_path = PathBuf::from(&cfg_name);
                     if field == "transformers" {
-                        add(Level::Error, &cfg_path, "a SOPS generator config is listed under transformers".into(), "move it to `generators:`");
+                        add(
+                            Level::Error,
+                            &cfg_path,
+                            "a SOPS generator config is listed under transformers".into(),
+                            "move it to `generators:`",
+                        );
                     }
                     if !has("--enable-alpha-plugins") {
-                        let level = if build_flags.is_some() { Level::Error } else { Level::Warning };
+                        let level = if build_flags.is_some() {
+                            Level::Error
+                        } else {
+                            Level::Warning
+                        };
                         add(level, &cfg_path, "kustomize needs --enable-alpha-plugins to run this generator (without it the build fails with `external plugins disabled`)".into(), "run `kustomize build --enable-alpha-plugins` (Argo CD: kustomize.buildOptions in argocd-cm)");
                     }
                     match function_exec_path(cfg) {
                         Some(exec) => {
                             add(Level::Warning, &cfg_path, "`kubectl kustomize` (kubectl's built-in kustomize) has no --enable-exec and never runs exec functions".into(), "build with the standalone kustomize binary, or drop the function annotation and use the legacy plugin (`kustos plugin install`)");
                             if !has("--enable-exec") {
-                                let level = if build_flags.is_some() { Level::Error } else { Level::Warning };
+                                let level = if build_flags.is_some() {
+                                    Level::Error
+                                } else {
+                                    Level::Warning
+                                };
                                 add(level, &cfg_path, "this KRM exec function is SILENTLY SKIPPED unless kustomize runs with --enable-exec: the build succeeds without the Secret".into(), "add --enable-exec next to --enable-alpha-plugins");
                             }
-                            let exec_path = if exec.contains('/') { root.join(&exec) } else { PathBuf::from(&exec) };
+                            let exec_path = if exec.contains('/') {
+                                root.join(&exec)
+                            } else {
+                                PathBuf::from(&exec)
+                            };
                             let found = if exec.contains('/') {
                                 executable(&exec_path)
                             } else {
-                                std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| executable(&d.join(&exec))))
+                                std::env::var_os("PATH").is_some_and(|p| {
+                                    std::env::split_paths(&p).any(|d| executable(&d.join(&exec)))
+                                })
                             };
                             if found {
-                                add(Level::Ok, &cfg_path, format!("function executable {exec} found"), "");
+                                add(
+                                    Level::Ok,
+                                    &cfg_path,
+                                    format!("function executable {exec} found"),
+                                    "",
+                                );
                             } else {
                                 add(Level::Error, &cfg_path, format!("function executable {exec:?} not found or not executable (relative paths resolve from {})", root.display()), "install kustos there or on PATH (`kustos plugin install --path ...`), or fix config.kubernetes.io/function");
                             }
@@ -152,29 +206,61 @@ pub fn doctor(dir: &Path, build_flags: Option<&str>, ring: &KeyRing) -> Vec<Chec
                         }
                     }
                     let Ok(gc) = parse_config(cfg, &cfg_name) else {
-                        add(Level::Error, &cfg_path, "invalid generator config".into(), "see `kustos plugin --help` for the schema");
+                        add(
+                            Level::Error,
+                            &cfg_path,
+                            "invalid generator config".into(),
+                            "see `kustos plugin --help` for the schema",
+                        );
                         continue;
                     };
                     let mut files: Vec<String> = gc.files.clone();
                     for s in &gc.secret_from {
-                        files.extend(s.files.iter().chain(&s.binary_files).map(|f| f.split_once('=').map(|x| x.1.to_string()).unwrap_or_else(|| f.clone())));
+                        files.extend(s.files.iter().chain(&s.binary_files).map(|f| {
+                            f.split_once('=')
+                                .map(|x| x.1.to_string())
+                                .unwrap_or_else(|| f.clone())
+                        }));
                         files.extend(s.envs.iter().cloned());
                     }
                     for f in files {
                         let full = match resolve_inside(root, &f) {
                             Ok(p) => p,
                             Err(e) => {
-                                add(Level::Error, &cfg_path, e.to_string(), "keep generator inputs inside the kustomization folder");
+                                add(
+                                    Level::Error,
+                                    &cfg_path,
+                                    e.to_string(),
+                                    "keep generator inputs inside the kustomization folder",
+                                );
                                 continue;
                             }
                         };
                         let fmt = Format::from_path(Path::new(&f));
-                        let tree = std::fs::read(&full).ok().and_then(|b| formats::load_encrypted(fmt, &b).ok());
+                        let tree = std::fs::read(&full)
+                            .ok()
+                            .and_then(|b| formats::load_encrypted(fmt, &b).ok());
                         match tree {
-                            None => add(Level::Error, &cfg_path, format!("{f}: not a SOPS-encrypted {} file", fmt.name()), "encrypt it with `kustos encrypt -i`"),
-                            Some(t) => match keys::recover_data_key(&t.metadata.key_groups, t.metadata.shamir_threshold, ring) {
-                                Ok(_) => add(Level::Ok, &cfg_path, format!("{f}: decryptable with the available keys"), ""),
-                                Err(e) => add(Level::Error, &cfg_path, format!("{f}: {e}"), &e.hint()),
+                            None => add(
+                                Level::Error,
+                                &cfg_path,
+                                format!("{f}: not a SOPS-encrypted {} file", fmt.name()),
+                                "encrypt it with `kustos encrypt -i`",
+                            ),
+                            Some(t) => match keys::recover_data_key(
+                                &t.metadata.key_groups,
+                                t.metadata.shamir_threshold,
+                                ring,
+                            ) {
+                                Ok(_) => add(
+                                    Level::Ok,
+                                    &cfg_path,
+                                    format!("{f}: decryptable with the available keys"),
+                                    "",
+                                ),
+                                Err(e) => {
+                                    add(Level::Error, &cfg_path, format!("{f}: {e}"), &e.hint())
+                                }
                             },
                         }
                     }
@@ -183,7 +269,13 @@ pub fn doctor(dir: &Path, build_flags: Option<&str>, ring: &KeyRing) -> Vec<Chec
         }
     }
     if generators == 0 {
-        add(Level::Warning, dir, "no ksops or kustos SopsGenerator config is referenced from any kustomization here".into(), "add the config file under `generators:` in kustomization.yaml");
+        add(
+            Level::Warning,
+            dir,
+            "no ksops or kustos SopsGenerator config is referenced from any kustomization here"
+                .into(),
+            "add the config file under `generators:` in kustomization.yaml",
+        );
     }
     checks
 }

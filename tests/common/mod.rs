@@ -247,7 +247,10 @@ impl TestSshd {
     /// Starts sshd with host keys of these `ssh-keygen -t` types, or skips.
     pub fn start(types: &[&str]) -> Option<TestSshd> {
         use std::io::Read;
-        let sshd = require("sshd (openssh-server)", Some(PathBuf::from("/usr/sbin/sshd")).filter(|p| p.exists()))?;
+        let sshd = require(
+            "sshd (openssh-server)",
+            Some(PathBuf::from("/usr/sbin/sshd")).filter(|p| p.exists()),
+        )?;
         let keygen = require("ssh-keygen", which("ssh-keygen"))?;
         if nix::unistd::geteuid().is_root() && !Path::new("/run/sshd").exists() {
             let _ = std::fs::create_dir_all("/run/sshd");
@@ -256,12 +259,20 @@ impl TestSshd {
         let mut host_keys = String::new();
         for t in types {
             let p = dir.path().join(format!("host_{t}"));
-            let out = Command::new(&keygen).args(["-q", "-t", t, "-N", "", "-C", "", "-f"]).arg(&p).output().unwrap();
+            let out = Command::new(&keygen)
+                .args(["-q", "-t", t, "-N", "", "-C", "", "-f"])
+                .arg(&p)
+                .output()
+                .unwrap();
             assert!(out.status.success());
             host_keys.push_str(&format!("HostKey {}\n", p.display()));
         }
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
             let cfg = dir.path().join("sshd_config");
             std::fs::write(
                 &cfg,
@@ -302,7 +313,10 @@ impl TestSshd {
     /// The `type base64` fields of the host key of this type.
     pub fn host_key(&self, t: &str) -> String {
         let text = std::fs::read_to_string(self.dir.path().join(format!("host_{t}.pub"))).unwrap();
-        text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+        text.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 

@@ -137,7 +137,12 @@ fn collect_events(src: &str) -> Result<Events> {
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| {
             let m = e.marker();
-            parse_err(format!("line {} column {}: {}", m.line(), m.col() + 1, e.info()))
+            parse_err(format!(
+                "line {} column {}: {}",
+                m.line(),
+                m.col() + 1,
+                e.info()
+            ))
         })?;
     // A block scalar that runs to the end of an input without a final line
     // break has no trailing break (libyaml/yaml.v3); saphyr adds one.
@@ -325,7 +330,8 @@ fn scan_comments(lines: &[&str], ev: &Events) -> Vec<Comment> {
                 None => {
                     let here = Pos { line: line_no, col };
                     let maybe_quote = c == '"' || c == '\'';
-                    if let Some(style) = maybe_quote.then(|| ev.quoted_starts.get(&here)).flatten() {
+                    if let Some(style) = maybe_quote.then(|| ev.quoted_starts.get(&here)).flatten()
+                    {
                         quote = Some(if *style == ScalarStyle::DoubleQuoted {
                             '"'
                         } else {
