@@ -407,42 +407,61 @@ fn check_exists(p: &Path) -> CliResult {
 }
 
 /// Runs a per-file job over several files in parallel; prints each error and
-/// returns the first error's code.
+/// returns the first error's code. Files the jobs write are committed
+/// together at the end (one flush for the batch, see [`fsutil::Batch`]).
 fn run_many<F>(files: &[PathBuf], job: F) -> CliResult
 where
-    F: Fn(&Path) -> CliResult + Sync,
+    F: Fn(&Path, &fsutil::Batch) -> CliResult + Sync,
 {
+    let batch = fsutil::Batch::new();
     let results: Vec<(usize, CliResult)> = files
         .par_iter()
         .enumerate()
-        .map(|(i, f)| (i, job(f).map_err(|e| e.in_file(&show(f)))))
+        .map(|(i, f)| (i, job(f, &batch).map_err(|e| e.in_file(&show(f)))))
         .collect();
     let mut first: Option<i32> = None;
     let mut failed = 0;
-    for (_, r) in &results {
-        if let Err(e) = r {
-            super::print_error(e);
+    // One line per failed file; each distinct hint once, at the end.
+    let mut hints: Vec<String> = Vec::new();
+    for (_, r) in results {
+        if let Err(mut e) = r {
+            if let Some(h) = e.hint.take() {
+                if !hints.contains(&h) {
+                    hints.push(h);
+                }
+            }
+            super::print_error(&e);
             failed += 1;
             first.get_or_insert(e.code);
         }
     }
+    batch.commit().map_err(|e| CliError::from(e.error))?;
     match first {
         None => Ok(()),
-        Some(code) => Err(CliError::new(
-            code,
-            format!("{failed} of {} files failed", files.len()),
-        )),
+        Some(code) => {
+            let mut e = CliError::new(code, format!("{failed} of {} files failed", files.len()));
+            if !hints.is_empty() {
+                e = e.with_hint(&hints.join("\nhint: "));
+            }
+            Err(e)
+        }
     }
 }
 
-fn dest_for(file: &Path, in_place: bool, output_dir: Option<&Path>, mode: NewFileMode) -> Dest {
-    if in_place {
-        Dest::File(file.to_path_buf(), mode)
-    } else if let Some(dir) = output_dir {
-        Dest::File(dir.join(file.file_name().unwrap_or_default()), mode)
-    } else {
-        Dest::Stdout
-    }
+/// Stages one file's result in a multi-file run (`--in-place` or
+/// `--output-dir`; the CLI refuses several files otherwise).
+fn stage_for(
+    batch: &fsutil::Batch,
+    file: &Path,
+    output_dir: Option<&Path>,
+    mode: NewFileMode,
+    data: &[u8],
+) -> CliResult {
+    let target = match output_dir {
+        Some(dir) => dir.join(file.file_name().unwrap_or_default()),
+        None => file.to_path_buf(),
+    };
+    Ok(batch.stage(&target, data, mode)?)
 }
 
 /// `kustos encrypt`.
@@ -504,12 +523,9 @@ pub fn encrypt(g: &GlobalArgs, a: EncryptArgs) -> CliResult {
         };
         return write_dest(&dest, &out).map_err(|e| e.in_file(&label));
     }
-    run_many(&a.files, |f| {
+    run_many(&a.files, |f, batch| {
         let out = one(Some(f))?;
-        write_dest(
-            &dest_for(f, a.in_place, a.output_dir.as_deref(), NewFileMode::Shared),
-            &out,
-        )
+        stage_for(batch, f, a.output_dir.as_deref(), NewFileMode::Shared, &out)
     })
 }
 
@@ -576,10 +592,13 @@ pub fn decrypt(g: &GlobalArgs, a: DecryptArgs) -> CliResult {
         };
         return write_dest(&dest, &out).map_err(|e| e.in_file(&label));
     }
-    run_many(&a.files, |f| {
+    run_many(&a.files, |f, batch| {
         let out = one(Some(f))?;
-        write_dest(
-            &dest_for(f, a.in_place, a.output_dir.as_deref(), NewFileMode::Private),
+        stage_for(
+            batch,
+            f,
+            a.output_dir.as_deref(),
+            NewFileMode::Private,
             &out,
         )
     })

@@ -408,51 +408,29 @@ pub fn run(
     Ok(report)
 }
 
-/// Phases 2 and 3: temporary files for everything, then renames, with
-/// rollback if a rename fails.
+/// Phases 2 and 3: temporary files for everything (one flush for all), then
+/// renames, with rollback if a rename fails.
 fn commit(prepared: &[Prepared]) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut temps: Vec<(tempfile::TempPath, &Prepared)> = Vec::new();
-    for p in prepared.iter().filter(|p| p.new.is_some()) {
-        let dir = p.file.path.parent().unwrap_or(Path::new("."));
-        let mode = std::fs::metadata(&p.file.path)
-            .map(|m| m.permissions().mode() & 0o7777)
-            .unwrap_or(0o644);
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".kustos-fleet.")
-            .suffix(".kustos-tmp")
-            .tempfile_in(dir)
-            .map_err(|e| {
-                Error::Write(format!(
-                    "{}: cannot create a temporary file: {e}",
-                    p.file.rel.display()
-                ))
-            })?;
-        use std::io::Write as _;
+    let batch = fsutil::Batch::new();
+    let changed: Vec<&Prepared> = prepared.iter().filter(|p| p.new.is_some()).collect();
+    changed.par_iter().try_for_each(|p| {
         let new = p.new.as_deref().unwrap_or_default();
-        tmp.write_all(new)
-            .and_then(|_| tmp.as_file().sync_all())
-            .and_then(|_| {
-                std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
-            })
-            .map_err(|e| Error::Write(format!("{}: {e}", p.file.rel.display())))?;
-        temps.push((tmp.into_temp_path(), p));
-    }
-    let mut done: Vec<&Prepared> = Vec::new();
-    for (tmp, p) in temps {
-        if let Err(e) = tmp.persist(&p.file.path) {
-            // Put back what was already replaced.
-            for d in &done {
-                let _ = fsutil::write_atomic(&d.file.path, &d.old, fsutil::NewFileMode::Shared);
+        batch
+            .stage(&p.file.path, new, fsutil::NewFileMode::Shared)
+            .map_err(|e| Error::Write(format!("{}: {e}", p.file.rel.display())))
+    })?;
+    if let Err(e) = batch.commit() {
+        // Put back what was already replaced.
+        let mut restored = 0;
+        for d in changed.iter().filter(|d| e.replaced.contains(&d.file.path)) {
+            if fsutil::write_atomic(&d.file.path, &d.old, fsutil::NewFileMode::Shared).is_ok() {
+                restored += 1;
             }
-            return Err(Error::Write(format!(
-                "{}: cannot replace the file ({}); {} files already replaced were restored",
-                p.file.rel.display(),
-                e.error,
-                done.len()
-            )));
         }
-        done.push(p);
+        return Err(Error::Write(format!(
+            "{}; {restored} files already replaced were restored",
+            e.error
+        )));
     }
     Ok(())
 }

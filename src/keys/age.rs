@@ -297,7 +297,7 @@ impl AgeIdentities {
             return Err(UnwrapError::NoIdentity(msg));
         }
         let reader = ArmoredReader::new(enc.trim_start().as_bytes());
-        let decryptor = age::Decryptor::new(reader)
+        let decryptor = age::Decryptor::new_buffered(reader)
             .map_err(|e| UnwrapError::Failed(format!("malformed age stanza: {e}")))?;
         let mut r = decryptor
             .decrypt(

@@ -31,12 +31,28 @@ pub struct Selector {
 }
 
 fn compile(name: &str, re: &str) -> Result<Option<Regex>> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    // A fleet shares a handful of patterns; compiling one costs more than
+    // decrypting a small Secret, so compiled regexes are kept (a bounded
+    // number: the patterns come from the files).
+    static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
+    const MAX_CACHED: usize = 64;
     if re.is_empty() {
         return Ok(None);
     }
-    Regex::new(re)
-        .map(Some)
-        .map_err(|e| Error::Metadata(format!("invalid {name} {re:?}: {e}")))
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(r) = cache.lock().ok().and_then(|c| c.get(re).cloned()) {
+        return Ok(Some(r));
+    }
+    let compiled =
+        Regex::new(re).map_err(|e| Error::Metadata(format!("invalid {name} {re:?}: {e}")))?;
+    if let Ok(mut c) = cache.lock() {
+        if c.len() < MAX_CACHED {
+            c.insert(re.to_string(), compiled.clone());
+        }
+    }
+    Ok(Some(compiled))
 }
 
 impl Selector {
