@@ -217,7 +217,7 @@ pub fn main() -> ExitCode {
         };
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
-    let code = run(legacy::translate(args));
+    let code = run_inner(legacy::translate(args), true);
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 
@@ -233,7 +233,27 @@ pub enum OutputFormat {
 
 /// Runs the CLI with explicit arguments; returns the exit code.
 pub fn run(args: Vec<OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    run_inner(args, false)
+}
+
+/// Parses with clap's builder kept alive (`forget_parser`) or dropped.
+/// Freeing the command tree of ~25 subcommands costs about as much as
+/// decrypting a small file, so the process entry point skips it: the OS
+/// reclaims the memory at exit anyway.
+fn parse(args: Vec<OsString>, forget_parser: bool) -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut cmd = Cli::command();
+    let parsed = cmd
+        .try_get_matches_from_mut(args)
+        .and_then(|mut m| Cli::from_arg_matches_mut(&mut m));
+    if forget_parser {
+        std::mem::forget(cmd);
+    }
+    parsed
+}
+
+fn run_inner(args: Vec<OsString>, forget_parser: bool) -> i32 {
+    let cli = match parse(args, forget_parser) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
