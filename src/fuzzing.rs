@@ -7,6 +7,7 @@
 use crate::formats::{self, dotenv, ini, json, yaml, Format};
 use crate::keys::{KeyRing, KeySources};
 use crate::sops::cipher::{Cipher, DataKey, EncryptedValue};
+use std::sync::Arc;
 
 /// `ENC[…]` parsing, value decryption and tree paths.
 pub fn enc_value(data: &[u8]) {
@@ -115,6 +116,187 @@ pub fn plugin(data: &[u8]) {
     }
 }
 
+/// TEST-ONLY age identities of the two tenants the `serve` target's sidecar
+/// knows (made for fuzzing; they protect nothing). The seeds in
+/// `fuzz/seeds/serve-*` are encrypted to them.
+pub const FUZZ_TENANT_KEYS: [(&str, &str, &str); 2] = [
+    (
+        "team-a",
+        "AGE-SECRET-KEY-1Y8PS8V4M8CFSD8WYT6N4LAXQYLFCRQXC2M6WK3MW96VZQX70YEAQE6EFAF",
+        "age1hedqhc8cqjjdupw8qnvv9sk64dshe75w7nujcyw0x43jmma8pyrq2c8pct",
+    ),
+    (
+        "team-b",
+        "AGE-SECRET-KEY-154AJ5KCXW2Y9JNFDAFP4A6WH5DZVCQ4TMRJDKCKJCLRA28R09P3SL4F2P9",
+        "age1zyymlqm0dp80pl3n095y0ljukd9gvuefgwuu7xy6kqcy7vwy6cusxwjczh",
+    ),
+];
+
+/// The plaintext marker in each tenant's seed documents: the property is
+/// that it only ever comes back in a 200 answer to a request for that
+/// tenant.
+pub const FUZZ_CANARIES: [&str; 2] = ["canary-team-a-3b9d0f", "canary-team-b-7c1e42"];
+
+struct ServeFixture {
+    rt: tokio::runtime::Runtime,
+    router: axum::Router,
+    _dir: tempfile::TempDir,
+}
+
+/// A sidecar with two tenants' keys and a render root whose kustomization
+/// holds team-a's encrypted Secret (kubectl is absent, so render stops after
+/// decrypting the sources: no plaintext may leak from that path either).
+fn serve_fixture() -> &'static ServeFixture {
+    use crate::serve::{http, keys::KeyStore, metrics::Metrics};
+    static FIXTURE: std::sync::OnceLock<ServeFixture> = std::sync::OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        crate::serve::log::set_enabled(false);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let keys_dir = dir.path().join("keys");
+        for (tenant, secret, _) in FUZZ_TENANT_KEYS {
+            let d = keys_dir.join(tenant);
+            std::fs::create_dir_all(&d).expect("keys dir");
+            std::fs::write(d.join("age.agekey"), format!("{secret}\n")).expect("key file");
+        }
+        let app = dir.path().join("root/app");
+        std::fs::create_dir_all(&app).expect("render root");
+        let spec = crate::ops::EncryptSpec {
+            groups: vec![vec![crate::keys::Recipient::Age(
+                FUZZ_TENANT_KEYS[0].2.to_string(),
+            )]],
+            ..Default::default()
+        };
+        let plain = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n    name: s\n    namespace: team-a\nstringData:\n    token: {}\n",
+            FUZZ_CANARIES[0]
+        );
+        let enc = crate::ops::encrypt_bytes(
+            plain.as_bytes(),
+            Format::Yaml,
+            Format::Yaml,
+            &spec,
+            &Default::default(),
+        )
+        .expect("encrypt the render fixture");
+        std::fs::write(app.join("secret.enc.yaml"), enc).expect("fixture");
+        std::fs::write(
+            app.join("kustomization.yaml"),
+            "resources:\n- secret.enc.yaml\n",
+        )
+        .expect("fixture");
+        std::os::unix::fs::symlink("/", dir.path().join("root/escape")).expect("symlink");
+        let root = std::fs::canonicalize(dir.path().join("root")).expect("root");
+
+        let store = Arc::new(KeyStore::new(keys_dir, false, 64));
+        assert!(
+            matches!(store.check(), crate::serve::keys::ReloadOutcome::Reloaded(_)),
+            "the fuzz keys must load"
+        );
+        let state = Arc::new(http::AppState {
+            store,
+            metrics: Arc::new(Metrics::new()),
+            limiter: Arc::new(tokio::sync::Semaphore::new(4)),
+            draining: Default::default(),
+            render_root: Some(root),
+            kubectl: "/nonexistent/kubectl".into(),
+            max_body: 64 << 10,
+            timeout: std::time::Duration::from_secs(10),
+            access_log: false,
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        ServeFixture {
+            rt,
+            router: http::router(state),
+            _dir: dir,
+        }
+    })
+}
+
+/// Splits fuzz input into a request: `METHOD TARGET` on the first line,
+/// `Name: value` header lines, an empty line, then the body. (hyper parses
+/// the real wire format; this drives everything kustos does after it.)
+fn fuzz_request(data: &[u8]) -> Option<(axum::http::Request<axum::body::Body>, Vec<String>)> {
+    let split = data
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| (&data[..i], &data[i + 2..]))
+        .unwrap_or((data, &[][..]));
+    let head = std::str::from_utf8(split.0).ok()?;
+    let mut lines = head.lines();
+    let (method, target) = lines.next()?.split_once(' ')?;
+    let mut req = axum::http::Request::builder().method(method).uri(target);
+    // Every tenant name the request carries, wherever it is.
+    let mut tenants = Vec::new();
+    if let Some(q) = target.split_once('?').map(|(_, q)| q) {
+        for kv in q.split('&') {
+            if let Some(("tenant", v)) = kv.split_once('=') {
+                tenants.push(v.to_string());
+            }
+        }
+    }
+    for line in lines {
+        let (k, v) = line.split_once(':')?;
+        if k.eq_ignore_ascii_case(crate::serve::http::TENANT_HEADER) {
+            tenants.push(v.trim().to_string());
+        }
+        req = req.header(k, v.trim_start());
+    }
+    let req = req.body(axum::body::Body::from(split.1.to_vec())).ok()?;
+    Some((req, tenants))
+}
+
+/// The sidecar's request handling (routing, limits, tenant and format
+/// headers, body reading, document parsing, decryption, render requests):
+/// never a 500, errors are JSON with a reason, and a tenant's plaintext
+/// comes back only in a 200 answer to a request for that tenant.
+pub fn serve(data: &[u8]) {
+    let _ = serve_answer(data);
+}
+
+/// Runs one fuzz request through the sidecar's router and checks the
+/// answer (see [`serve`]); returns the status and body when the input is a
+/// request at all.
+pub fn serve_answer(data: &[u8]) -> Option<(u16, Vec<u8>)> {
+    use tower::ServiceExt;
+    let (req, tenants) = fuzz_request(data)?;
+    let f = serve_fixture();
+    let (status, body) = f.rt.block_on(async {
+        let resp = f
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("the router never fails");
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("response body");
+        (status, body)
+    });
+    assert_ne!(status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    if !status.is_success() {
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("error answers are JSON");
+        assert!(v["error"].is_string(), "error answers name the reason");
+    }
+    for ((tenant, _, _), canary) in FUZZ_TENANT_KEYS.iter().zip(FUZZ_CANARIES) {
+        let has = |hay: &[u8]| hay.windows(canary.len()).any(|w| w == canary.as_bytes());
+        // A request may carry the marker itself (as a key name an error
+        // message points at, or a value sops leaves unencrypted); only
+        // plaintext the sidecar decrypted is checked.
+        if has(&body) && !has(data) {
+            assert!(status.is_success(), "plaintext in an error answer");
+            assert!(
+                tenants.iter().any(|t| t == tenant),
+                "{tenant}'s plaintext answered to a request for {tenants:?}"
+            );
+        }
+    }
+    Some((status.as_u16(), body.to_vec()))
+}
+
 /// A fuzz target: a name and the property it checks on arbitrary bytes.
 pub type Target = (&'static str, fn(&[u8]));
 
@@ -128,4 +310,5 @@ pub const TARGETS: &[Target] = &[
     ("metadata", metadata),
     ("sops_config", sops_config),
     ("plugin", plugin),
+    ("serve", serve),
 ];

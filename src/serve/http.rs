@@ -636,8 +636,19 @@ async fn render_handler(State(st): State<Shared>, req: Request) -> Response {
         };
         let body = read_body(body, &parts.headers, st.max_body, deadline).await?;
         let rr: RenderRequest = serde_json::from_slice(&body).map_err(|e| {
+            // serde's own message quotes the input (unknown field names,
+            // invalid values): name only the kind of problem and where.
+            let what = match e.classify() {
+                serde_json::error::Category::Io | serde_json::error::Category::Eof => {
+                    "truncated JSON"
+                }
+                serde_json::error::Category::Syntax => "invalid JSON",
+                serde_json::error::Category::Data => "unknown field or wrong type",
+            };
             ApiError::bad_request(format!(
-                "the body must be JSON {{\"path\": \"…\", \"tenant\": \"…\"}}: {e}"
+                "the body must be JSON {{\"path\": \"…\", \"tenant\": \"…\"}}: {what} at line {} column {}",
+                e.line(),
+                e.column()
             ))
         })?;
         if let Some(t) = &rr.tenant {
