@@ -120,9 +120,15 @@ fn stage(path: &Path, data: &[u8], mode: NewFileMode) -> Result<Staged> {
 /// and fsyncs each folder after them. Per-file fsyncs cost one journal
 /// commit each, which dominated fleet-wide runs; the crash guarantee is the
 /// same: every target is either its old or its new content.
+///
+/// [`Batch::without_flush`] skips the flush for new outputs derived from
+/// sources that stay as they are (`--output-dir`): the renames still keep
+/// readers from ever seeing half a file, and a crash loses nothing that
+/// cannot be made again.
 #[derive(Default)]
 pub struct Batch {
     staged: Mutex<Vec<Staged>>,
+    no_flush: bool,
 }
 
 /// A batch commit that stopped at a failed rename.
@@ -135,9 +141,17 @@ pub struct CommitError {
 }
 
 impl Batch {
-    /// An empty batch.
+    /// An empty batch whose commit is durable.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty batch whose commit renames without flushing first.
+    pub fn without_flush() -> Self {
+        Batch {
+            no_flush: true,
+            ..Self::default()
+        }
     }
 
     /// Writes `data` for `path` to a temporary file (see [`write_atomic`]
@@ -161,14 +175,18 @@ impl Batch {
         self.len() == 0
     }
 
-    /// Flushes every staged file, renames each over its target (in path
-    /// order) and makes the renames durable. Nothing is renamed if the flush
-    /// fails; temporary files of a failed commit are removed.
+    /// Flushes every staged file (unless made [`Batch::without_flush`]),
+    /// renames each over its target (in path order) and makes the renames
+    /// durable. Nothing is renamed if the flush fails; temporary files of a
+    /// failed commit are removed.
     pub fn commit(self) -> std::result::Result<(), CommitError> {
         let mut staged = self.staged.into_inner().unwrap_or_else(|e| e.into_inner());
         staged.sort_by(|a, b| a.target.cmp(&b.target));
         let fail = |error: Error, replaced: Vec<PathBuf>| CommitError { error, replaced };
-        flush(&staged).map_err(|e| fail(e, Vec::new()))?;
+        let durable = !self.no_flush;
+        if durable {
+            flush(&staged).map_err(|e| fail(e, Vec::new()))?;
+        }
         let mut dirs: Vec<PathBuf> = Vec::new();
         let mut replaced = Vec::new();
         for s in staged {
@@ -187,9 +205,11 @@ impl Batch {
             }
             replaced.push(target);
         }
-        for d in dirs {
-            if let Ok(d) = fs::File::open(d) {
-                let _ = d.sync_all();
+        if durable {
+            for d in dirs {
+                if let Ok(d) = fs::File::open(d) {
+                    let _ = d.sync_all();
+                }
             }
         }
         Ok(())

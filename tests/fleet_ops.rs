@@ -333,3 +333,71 @@ fn a_failure_in_the_middle_changes_nothing() {
     assert!(String::from_utf8_lossy(&ok(&o)).contains("would update"));
     assert!(snapshot(&f.root) == before);
 }
+
+/// `encrypt`/`decrypt` take many files in one process with `--output-dir`:
+/// every output decrypts with the real sops, decrypting them back gives the
+/// plaintext, outputs are never left half-written, and a bad file among
+/// them fails the run (naming it) without an output of its own.
+#[test]
+fn many_files_in_one_process_with_output_dir() {
+    let Some(sops) = sops() else { return };
+    let env = Env::new();
+    let n = 60;
+    let plain: Vec<PathBuf> = (0..n)
+        .map(|i| env.write(&format!("plain/t{i:03}.yaml"), secret(i).as_bytes()))
+        .collect();
+    let mut args: Vec<String> = [
+        "encrypt",
+        "--age",
+        &env.recipient,
+        "--encrypted-regex",
+        "^(data|stringData)$",
+        "--output-dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(env.path("enc").display().to_string());
+    std::fs::create_dir_all(env.path("enc")).unwrap();
+    args.extend(plain.iter().map(|p| p.display().to_string()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&env.kustos(&argv));
+    for i in 0..n {
+        let p = env.path(&format!("enc/t{i:03}.yaml"));
+        let enc = std::fs::read_to_string(&p).unwrap();
+        assert!(!enc.contains(&format!("token-{i:04}")), "plaintext in {p:?}");
+        let out = ok(&env.sops(&sops, &["decrypt", p.to_str().unwrap()]));
+        assert_eq!(String::from_utf8(out).unwrap(), secret(i), "sops on {p:?}");
+    }
+
+    // Back again, with one file that is not encrypted among them.
+    std::fs::create_dir_all(env.path("dec")).unwrap();
+    let mut inputs: Vec<String> = (0..n)
+        .map(|i| env.path(&format!("enc/t{i:03}.yaml")).display().to_string())
+        .collect();
+    let dec = env.path("dec").display().to_string();
+    let mut argv = vec!["decrypt", "--output-dir", dec.as_str()];
+    argv.extend(inputs.iter().map(String::as_str));
+    ok(&env.kustos(&argv));
+    for i in 0..n {
+        let got = std::fs::read_to_string(env.path(&format!("dec/t{i:03}.yaml"))).unwrap();
+        assert_eq!(got, secret(i));
+    }
+    std::fs::remove_dir_all(env.path("dec")).unwrap();
+    std::fs::create_dir_all(env.path("dec")).unwrap();
+    let stray = env.write("stray/plain.yaml", secret(999).as_bytes());
+    inputs.push(stray.display().to_string());
+    let mut argv = vec!["decrypt", "--output-dir", dec.as_str()];
+    argv.extend(inputs.iter().map(String::as_str));
+    let out = env.kustos(&argv);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("plain.yaml"), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(!env.path("dec/plain.yaml").exists());
+    // No temporary files left behind.
+    for e in std::fs::read_dir(env.path("dec")).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".kustos-tmp"), "{name}");
+    }
+}

@@ -409,11 +409,19 @@ fn check_exists(p: &Path) -> CliResult {
 /// Runs a per-file job over several files in parallel; prints each error and
 /// returns the first error's code. Files the jobs write are committed
 /// together at the end (one flush for the batch, see [`fsutil::Batch`]).
-fn run_many<F>(files: &[PathBuf], job: F) -> CliResult
+/// In-place results are flushed before they replace the sources; results
+/// in an output folder are new files made from sources left untouched, so
+/// they are only renamed into place (as `sops -d f > out` would, but never
+/// half-written).
+fn run_many<F>(files: &[PathBuf], in_place: bool, job: F) -> CliResult
 where
     F: Fn(&Path, &fsutil::Batch) -> CliResult + Sync,
 {
-    let batch = fsutil::Batch::new();
+    let batch = if in_place {
+        fsutil::Batch::new()
+    } else {
+        fsutil::Batch::without_flush()
+    };
     let results: Vec<(usize, CliResult)> = files
         .par_iter()
         .enumerate()
@@ -523,7 +531,7 @@ pub fn encrypt(g: &GlobalArgs, a: EncryptArgs) -> CliResult {
         };
         return write_dest(&dest, &out).map_err(|e| e.in_file(&label));
     }
-    run_many(&a.files, |f, batch| {
+    run_many(&a.files, a.in_place, |f, batch| {
         let out = one(Some(f))?;
         stage_for(batch, f, a.output_dir.as_deref(), NewFileMode::Shared, &out)
     })
@@ -592,7 +600,7 @@ pub fn decrypt(g: &GlobalArgs, a: DecryptArgs) -> CliResult {
         };
         return write_dest(&dest, &out).map_err(|e| e.in_file(&label));
     }
-    run_many(&a.files, |f, batch| {
+    run_many(&a.files, a.in_place, |f, batch| {
         let out = one(Some(f))?;
         stage_for(
             batch,
