@@ -26,21 +26,11 @@ fn build(env: &Env, kubectl: &Path, dir: &Path) -> Vec<Map> {
     formats::load_plain(Format::Yaml, &ok(&out)).unwrap()
 }
 
-fn s<'a>(m: &'a Map, path: &[&str]) -> Option<&'a str> {
-    let mut cur = m;
-    for (i, k) in path.iter().enumerate() {
-        let v = cur.get(k)?;
-        if i + 1 == path.len() {
-            return v.as_str();
-        }
-        cur = v.as_map()?;
-    }
-    None
-}
-
 fn find<'a>(objs: &'a [Map], kind: &str, name: &str) -> &'a Map {
     objs.iter()
-        .find(|o| s(o, &["kind"]) == Some(kind) && s(o, &["metadata", "name"]) == Some(name))
+        .find(|o| {
+            o.str_at(&["kind"]) == Some(kind) && o.str_at(&["metadata", "name"]) == Some(name)
+        })
         .unwrap_or_else(|| panic!("no {kind}/{name} in the build"))
 }
 
@@ -149,24 +139,28 @@ fn onboarding_flow_with_ssh_and_basic_auth() {
             let n = objs
                 .iter()
                 .find(|o| {
-                    s(o, &["kind"]) == Some("Namespace") && s(o, &["metadata", "name"]) == Some(ns)
+                    o.str_at(&["kind"]) == Some("Namespace")
+                        && o.str_at(&["metadata", "name"]) == Some(ns)
                 })
                 .unwrap();
             assert_eq!(
-                s(n, &["metadata", "labels", "toolkit.fluxcd.io/tenant"]),
+                n.str_at(&["metadata", "labels", "toolkit.fluxcd.io/tenant"]),
                 Some("dev-team")
             );
         }
         let rb = find(&objs, "RoleBinding", "dev-team-reconciler");
-        assert_eq!(s(rb, &["roleRef", "name"]), Some("cluster-admin"));
+        assert_eq!(rb.str_at(&["roleRef", "name"]), Some("cluster-admin"));
         let gr = find(&objs, "GitRepository", "dev-team");
-        assert_eq!(s(gr, &["metadata", "namespace"]), Some("apps"));
-        assert_eq!(s(gr, &["spec", "secretRef", "name"]), Some("dev-team-auth"));
-        assert_eq!(s(gr, &["spec", "url"]), Some(ssh_url.as_str()));
+        assert_eq!(gr.str_at(&["metadata", "namespace"]), Some("apps"));
+        assert_eq!(
+            gr.str_at(&["spec", "secretRef", "name"]),
+            Some("dev-team-auth")
+        );
+        assert_eq!(gr.str_at(&["spec", "url"]), Some(ssh_url.as_str()));
         let k = find(&objs, "Kustomization", "dev-team");
-        assert_eq!(s(k, &["spec", "serviceAccountName"]), Some("dev-team"));
-        assert_eq!(s(k, &["spec", "sourceRef", "name"]), Some("dev-team"));
-        assert_eq!(s(k, &["spec", "path"]), Some(dev_path), "{env_name}");
+        assert_eq!(k.str_at(&["spec", "serviceAccountName"]), Some("dev-team"));
+        assert_eq!(k.str_at(&["spec", "sourceRef", "name"]), Some("dev-team"));
+        assert_eq!(k.str_at(&["spec", "path"]), Some(dev_path), "{env_name}");
         assert!(matches!(
             k.get("spec")
                 .and_then(|v| v.as_map())
@@ -174,18 +168,19 @@ fn onboarding_flow_with_ssh_and_basic_auth() {
             Some(Value::Bool(true))
         ));
         let k = find(&objs, "Kustomization", "web");
-        assert_eq!(s(k, &["spec", "serviceAccountName"]), Some("web-deployer"));
         assert_eq!(
-            s(
-                find(&objs, "GitRepository", "web"),
-                &["spec", "ref", "branch"]
-            ),
+            k.str_at(&["spec", "serviceAccountName"]),
+            Some("web-deployer")
+        );
+        assert_eq!(
+            find(&objs, "GitRepository", "web").str_at(&["spec", "ref", "branch"]),
             Some("release")
         );
         // The credentials are still SOPS-encrypted after the build.
         let secret = find(&objs, "Secret", "dev-team-auth");
         assert!(secret.contains_key("sops"));
-        assert!(s(secret, &["stringData", "identity"])
+        assert!(secret
+            .str_at(&["stringData", "identity"])
             .unwrap()
             .starts_with("ENC[AES256_GCM"));
     }
@@ -197,18 +192,22 @@ fn onboarding_flow_with_ssh_and_basic_auth() {
     assert_eq!(policies.len(), 3);
     assert!(policies
         .iter()
-        .all(|p| s(p, &["kind"]) == Some("ClusterPolicy")));
+        .all(|p| p.str_at(&["kind"]) == Some("ClusterPolicy")));
 
     // The SSH credential decrypts with the real sops and works: the key
     // matches identity.pub and known_hosts has the server's key.
     let auth = repo.join("tenants/base/dev-team/auth.yaml");
     let plain = ok(&env.sops(&sops, &["decrypt", auth.to_str().unwrap()]));
     let doc = formats::load_plain(Format::Yaml, &plain).unwrap().remove(0);
-    let identity = s(&doc, &["stringData", "identity"]).unwrap().to_string();
-    let identity_pub = s(&doc, &["stringData", "identity.pub"])
+    let identity = doc.str_at(&["stringData", "identity"]).unwrap().to_string();
+    let identity_pub = doc
+        .str_at(&["stringData", "identity.pub"])
         .unwrap()
         .to_string();
-    let known_hosts = s(&doc, &["stringData", "known_hosts"]).unwrap().to_string();
+    let known_hosts = doc
+        .str_at(&["stringData", "known_hosts"])
+        .unwrap()
+        .to_string();
     assert!(
         known_hosts.starts_with(&format!("[127.0.0.1]:{} ", sshd.port)),
         "{known_hosts}"

@@ -120,13 +120,6 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-fn enc_lines(s: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(s)
-        .lines()
-        .filter(|l| l.contains("ENC[") && !l.contains("mac:"))
-        .map(String::from)
-        .collect()
-}
 
 #[test]
 fn status_updatekeys_and_rotate_across_the_fleet() {
@@ -365,7 +358,10 @@ fn many_files_in_one_process_with_output_dir() {
     for i in 0..n {
         let p = env.path(&format!("enc/t{i:03}.yaml"));
         let enc = std::fs::read_to_string(&p).unwrap();
-        assert!(!enc.contains(&format!("token-{i:04}")), "plaintext in {p:?}");
+        assert!(
+            !enc.contains(&format!("token-{i:04}")),
+            "plaintext in {p:?}"
+        );
         let out = ok(&env.sops(&sops, &["decrypt", p.to_str().unwrap()]));
         assert_eq!(String::from_utf8(out).unwrap(), secret(i), "sops on {p:?}");
     }

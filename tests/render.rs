@@ -17,18 +17,6 @@ fn docs(b: &[u8]) -> Vec<Map> {
     formats::load_plain(Format::Yaml, b).unwrap()
 }
 
-fn get<'a>(m: &'a Map, path: &[&str]) -> Option<&'a str> {
-    let mut cur = m;
-    for (i, k) in path.iter().enumerate() {
-        let v = cur.get(k)?;
-        if i + 1 == path.len() {
-            return v.as_str();
-        }
-        cur = v.as_map()?;
-    }
-    None
-}
-
 fn leftover_workspaces() -> usize {
     std::fs::read_dir("/dev/shm")
         .map(|r| {
@@ -80,8 +68,8 @@ fn renders_the_onboarded_fleet_like_the_controller() {
     ])));
     assert_eq!(rendered.len(), plain_build.len());
     for (a, b) in rendered.iter().zip(&plain_build) {
-        if get(a, &["kind"]) == Some("Secret") {
-            assert_eq!(get(a, &["stringData", "password"]), Some("s3cret-token"));
+        if a.str_at(&["kind"]) == Some("Secret") {
+            assert_eq!(a.str_at(&["stringData", "password"]), Some("s3cret-token"));
             assert!(!a.contains_key("sops"));
         } else {
             assert_eq!(a, b, "non-Secret objects are unchanged");
@@ -153,20 +141,23 @@ fn controller_decryption_cases() {
     let objs = docs(&out);
     let generated = objs
         .iter()
-        .find(|o| get(o, &["metadata", "name"]).is_some_and(|n| n.starts_with("generated-")))
+        .find(|o| {
+            o.str_at(&["metadata", "name"])
+                .is_some_and(|n| n.starts_with("generated-"))
+        })
         .unwrap();
     let data = |k: &str| {
-        let v = get(generated, &["data", k]).unwrap();
+        let v = generated.str_at(&["data", k]).unwrap();
         String::from_utf8(base64::engine::general_purpose::STANDARD.decode(v).unwrap()).unwrap()
     };
     assert_eq!(data("API_KEY"), "env-secret");
     assert!(data("config.json").contains("json-secret"));
     let nested = objs
         .iter()
-        .find(|o| get(o, &["metadata", "name"]) == Some("nested"))
+        .find(|o| o.str_at(&["metadata", "name"]) == Some("nested"))
         .unwrap();
     let creds = base64::engine::general_purpose::STANDARD
-        .decode(get(nested, &["data", "creds.yaml"]).unwrap())
+        .decode(nested.str_at(&["data", "creds.yaml"]).unwrap())
         .unwrap();
     assert_eq!(
         String::from_utf8(creds).unwrap(),
@@ -174,9 +165,12 @@ fn controller_decryption_cases() {
     );
     let kept = objs
         .iter()
-        .find(|o| get(o, &["metadata", "name"]) == Some("kept"))
+        .find(|o| o.str_at(&["metadata", "name"]) == Some("kept"))
         .unwrap();
-    assert!(get(kept, &["stringData", "v"]).unwrap().starts_with("ENC["));
+    assert!(kept
+        .str_at(&["stringData", "v"])
+        .unwrap()
+        .starts_with("ENC["));
     assert!(!text.contains("stays-encrypted"));
     // The sources on disk stay encrypted.
     assert!(

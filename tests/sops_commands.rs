@@ -7,13 +7,6 @@ use common::*;
 
 const PLAIN: &[u8] = b"# app secret\nuser: admin\npassword: s3cret\nnested:\n    token: t0k3n\n    list:\n        - a\n        - b\n";
 
-fn enc_lines(s: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(s)
-        .lines()
-        .filter(|l| l.contains("ENC[") && !l.contains("mac:"))
-        .map(String::from)
-        .collect()
-}
 
 #[test]
 fn set_and_unset_keep_other_ciphertexts() {

@@ -216,18 +216,6 @@ pub struct TenantInfo {
     pub environments: Vec<String>,
 }
 
-fn str_at<'a>(m: &'a Map, path: &[&str]) -> Option<&'a str> {
-    let mut cur = m;
-    for (i, k) in path.iter().enumerate() {
-        let v = cur.get(k)?;
-        if i + 1 == path.len() {
-            return v.as_str();
-        }
-        cur = v.as_map()?;
-    }
-    None
-}
-
 /// Lists the tenants of a fleet repository.
 pub fn list(root: &Path) -> Result<Vec<TenantInfo>> {
     let base = root.join("tenants/base");
@@ -254,7 +242,7 @@ pub fn list(root: &Path) -> Result<Vec<TenantInfo>> {
         if let Ok(docs) = read_yaml(&dir.join("rbac.yaml")) {
             for d in &docs {
                 if d.get("kind").and_then(Value::as_str) == Some("Namespace") {
-                    if let Some(n) = str_at(d, &["metadata", "name"]) {
+                    if let Some(n) = d.str_at(&["metadata", "name"]) {
                         info.namespaces.push(n.to_string());
                     }
                 }
@@ -264,11 +252,12 @@ pub fn list(root: &Path) -> Result<Vec<TenantInfo>> {
             for d in &docs {
                 match d.get("kind").and_then(Value::as_str) {
                     Some("GitRepository") => {
-                        info.source = str_at(d, &["spec", "url"]).unwrap_or("").into();
-                        info.branch = str_at(d, &["spec", "ref", "branch"]).unwrap_or("").into();
+                        info.source = d.str_at(&["spec", "url"]).unwrap_or("").into();
+                        info.branch = d.str_at(&["spec", "ref", "branch"]).unwrap_or("").into();
                     }
                     Some("Kustomization") => {
-                        info.service_account = str_at(d, &["spec", "serviceAccountName"])
+                        info.service_account = d
+                            .str_at(&["spec", "serviceAccountName"])
                             .unwrap_or("")
                             .into();
                     }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::config;
 use crate::formats::{self, Format};
-use crate::sops::value::{Map, Value};
+use crate::sops::value::Value;
 use crate::Result;
 
 /// One problem found.
@@ -84,18 +84,6 @@ fn rel(root: &Path, p: &Path) -> String {
     p.strip_prefix(root).unwrap_or(p).display().to_string()
 }
 
-fn s<'a>(m: &'a Map, path: &[&str]) -> Option<&'a str> {
-    let mut cur = m;
-    for (i, k) in path.iter().enumerate() {
-        let v = cur.get(k)?;
-        if i + 1 == path.len() {
-            return v.as_str();
-        }
-        cur = v.as_map()?;
-    }
-    None
-}
-
 /// Kyverno wildcard match: `*` any run of characters, `?` one character.
 pub fn wildcard_match(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
@@ -148,7 +136,7 @@ fn allowed_sources(root: &Path) -> Option<Vec<String>> {
                 continue;
             };
             for p in pats {
-                if let Some(u) = p.as_map().and_then(|m| s(m, &["spec", "url"])) {
+                if let Some(u) = p.as_map().and_then(|m| m.str_at(&["spec", "url"])) {
                     if !out.iter().any(|x| x == u) {
                         out.push(u.to_string());
                     }
@@ -238,8 +226,8 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
         for d in &docs {
             let kind = d.get("kind").and_then(Value::as_str).unwrap_or("");
             let api = d.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-            let ns = s(d, &["metadata", "namespace"]).unwrap_or("");
-            let obj = format!("{kind}/{}", s(d, &["metadata", "name"]).unwrap_or("?"));
+            let ns = d.str_at(&["metadata", "namespace"]).unwrap_or("");
+            let obj = format!("{kind}/{}", d.str_at(&["metadata", "name"]).unwrap_or("?"));
             if kind == "Secret" && api == "v1" && in_tenancy {
                 match d.get("sops") {
                     None => add(
@@ -293,7 +281,7 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
             let helm = kind == "HelmRelease" && api.starts_with("helm.toolkit.fluxcd.io/");
             if (flux_ks || helm)
                 && !bootstrap
-                && s(d, &["spec", "serviceAccountName"])
+                && d.str_at(&["spec", "serviceAccountName"])
                     .unwrap_or("")
                     .is_empty()
             {
@@ -308,15 +296,15 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
                 }
             }
             let refs: Vec<Option<&str>> = if flux_ks {
-                vec![s(d, &["spec", "sourceRef", "namespace"])]
+                vec![d.str_at(&["spec", "sourceRef", "namespace"])]
             } else if helm {
                 vec![
                     d.get("spec")
                         .and_then(|v| v.as_map())
                         .and_then(|sp| sp.get("chart"))
                         .and_then(|v| v.as_map())
-                        .and_then(|c| s(c, &["spec", "sourceRef", "namespace"])),
-                    s(d, &["spec", "chartRef", "namespace"]),
+                        .and_then(|c| c.str_at(&["spec", "sourceRef", "namespace"])),
+                    d.str_at(&["spec", "chartRef", "namespace"]),
                 ]
             } else {
                 vec![]
@@ -329,7 +317,7 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
             let is_source = matches!(kind, "GitRepository" | "HelmRepository" | "OCIRepository")
                 && api.starts_with("source.toolkit.fluxcd.io/");
             if is_source && ns != "flux-system" && !bootstrap {
-                if let (Some(url), Some(pats)) = (s(d, &["spec", "url"]), &allowed) {
+                if let (Some(url), Some(pats)) = (d.str_at(&["spec", "url"]), &allowed) {
                     if !pats.iter().any(|p| wildcard_match(p, url)) {
                         add(
                             &r,

@@ -237,6 +237,16 @@ impl Map {
             .map(|i| &i.value)
     }
 
+    /// The string at a path of mapping keys (`["metadata", "name"]`).
+    pub fn str_at(&self, path: &[&str]) -> Option<&str> {
+        let (last, parents) = path.split_last()?;
+        let mut cur = self;
+        for k in parents {
+            cur = cur.get(k)?.as_map()?;
+        }
+        cur.get(last)?.as_str()
+    }
+
     /// The first value under `key`, mutably.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
         self.0

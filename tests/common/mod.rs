@@ -326,3 +326,13 @@ impl Drop for TestSshd {
         let _ = self.child.wait();
     }
 }
+
+/// The encrypted value lines of a YAML file (without the MAC), to compare
+/// ciphertexts across rewrites.
+pub fn enc_lines(s: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(s)
+        .lines()
+        .filter(|l| l.contains("ENC[") && !l.contains("mac:"))
+        .map(String::from)
+        .collect()
+}
