@@ -120,7 +120,6 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-
 #[test]
 fn status_updatekeys_and_rotate_across_the_fleet() {
     let Some(sops) = sops() else { return };

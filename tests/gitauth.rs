@@ -6,11 +6,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -115,101 +115,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A real OpenSSH server on 127.0.0.1 with fresh host keys; killed on drop.
-struct Sshd {
-    dir: tempfile::TempDir,
-    child: Child,
-    port: u16,
-}
-
-impl Sshd {
-    /// Starts sshd with host keys of these `ssh-keygen -t` types, or skips.
-    fn start(types: &[&str]) -> Option<Sshd> {
-        let sshd = require(
-            "sshd (openssh-server)",
-            Some(PathBuf::from("/usr/sbin/sshd")).filter(|p| p.exists()),
-        )?;
-        let keygen = ssh_keygen()?;
-        if nix::unistd::geteuid().is_root() && !Path::new("/run/sshd").exists() {
-            let _ = std::fs::create_dir_all("/run/sshd");
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let mut host_keys = String::new();
-        for t in types {
-            let p = dir.path().join(format!("host_{t}"));
-            let out = Command::new(&keygen)
-                .args(["-q", "-t", t, "-N", "", "-C", "", "-f"])
-                .arg(&p)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "ssh-keygen -t {t}: {}", stderr(&out));
-            host_keys.push_str(&format!("HostKey {}\n", p.display()));
-        }
-        for _attempt in 0..5 {
-            let port = free_port();
-            let cfg = dir.path().join("sshd_config");
-            std::fs::write(
-                &cfg,
-                format!(
-                    "Port {port}\nListenAddress 127.0.0.1\n{host_keys}PidFile {}\nUsePAM no\nStrictModes no\nLogLevel ERROR\n",
-                    dir.path().join("sshd.pid").display()
-                ),
-            )
-            .unwrap();
-            let mut child = Command::new(&sshd)
-                .arg("-D")
-                .arg("-e")
-                .arg("-f")
-                .arg(&cfg)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start sshd");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    let mut e = String::new();
-                    let _ = child.stderr.take().unwrap().read_to_string(&mut e);
-                    if e.contains("Address already in use") {
-                        break; // try another port
-                    }
-                    panic!("sshd exited: {e}");
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Some(Sshd { dir, child, port });
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "sshd did not start listening on port {port}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!("could not start sshd on a free port");
-    }
-
-    /// The expected known_hosts line for the host key of this type.
-    fn line(&self, t: &str) -> String {
-        format!(
-            "[127.0.0.1]:{} {}",
-            self.port,
-            pub_fields(&self.dir.path().join(format!("host_{t}.pub")))
-        )
-    }
-
-    fn url(&self) -> String {
-        format!("ssh://git@127.0.0.1:{}/org/repo", self.port)
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -542,7 +447,7 @@ fn validation_errors_like_flux() {
 
 #[test]
 fn scan_records_the_servers_host_keys() {
-    let Some(sshd) = Sshd::start(&["ecdsa", "ed25519", "rsa"]) else {
+    let Some(sshd) = TestSshd::start(&["ecdsa", "ed25519", "rsa"]) else {
         return;
     };
     let opts = knownhosts::ScanOptions::default();
@@ -592,13 +497,13 @@ fn scan_records_the_servers_host_keys() {
 #[test]
 fn scan_follows_the_preference_order() {
     // Without ECDSA, RSA comes before Ed25519 (Go x/crypto's order).
-    let Some(sshd) = Sshd::start(&["ed25519", "rsa"]) else {
+    let Some(sshd) = TestSshd::start(&["ed25519", "rsa"]) else {
         return;
     };
     let lines = knownhosts::scan("127.0.0.1", sshd.port, &Default::default()).unwrap();
     assert_eq!(lines, vec![sshd.line("rsa")]);
     assert!(lines[0].contains(" ssh-rsa "));
-    let Some(ed) = Sshd::start(&["ed25519"]) else {
+    let Some(ed) = TestSshd::start(&["ed25519"]) else {
         return;
     };
     assert_eq!(
@@ -974,7 +879,7 @@ fn encrypted_ssh_secret_decrypts_with_sops() {
     let Some(sops) = sops() else {
         return;
     };
-    let Some(sshd) = Sshd::start(&["ecdsa", "ed25519"]) else {
+    let Some(sshd) = TestSshd::start(&["ecdsa", "ed25519"]) else {
         return;
     };
     let env = Env::new();

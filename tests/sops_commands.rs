@@ -7,7 +7,6 @@ use common::*;
 
 const PLAIN: &[u8] = b"# app secret\nuser: admin\npassword: s3cret\nnested:\n    token: t0k3n\n    list:\n        - a\n        - b\n";
 
-
 #[test]
 fn set_and_unset_keep_other_ciphertexts() {
     let Some(sops) = sops() else { return };

@@ -320,6 +320,18 @@ impl TestSshd {
     }
 }
 
+impl TestSshd {
+    /// The known_hosts line expected for the host key of this type.
+    pub fn line(&self, t: &str) -> String {
+        format!("[127.0.0.1]:{} {}", self.port, self.host_key(t))
+    }
+
+    /// An ssh:// Git URL on this server.
+    pub fn url(&self) -> String {
+        format!("ssh://git@127.0.0.1:{}/org/repo", self.port)
+    }
+}
+
 impl Drop for TestSshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
