@@ -19,11 +19,15 @@ targets=("$@")
 runs=()
 [ -n "${FUZZ_RUNS:-}" ] && runs=(-runs="$FUZZ_RUNS")
 san="${FUZZ_SANITIZER:-address}"
+# Build once, then run the binaries directly: a later edit to the crate
+# does not trigger a rebuild in the middle of a long campaign.
+cargo fuzz build -O -s "$san"
+bin="target/x86_64-unknown-linux-gnu/release"
 for t in "${targets[@]}"; do
-  mkdir -p "corpus/$t"
+  mkdir -p "corpus/$t" "artifacts/$t"
   cp -n ../testdata/corpus/* seeds/* "corpus/$t/" 2>/dev/null || true
   echo "== $t (up to $secs s${FUZZ_RUNS:+, $FUZZ_RUNS runs}, sanitizer $san)"
-  cargo fuzz run -O -s "$san" "$t" "corpus/$t" -- -max_total_time="$secs" "${runs[@]}" \
-    -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 2>&1 \
+  "$bin/$t" -artifact_prefix="artifacts/$t/" -max_total_time="$secs" "${runs[@]}" \
+    -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 "corpus/$t" 2>&1 \
     | grep -E "^Done|panicked|ERROR|SUMMARY|stat::number_of_executed_units|stat::peak_rss_mb" || true
 done
