@@ -264,3 +264,66 @@ fn known_answer_vector() {
         "# hi\na: hello\nf: 1.5\nb: true\nl:\n    - x\n    - 7\nk_unencrypted: keep\n"
     );
 }
+
+/// A large file (enough values for kustos' parallel decryption), with
+/// nested maps, lists, typed values and a `_unencrypted` key, made by sops:
+/// kustos decrypts it to what sops does, in every store that holds it, and
+/// refuses it once a value is swapped.
+#[test]
+fn large_sops_files_decrypt_in_parallel_like_sops() {
+    let Some(sops) = sops() else { return };
+    let env = Env::new();
+    let mut yaml = String::from("apiVersion: v1\nkind: Secret\nstringData:\n");
+    for i in 0..1500 {
+        yaml.push_str(&format!(
+            "    key{i}: 'value-{i} with spaces: and colons'\n"
+        ));
+    }
+    yaml.push_str(
+        "nested:\n    list:\n        - 1\n        - 2.5\n        - true\n        - text\n",
+    );
+    yaml.push_str("note_unencrypted: stays plaintext\n");
+    let src = env.write("big.yaml", yaml.as_bytes());
+    for t in ["yaml", "json"] {
+        let enc = ok(&env.sops(
+            &sops,
+            &[
+                "encrypt",
+                "--age",
+                &env.recipient,
+                "--output-type",
+                t,
+                src.to_str().unwrap(),
+            ],
+        ));
+        let p = env.write(&format!("big.enc.{t}"), &enc);
+        let p = p.to_str().unwrap();
+        let by_sops = ok(&env.sops(&sops, &["decrypt", p]));
+        let by_kustos = ok(&env.kustos(&["decrypt", p]));
+        assert_eq!(
+            String::from_utf8_lossy(&by_kustos),
+            String::from_utf8_lossy(&by_sops),
+            "{t}"
+        );
+    }
+    // Swap two ciphertexts: refused, naming the path, nothing on stdout.
+    let enc = std::fs::read_to_string(env.path("big.enc.yaml")).unwrap();
+    let line = |k: &str| {
+        enc.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{k}: ")))
+            .unwrap()
+            .to_string()
+    };
+    let (a, b) = (line("key10"), line("key11"));
+    let va = a.split_once(": ").unwrap().1;
+    let vb = b.split_once(": ").unwrap().1;
+    let swapped = enc
+        .replace(&a, &format!("    key10: {vb}"))
+        .replace(&b, &format!("    key11: {va}"));
+    let p = env.write("swapped.enc.yaml", swapped.as_bytes());
+    let out = env.kustos(&["decrypt", p.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stringData:key10:"), "{err}");
+}

@@ -270,50 +270,7 @@ impl Cipher {
             return Ok(Value::Str(Text::default()));
         }
         let parsed = EncryptedValue::parse(value)?;
-        let plain = Zeroizing::new(self.open(&parsed, aad)?);
-        let (out, kind): (Value, &'static str) = match parsed.kind {
-            "str" => (Value::Str(Text::new(plain.to_vec())), "str"),
-            "comment" => (Value::Comment(Text::new(plain.to_vec())), "comment"),
-            "int" => (
-                Value::Int(
-                    std::str::from_utf8(&plain)
-                        .ok()
-                        .and_then(gonum::atoi)
-                        .ok_or(ValueError::BadPlaintext("int"))?,
-                ),
-                "int",
-            ),
-            "float" => (
-                Value::Float(
-                    std::str::from_utf8(&plain)
-                        .ok()
-                        .and_then(gonum::parse_float)
-                        .ok_or(ValueError::BadPlaintext("float"))?,
-                ),
-                "float",
-            ),
-            "bool" => (
-                Value::Bool(
-                    std::str::from_utf8(&plain)
-                        .ok()
-                        .and_then(gonum::parse_bool)
-                        .ok_or(ValueError::BadPlaintext("bool"))?,
-                ),
-                "bool",
-            ),
-            "time" => (
-                Value::Time(
-                    std::str::from_utf8(&plain)
-                        .ok()
-                        .and_then(Timestamp::parse_rfc3339)
-                        .ok_or(ValueError::BadPlaintext("time"))?,
-                ),
-                "time",
-            ),
-            // Legacy type that sops can still read.
-            "bytes" => (Value::Str(Text::new(plain.to_vec())), "str"),
-            _ => return Err(ValueError::UnknownType),
-        };
+        let (out, kind) = open_value(&self.key, &self.gcm32, &parsed, aad)?;
         if self.remember && parsed.iv.len() == KEY_LEN {
             let mut iv = [0u8; KEY_LEN];
             iv.copy_from_slice(&parsed.iv);
@@ -330,27 +287,109 @@ impl Cipher {
         Ok(out)
     }
 
-    fn open(&self, v: &EncryptedValue, aad: &str) -> Result<Vec<u8>, ValueError> {
-        // Go concatenates data and tag and lets GCM split off the last 16 bytes.
-        let mut ct = Vec::with_capacity(v.data.len() + v.tag.len());
-        ct.extend_from_slice(&v.data);
-        ct.extend_from_slice(&v.tag);
-        if ct.len() < TAG_LEN {
-            return Err(ValueError::Authentication);
-        }
-        let payload = Payload {
-            msg: &ct,
-            aad: aad.as_bytes(),
-        };
-        let key = self.key.as_bytes().into();
-        let res = match v.iv.len() {
-            32 => self.gcm32.decrypt(v.iv.as_slice().into(), payload),
-            12 => AesGcm::<Aes256, U12>::new(key).decrypt(v.iv.as_slice().into(), payload),
-            16 => AesGcm::<Aes256, U16>::new(key).decrypt(v.iv.as_slice().into(), payload),
-            n => return Err(ValueError::IvLength(n)),
-        };
-        res.map_err(|_| ValueError::Authentication)
+    /// Whether decrypted values' IVs are kept for re-encryption.
+    pub fn remembers(&self) -> bool {
+        self.remember
     }
+
+    /// Decrypts many `(value, aad)` pairs on all cores, in order, exactly as
+    /// [`Cipher::decrypt`] would one by one, without remembering IVs (for
+    /// read-only ciphers: large files spend most of their time here).
+    pub fn decrypt_many(&self, jobs: &[(&str, String)]) -> Vec<Result<Value, ValueError>> {
+        use rayon::prelude::*;
+        let (key, gcm32) = (&self.key, &self.gcm32);
+        jobs.par_iter()
+            .map(|(value, aad)| {
+                if value.is_empty() {
+                    return Ok(Value::Str(Text::default()));
+                }
+                let parsed = EncryptedValue::parse(value)?;
+                open_value(key, gcm32, &parsed, aad).map(|(v, _)| v)
+            })
+            .collect()
+    }
+}
+
+/// Authenticates and decrypts one parsed value and converts the plaintext
+/// to its declared type (with the type name to remember it under).
+fn open_value(
+    key: &DataKey,
+    gcm32: &AesGcm<Aes256, U32>,
+    parsed: &EncryptedValue,
+    aad: &str,
+) -> Result<(Value, &'static str), ValueError> {
+    let plain = Zeroizing::new(open(key, gcm32, parsed, aad)?);
+    let (out, kind): (Value, &'static str) = match parsed.kind {
+        "str" => (Value::Str(Text::new(plain.to_vec())), "str"),
+        "comment" => (Value::Comment(Text::new(plain.to_vec())), "comment"),
+        "int" => (
+            Value::Int(
+                std::str::from_utf8(&plain)
+                    .ok()
+                    .and_then(gonum::atoi)
+                    .ok_or(ValueError::BadPlaintext("int"))?,
+            ),
+            "int",
+        ),
+        "float" => (
+            Value::Float(
+                std::str::from_utf8(&plain)
+                    .ok()
+                    .and_then(gonum::parse_float)
+                    .ok_or(ValueError::BadPlaintext("float"))?,
+            ),
+            "float",
+        ),
+        "bool" => (
+            Value::Bool(
+                std::str::from_utf8(&plain)
+                    .ok()
+                    .and_then(gonum::parse_bool)
+                    .ok_or(ValueError::BadPlaintext("bool"))?,
+            ),
+            "bool",
+        ),
+        "time" => (
+            Value::Time(
+                std::str::from_utf8(&plain)
+                    .ok()
+                    .and_then(Timestamp::parse_rfc3339)
+                    .ok_or(ValueError::BadPlaintext("time"))?,
+            ),
+            "time",
+        ),
+        // Legacy type that sops can still read.
+        "bytes" => (Value::Str(Text::new(plain.to_vec())), "str"),
+        _ => return Err(ValueError::UnknownType),
+    };
+    Ok((out, kind))
+}
+
+fn open(
+    key: &DataKey,
+    gcm32: &AesGcm<Aes256, U32>,
+    v: &EncryptedValue,
+    aad: &str,
+) -> Result<Vec<u8>, ValueError> {
+    // Go concatenates data and tag and lets GCM split off the last 16 bytes.
+    let mut ct = Vec::with_capacity(v.data.len() + v.tag.len());
+    ct.extend_from_slice(&v.data);
+    ct.extend_from_slice(&v.tag);
+    if ct.len() < TAG_LEN {
+        return Err(ValueError::Authentication);
+    }
+    let payload = Payload {
+        msg: &ct,
+        aad: aad.as_bytes(),
+    };
+    let key = key.as_bytes().into();
+    let res = match v.iv.len() {
+        32 => gcm32.decrypt(v.iv.as_slice().into(), payload),
+        12 => AesGcm::<Aes256, U12>::new(key).decrypt(v.iv.as_slice().into(), payload),
+        16 => AesGcm::<Aes256, U16>::new(key).decrypt(v.iv.as_slice().into(), payload),
+        n => return Err(ValueError::IvLength(n)),
+    };
+    res.map_err(|_| ValueError::Authentication)
 }
 
 /// The parsed fields of an `ENC[…]` string.

@@ -11,6 +11,8 @@
 //! - A key anywhere on a value's path decides its encryption (suffix/regex),
 //!   and comment regexes look at the comments "active" above a value.
 
+use std::collections::HashMap;
+
 use regex::Regex;
 use sha2::{Digest, Sha512};
 use subtle::ConstantTimeEq;
@@ -128,6 +130,59 @@ struct Walker<'a> {
     sel: &'a Selector,
     mac_only_encrypted: bool,
     hash: Sha512,
+    /// Values decrypted ahead on all cores, by the address of their leaf,
+    /// with the AAD they were decrypted under (see [`decrypt_ahead`]).
+    ahead: HashMap<usize, (String, std::result::Result<Value, ValueError>)>,
+}
+
+/// Below this many encrypted values, decrypting in order is faster than
+/// fanning out.
+const PARALLEL_MIN: usize = 256;
+
+/// Decrypts every `ENC[…]` string leaf of a large tree on all cores before
+/// the in-order walk, which then takes each result instead of decrypting
+/// (the walk still decides what is selected, checks the AAD and feeds the
+/// MAC in document order). Only for read-only ciphers: nothing to remember.
+fn decrypt_ahead(
+    branches: &[Map],
+    cipher: &Cipher,
+) -> HashMap<usize, (String, std::result::Result<Value, ValueError>)> {
+    fn value<'t>(v: &'t Value, path: &mut Vec<&'t str>, out: &mut Vec<(usize, &'t str, String)>) {
+        match v {
+            Value::Map(m) => map(m, path, out),
+            Value::Seq(items) => items.iter().for_each(|i| value(i, path, out)),
+            Value::Str(t) => {
+                if let Some(s) = t.as_str().filter(|s| s.starts_with("ENC[")) {
+                    out.push((t as *const Text as usize, s, aad(path)));
+                }
+            }
+            _ => {}
+        }
+    }
+    fn map<'t>(m: &'t Map, path: &mut Vec<&'t str>, out: &mut Vec<(usize, &'t str, String)>) {
+        for item in &m.0 {
+            // The walk never visits the value of a comment or odd key.
+            if let Key::Str(k) = &item.key {
+                path.push(k.as_str());
+                value(&item.value, path, out);
+                path.pop();
+            }
+        }
+    }
+    let mut leaves = Vec::new();
+    for b in branches {
+        map(b, &mut Vec::new(), &mut leaves);
+    }
+    if leaves.len() < PARALLEL_MIN {
+        return HashMap::new();
+    }
+    let jobs: Vec<(&str, String)> = leaves.iter().map(|(_, s, a)| (*s, a.clone())).collect();
+    let results = cipher.decrypt_many(&jobs);
+    leaves
+        .into_iter()
+        .zip(results)
+        .map(|((addr, _, aad), r)| (addr, (aad, r)))
+        .collect()
 }
 
 fn aad(path: &[&str]) -> String {
@@ -198,8 +253,14 @@ impl Walker<'_> {
                             let s = t
                                 .as_str()
                                 .ok_or_else(|| decrypt_err(path, ValueError::NotEncrypted))?;
-                            *v = cipher
-                                .decrypt(s, &aad(path))
+                            let a = aad(path);
+                            let addr = &*t as *const Text as usize;
+                            let done = match self.ahead.remove(&addr) {
+                                Some((ahead_aad, r)) if ahead_aad == a => Some(r),
+                                _ => None,
+                            };
+                            *v = done
+                                .unwrap_or_else(|| cipher.decrypt(s, &a))
                                 .map_err(|e| decrypt_err(path, e))?;
                         }
                         _ => {
@@ -333,11 +394,16 @@ fn decrypt_err(path: &[&str], e: ValueError) -> Error {
 
 fn walk(branches: &mut [Map], md: &Metadata, mode: Mode<'_>) -> Result<Zeroizing<String>> {
     let sel = Selector::new(&md.rules)?;
+    let ahead = match &mode {
+        Mode::Decrypt(c) if !c.remembers() => decrypt_ahead(branches, c),
+        _ => HashMap::new(),
+    };
     let mut w = Walker {
         mode,
         sel: &sel,
         mac_only_encrypted: md.mac_only_encrypted,
         hash: Sha512::new(),
+        ahead,
     };
     if md.mac_only_encrypted {
         // SHA-256("sops") first, so the two MAC modes never agree.
@@ -391,5 +457,114 @@ pub fn decrypt(
             }
         }
         Some(Ok(_)) => Err(Error::MacDecrypt("the MAC is not a string".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sops::cipher::DataKey;
+
+    /// A tree with enough values to take the parallel path: a list, nested
+    /// maps, typed values, and a plaintext key whose value is an `ENC[…]`
+    /// string that must stay as it is.
+    fn big_tree(n: usize) -> Map {
+        let mut root = Map::new();
+        let mut data = Map::new();
+        for i in 0..n {
+            data.push(
+                format!("key{i}"),
+                Value::Str(Text::new(format!("value-{i}"))),
+            );
+        }
+        data.push("count", Value::Int(42));
+        data.push("on", Value::Bool(true));
+        root.push("data", Value::Map(data));
+        root.push(
+            "list",
+            Value::Seq(
+                (0..3)
+                    .map(|i| Value::Str(Text::new(format!("item{i}"))))
+                    .collect(),
+            ),
+        );
+        root
+    }
+
+    fn encrypted(n: usize, key: &DataKey) -> (Vec<Map>, Metadata) {
+        let mut branches = vec![big_tree(n)];
+        let rules = SelectionRules {
+            unencrypted_suffix: crate::sops::metadata::DEFAULT_UNENCRYPTED_SUFFIX.into(),
+            ..Default::default()
+        };
+        let mut md = Metadata::new(Vec::new(), rules);
+        tree_encrypt(&mut branches, &mut md, key);
+        (branches, md)
+    }
+
+    fn tree_encrypt(branches: &mut [Map], md: &mut Metadata, key: &DataKey) {
+        encrypt(branches, md, &mut Cipher::new(key)).unwrap();
+    }
+
+    #[test]
+    fn parallel_decryption_matches_in_order_decryption() {
+        let key = DataKey::generate();
+        let (enc, md) = encrypted(PARALLEL_MIN * 2, &key);
+        // A plaintext key holding a valid ciphertext of another path.
+        let mut enc = enc;
+        let stray = match enc[0]
+            .get("data")
+            .and_then(|d| d.as_map())
+            .and_then(|d| d.get("key0"))
+        {
+            Some(Value::Str(t)) => t.clone(),
+            _ => unreachable!(),
+        };
+        let mut md = md;
+        enc[0].push("note_unencrypted", Value::Str(stray.clone()));
+        // Re-MAC with the extra plaintext value, as an editor would.
+        let mut plain = enc.clone();
+        decrypt(&mut plain, &md, &mut Cipher::new(&key), true).unwrap();
+        let mut md2 = md.clone();
+        let mut re = plain.clone();
+        encrypt(&mut re, &mut md2, &mut Cipher::new(&key)).unwrap();
+        md.mac = md2.mac.clone();
+        enc = re;
+
+        let mut in_order = enc.clone();
+        decrypt(&mut in_order, &md, &mut Cipher::new(&key), false).unwrap();
+        let mut parallel = enc.clone();
+        decrypt(&mut parallel, &md, &mut Cipher::read_only(&key), false).unwrap();
+        assert_eq!(in_order, parallel);
+        assert_eq!(
+            parallel[0].get("note_unencrypted"),
+            Some(&Value::Str(stray)),
+            "a selected-out value stays as it is"
+        );
+        assert_eq!(parallel[0].str_at(&["data", "key7"]), Some("value-7"));
+    }
+
+    #[test]
+    fn parallel_decryption_reports_the_failing_path_and_the_mac() {
+        let key = DataKey::generate();
+        let (mut enc, md) = encrypted(PARALLEL_MIN * 2, &key);
+        // Swap two ciphertexts: each fails its AAD check.
+        let data = enc[0].get_mut("data").and_then(|d| match d {
+            Value::Map(m) => Some(m),
+            _ => None,
+        });
+        let data = data.unwrap();
+        let a = data.get("key3").cloned().unwrap();
+        *data.get_mut("key3").unwrap() = data.get("key4").cloned().unwrap();
+        *data.get_mut("key4").unwrap() = a;
+        let err = decrypt(&mut enc.clone(), &md, &mut Cipher::read_only(&key), false).unwrap_err();
+        assert!(err.to_string().contains("data:key3:"), "{err}");
+
+        let (enc, mut md) = encrypted(PARALLEL_MIN * 2, &key);
+        let other = encrypted(1, &key).1;
+        md.mac = other.mac;
+        md.last_modified = other.last_modified;
+        let err = decrypt(&mut enc.clone(), &md, &mut Cipher::read_only(&key), false).unwrap_err();
+        assert!(matches!(err, Error::MacMismatch), "{err}");
     }
 }

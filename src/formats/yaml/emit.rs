@@ -113,6 +113,7 @@ fn is_blank(c: Option<char>) -> bool {
     matches!(c, None | Some(' ' | '\t')) || c.is_some_and(is_break)
 }
 
+#[derive(Debug, PartialEq, Eq)]
 struct Analysis {
     multiline: bool,
     block_plain: bool,
@@ -129,6 +130,28 @@ fn analyze(s: &str) -> Analysis {
             block: false,
         };
     }
+    // Most keys and values are short words (`password`, `tenant-a`,
+    // `s3cr3t.value`): nothing in them needs a look at the neighbours, and
+    // the character-by-character pass below dominated emitting large files.
+    if s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b'+' | b'=')
+        })
+    {
+        return WORD;
+    }
+    analyze_chars(s)
+}
+
+/// What [`analyze_chars`] finds for a plain word.
+const WORD: Analysis = Analysis {
+    multiline: false,
+    block_plain: true,
+    single: true,
+    block: true,
+};
+
+fn analyze_chars(s: &str) -> Analysis {
     let chars: Vec<char> = s.chars().collect();
     let mut block_ind = s.starts_with("---") || s.starts_with("...");
     let (mut line_breaks, mut special, mut tabs) = (false, false, false);
@@ -559,6 +582,27 @@ pub fn emit_value(v: &Value, indent: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_fast_path_agrees_with_the_full_analysis() {
+        let alphabet = b"aZ09-_./+=";
+        let mut words = vec!["a".to_string(), "password".into(), "tenant-a".into()];
+        // Every string of up to three characters over the fast path's alphabet.
+        for &a in alphabet {
+            for &b in alphabet {
+                for &c in alphabet {
+                    for w in [vec![a], vec![a, b], vec![a, b, c]] {
+                        words.push(String::from_utf8(w).unwrap());
+                    }
+                }
+            }
+        }
+        for w in &words {
+            if w.as_bytes()[0].is_ascii_alphanumeric() {
+                assert_eq!(analyze(w), analyze_chars(w), "{w:?}");
+            }
+        }
+    }
     use crate::formats::yaml::parse::parse;
 
     fn round(src: &str) -> String {
