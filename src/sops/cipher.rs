@@ -295,7 +295,7 @@ impl Cipher {
     /// Decrypts many `(value, aad)` pairs on all cores, in order, exactly as
     /// [`Cipher::decrypt`] would one by one, without remembering IVs (for
     /// read-only ciphers: large files spend most of their time here).
-    pub fn decrypt_many(&self, jobs: &[(&str, String)]) -> Vec<Result<Value, ValueError>> {
+    pub fn decrypt_many(&self, jobs: &[(&str, &str)]) -> Vec<Result<Value, ValueError>> {
         use rayon::prelude::*;
         let (key, gcm32) = (&self.key, &self.gcm32);
         jobs.par_iter()

@@ -176,7 +176,7 @@ fn decrypt_ahead(
     if leaves.len() < PARALLEL_MIN {
         return HashMap::new();
     }
-    let jobs: Vec<(&str, String)> = leaves.iter().map(|(_, s, a)| (*s, a.clone())).collect();
+    let jobs: Vec<(&str, &str)> = leaves.iter().map(|(_, s, a)| (*s, a.as_str())).collect();
     let results = cipher.decrypt_many(&jobs);
     leaves
         .into_iter()
