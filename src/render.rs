@@ -76,14 +76,55 @@ fn err(msg: impl Into<String>) -> Error {
     Error::Other(msg.into())
 }
 
+const WORKSPACE_PREFIX: &str = ".kustos-render-";
+
+/// Workspaces older than this were left by a render that was killed
+/// (SIGKILL skips every cleanup); no render runs this long.
+const STALE_WORKSPACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes this user's workspaces in `parent` that a killed render left
+/// behind, so plaintext does not stay in memory-backed /dev/shm until reboot.
+pub fn sweep_stale_workspaces(parent: &Path, older_than: std::time::Duration) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return 0;
+    };
+    let uid = nix::unistd::geteuid().as_raw();
+    let mut removed = 0;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with(WORKSPACE_PREFIX) {
+            continue;
+        }
+        // symlink_metadata: never follow a planted link out of the folder.
+        let Ok(md) = std::fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        let old = md
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= older_than);
+        if md.is_dir() && md.uid() == uid && old && std::fs::remove_dir_all(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// A private workspace, on tmpfs when possible, removed on drop.
 fn workspace() -> Result<tempfile::TempDir> {
     let shm = Path::new("/dev/shm");
     let builder = || {
         let mut b = tempfile::Builder::new();
-        b.prefix(".kustos-render-");
+        b.prefix(WORKSPACE_PREFIX);
         b
     };
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| {
+        sweep_stale_workspaces(shm, STALE_WORKSPACE);
+        sweep_stale_workspaces(&std::env::temp_dir(), STALE_WORKSPACE);
+    });
     if shm.is_dir() {
         if let Ok(d) = builder().tempdir_in(shm) {
             return Ok(d);
@@ -442,4 +483,36 @@ pub fn render(dir: &Path, ring: &KeyRing, opts: &RenderOptions) -> Result<Zeroiz
         }
     }
     Ok(Zeroizing::new(formats::yaml::emit_plain(&docs, 2)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_workspaces_are_swept_and_nothing_else() {
+        let parent = tempfile::tempdir().unwrap();
+        let mk = |name: &str, age_secs: i64| {
+            let p = parent.path().join(name);
+            std::fs::create_dir(&p).unwrap();
+            std::fs::write(p.join("secret.yaml"), "plaintext").unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            let t = nix::sys::time::TimeVal::new(now - age_secs, 0);
+            nix::sys::stat::utimes(&p, &t, &t).unwrap();
+            p
+        };
+        let old = mk(".kustos-render-old", 7200);
+        let fresh = mk(".kustos-render-fresh", 10);
+        let other = mk("unrelated-old", 7200);
+        let outside = tempfile::tempdir().unwrap();
+        let link = parent.path().join(".kustos-render-link");
+        std::os::unix::fs::symlink(outside.path(), &link).unwrap();
+        assert_eq!(sweep_stale_workspaces(parent.path(), STALE_WORKSPACE), 1);
+        assert!(!old.exists());
+        assert!(fresh.exists() && other.exists() && outside.path().exists());
+        assert!(link.symlink_metadata().is_ok(), "links are left alone");
+    }
 }
