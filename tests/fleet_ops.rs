@@ -52,49 +52,32 @@ fn fleet() -> Fleet {
     }
     env.write("fleet/tenants/base/README.md", b"not a secret\n");
     env.write("fleet/.sops.yaml", format!("creation_rules:\n  - path_regex: ^tenants/\n    encrypted_regex: ^(data|stringData)$\n    age: {}\n", env.recipient).as_bytes());
-    let kd = keys.to_str().unwrap();
-    let mut args: Vec<String> = [
-        "encrypt",
-        "--keys-dir",
-        kd,
-        "-i",
-        "--encrypted-regex",
-        "^(data|stringData)$",
-        "--age",
-        &env.recipient,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(plain_files.iter().map(|p| p.display().to_string()));
-    ok(&env
-        .cmd(&kustos_bin())
-        .current_dir(&root)
-        .args(&args)
-        .output()
-        .unwrap());
-    let mut args: Vec<String> = [
-        "encrypt",
-        "--keys-dir",
-        kd,
-        "-i",
-        "--encrypted-regex",
-        "^(data|stringData)$",
-        "--age",
-        &env.recipient,
-        "--pgp",
-        &fpr,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(pgp_files.iter().map(|p| p.display().to_string()));
-    ok(&env
-        .cmd(&kustos_bin())
-        .current_dir(&root)
-        .args(&args)
-        .output()
-        .unwrap());
+    // Encrypts files in place, in one kustos run, to key A plus `extra`.
+    let encrypt_in_place = |extra: &[&str], files: &[PathBuf]| {
+        let mut args: Vec<String> = [
+            "encrypt",
+            "--keys-dir",
+            keys.to_str().unwrap(),
+            "-i",
+            "--encrypted-regex",
+            "^(data|stringData)$",
+            "--age",
+            &env.recipient,
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(files.iter().map(|p| p.display().to_string()));
+        ok(&env
+            .cmd(&kustos_bin())
+            .current_dir(&root)
+            .args(&args)
+            .output()
+            .unwrap());
+    };
+    encrypt_in_place(&[], &plain_files);
+    encrypt_in_place(&["--pgp", &fpr], &pgp_files);
     Fleet {
         env,
         root,
