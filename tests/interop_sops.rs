@@ -327,3 +327,54 @@ fn large_sops_files_decrypt_in_parallel_like_sops() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stringData:key10:"), "{err}");
 }
+
+/// yaml.v3 always writes its indent step as a block scalar's indentation
+/// indicator, so a value starting with a space or line break inside a
+/// sequence comes out of `sops decrypt` in a form sops cannot read back.
+/// kustos writes the true offset: same bytes where sops's output is
+/// readable, and YAML that sops reads back everywhere.
+#[test]
+fn yaml_block_scalars_with_leading_breaks_read_back_in_sops() {
+    let Some(sops) = sops() else { return };
+    let env = Env::new();
+    let data = r#"{"top": "\nfoo\n", "a": {"b": ["\n- # :\n-\t", " x\ny", ["\nx\ny"], {"c": "\nx\ny", "d": 1}], "e": " lead\nx"}}"#;
+    let plain = env.write("deep.json", data.as_bytes());
+    let enc = ok(&env.sops(
+        &sops,
+        &["encrypt", "--age", &env.recipient, plain.to_str().unwrap()],
+    ));
+    let enc_path = env.write("deep.enc.json", &enc);
+    let ep = enc_path.to_str().unwrap();
+    let as_json = ok(&env.sops(&sops, &["decrypt", ep]));
+    for indent in ["2", "3", "4", "9"] {
+        let cfg = format!("stores:\n  yaml:\n    indent: {indent}\n");
+        env.write(".sops.yaml", cfg.as_bytes());
+        let by_sops = ok(&env.sops(&sops, &["decrypt", "--output-type", "yaml", ep]));
+        let by_kustos = ok(&env.kustos(&["decrypt", "--output-type", "yaml", ep]));
+        // Mapping values (`top`, `e`) are written exactly like sops.
+        let by_kustos_text = String::from_utf8(by_kustos.clone()).unwrap();
+        let by_sops_text = String::from_utf8(by_sops).unwrap();
+        assert!(by_sops_text.starts_with(&by_kustos_text[..by_kustos_text.find("a:").unwrap()]));
+        // sops reads kustos's YAML back to the same data.
+        let y = env.write(&format!("deep-{indent}.yaml"), &by_kustos);
+        let re = ok(&env.sops(
+            &sops,
+            &["encrypt", "--age", &env.recipient, y.to_str().unwrap()],
+        ));
+        let re_path = env.write(&format!("deep-{indent}.enc.yaml"), &re);
+        let back = ok(&env.sops(
+            &sops,
+            &[
+                "decrypt",
+                "--output-type",
+                "json",
+                re_path.to_str().unwrap(),
+            ],
+        ));
+        assert_eq!(
+            String::from_utf8_lossy(&back),
+            String::from_utf8_lossy(&as_json),
+            "indent {indent}: sops read kustos's YAML to different data:\n{by_kustos_text}"
+        );
+    }
+}

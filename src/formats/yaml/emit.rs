@@ -317,11 +317,18 @@ fn write_double(w: &mut W, s: &str) {
     w.indicator("\"", false, false, false);
 }
 
-fn write_literal(w: &mut W, s: &str, indent: usize) {
+/// `hint` is the indentation indicator a leading space or line break needs:
+/// how far the content sits right of the enclosing block (the key's column
+/// for a mapping value, the `-`'s column for a sequence item). yaml.v3
+/// always writes its indent step there, which puts the content of a
+/// sequence item two columns left of where the indicator says it is: sops
+/// cannot read such output back. kustos writes the true offset instead (the
+/// same bytes as sops wherever sops's output is readable).
+fn write_literal(w: &mut W, s: &str, indent: usize, hint: usize) {
     w.indicator("|", true, false, false);
     let first = s.chars().next();
     if first.is_some_and(|c| c == ' ' || is_break(c)) {
-        let hint = w.step.to_string();
+        let hint = hint.clamp(1, 9).to_string();
         w.indicator(&hint, false, false, false);
     }
     let chars: Vec<char> = s.chars().collect();
@@ -354,8 +361,9 @@ fn write_literal(w: &mut W, s: &str, indent: usize) {
     }
 }
 
-/// Writes a string scalar in the style yaml.v3 picks.
-fn write_str(w: &mut W, s: &str, is_key: bool, indent: usize) {
+/// Writes a string scalar in the style yaml.v3 picks; `hint` as in
+/// [`write_literal`].
+fn write_str(w: &mut W, s: &str, is_key: bool, indent: usize, hint: usize) {
     match choose_style(s, is_key) {
         Style::Plain => {
             if !w.whitespace {
@@ -376,7 +384,7 @@ fn write_str(w: &mut W, s: &str, is_key: bool, indent: usize) {
             w.indicator("'", false, false, false);
         }
         Style::Double => write_double(w, s),
-        Style::Literal => write_literal(w, s, indent),
+        Style::Literal => write_literal(w, s, indent, hint),
     }
 }
 
@@ -400,19 +408,19 @@ fn scalar_text(v: &Value) -> Option<String> {
     })
 }
 
-fn write_scalar(w: &mut W, v: &Value, indent: usize) {
+fn write_scalar(w: &mut W, v: &Value, indent: usize, hint: usize) {
     match v {
         Value::Str(t) => match t.as_str() {
-            Some(s) => write_str(w, s, false, indent),
+            Some(s) => write_str(w, s, false, indent, hint),
             None => {
                 // yaml.v3 writes invalid UTF-8 as base64 with a !!binary tag.
                 use base64::Engine as _;
                 w.indicator("!!binary", true, false, false);
                 let b = base64::engine::general_purpose::STANDARD.encode(t.as_bytes());
-                write_str(w, &b, false, indent);
+                write_str(w, &b, false, indent, hint);
             }
         },
-        Value::Comment(t) => write_str(w, &t.to_str_lossy(), false, indent),
+        Value::Comment(t) => write_str(w, &t.to_str_lossy(), false, indent, hint),
         other => {
             if let Some(s) = scalar_text(other) {
                 if !w.whitespace {
@@ -443,7 +451,11 @@ fn write_node(w: &mut W, v: &Value, parent: Option<usize>, ctx: Ctx) {
         Value::Seq(_) => w.indicator("[]", true, false, false),
         scalar => {
             let indent = w.increase(parent, ctx);
-            write_scalar(w, scalar, indent);
+            let hint = match parent {
+                Some(p) => indent - p,
+                None => w.step,
+            };
+            write_scalar(w, scalar, indent, hint);
         }
     }
 }
@@ -467,7 +479,7 @@ fn write_map(w: &mut W, m: &Map, parent: Option<usize>, ctx: Ctx) {
         w.write_indent(indent);
         let simple = key.len() <= 128 && !key.contains('\n');
         if simple {
-            write_str(w, key, true, indent);
+            write_str(w, key, true, indent, w.step);
             w.indicator(":", false, false, false);
         } else {
             w.indicator("?", true, false, true);
@@ -510,9 +522,20 @@ pub fn scalar(s: &str) -> String {
     };
     match choose_style(s, false) {
         Style::Literal => write_double(&mut w, s),
-        _ => write_str(&mut w, s, false, 0),
+        _ => write_str(&mut w, s, false, 0, 2),
     }
     w.out
+}
+
+/// The indentation step for a configured indent: yaml.v3 (like libyaml)
+/// falls back to 2 outside 2..=9, which also keeps every block scalar's
+/// indentation indicator a single digit.
+fn indent_step(indent: usize) -> usize {
+    if (2..=9).contains(&indent) {
+        indent
+    } else {
+        2
+    }
 }
 
 /// Writes documents separated by `---`, ending with a newline.
@@ -522,7 +545,7 @@ pub fn emit(docs: &[Map], indent: usize) -> String {
         column: 0,
         indention: true,
         whitespace: true,
-        step: indent.max(1),
+        step: indent_step(indent),
     };
     for (i, doc) in docs.iter().enumerate() {
         if i > 0 {
@@ -567,7 +590,7 @@ pub fn emit_value(v: &Value, indent: usize) -> String {
                 column: 0,
                 indention: true,
                 whitespace: true,
-                step: indent.max(1),
+                step: indent_step(indent),
             };
             write_node(&mut w, other, None, Ctx::Normal);
             if w.column > 0 {
@@ -619,6 +642,27 @@ mod tests {
         assert_eq!(
             round("q:\n    - a: 1\n      b: 2\n    - c: 3\n    - [1, 2]\nl: |\n    block\nm: \"\"\n"),
             "q:\n    - a: 1\n      b: 2\n    - c: 3\n    - - 1\n      - 2\nl: |\n    block\nm: \"\"\n"
+        );
+    }
+
+    // Found by the yaml fuzz target: a literal block starting with a line
+    // break, as a sequence item. The indicator is the content's offset from
+    // the `-` (yaml.v3 writes its indent step, 4, which misplaces it).
+    #[test]
+    fn block_scalar_indicators_read_back() {
+        let src = "a:\n    - |2-\n\n      - # :\n      -\t\n    - - \" x\\ny\"\n    - b: \"\\nx\"\n      c: 1\ntop: \"\\nfoo\\n\"\n";
+        for indent in [0, 1, 2, 3, 4, 9, 10] {
+            let docs = parse(src.as_bytes(), false).unwrap();
+            let once = emit(&docs, indent);
+            let back = parse(once.as_bytes(), false)
+                .unwrap_or_else(|e| panic!("indent {indent}: {e}\n{once}"));
+            assert_eq!(back, docs, "indent {indent}:\n{once}");
+        }
+        assert_eq!(
+            round(src),
+            src.replace("- - \" x\\ny\"", "- - |2-\n         x\n        y")
+                .replace("b: \"\\nx\"", "b: |2-\n\n        x")
+                .replace("top: \"\\nfoo\\n\"", "top: |4\n\n    foo")
         );
     }
 }
