@@ -328,6 +328,13 @@ fn write_literal(w: &mut W, s: &str, indent: usize, hint: usize) {
     w.indicator("|", true, false, false);
     let first = s.chars().next();
     if first.is_some_and(|c| c == ' ' || is_break(c)) {
+        // Only line breaks: no content line for the indicator to place,
+        // so sops's choice reads back the same.
+        let hint = if s.chars().all(is_break) {
+            w.step
+        } else {
+            hint
+        };
         let hint = hint.clamp(1, 9).to_string();
         w.indicator(&hint, false, false, false);
     }

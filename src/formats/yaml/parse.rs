@@ -193,7 +193,18 @@ fn collect_events(src: &str) -> Result<Events> {
                     ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => {
                         quoted_starts.insert(pos, style);
                     }
-                    ScalarStyle::Literal | ScalarStyle::Folded if !value.is_empty() => {
+                    // saphyr's span starts at the first content line, at the
+                    // content's indentation; a block of only empty lines has
+                    // none (its span starts where the scanner stopped, which
+                    // may be a comment), and nothing in it to skip.
+                    ScalarStyle::Literal | ScalarStyle::Folded
+                        if value.chars().any(|c| {
+                            !matches!(
+                                c,
+                                ' ' | '\t' | '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}'
+                            )
+                        }) =>
+                    {
                         block_starts.push(pos)
                     }
                     _ => {}
@@ -854,6 +865,22 @@ mod tests {
             shape(src),
             "a:\n  b:\n    c\n    # deep foot 8\n  # mid foot 4\n# odd 2\n# top 0\nd:\n  # head at 0 inside d\n  e\n  # very deep\n  f\ng:\n  h:\n    i\n    # at4 after deeper\nj:\n  -# flow line\n  - v\n  - v\nk:\n  # flow map line\n  x\nl\n# after block\n# comment on empty value\nn\no:\n  -# in item\n  - map\n    a\n    # in item map\n    b\n  -# seq level\n  - v\n---\n"
         );
+    }
+
+    // Found by the yaml fuzz target: a block scalar of only empty lines
+    // hid the comment after it. sops keeps it (as the item map's foot).
+    #[test]
+    fn comment_after_an_empty_block_scalar_is_kept() {
+        for src in [
+            "a:\n    - b: |2+\n\n      #c\nx: 1\n",
+            "a:\n    - b: |+\n\n      #c\nx: 1\n",
+        ] {
+            assert_eq!(
+                shape(src),
+                "a:\n  - map\n    b\n    #c\nx\n---\n",
+                "{src:?}"
+            );
+        }
     }
 
     #[test]
