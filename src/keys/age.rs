@@ -260,7 +260,7 @@ impl AgeIdentities {
                 continue;
             }
             if line.starts_with("AGE-SECRET-KEY-1") {
-                match age::x25519::Identity::from_str(line) {
+                match super::age_x25519::X25519Identity::from_str(line) {
                     Ok(id) => self.identities.push(Box::new(id)),
                     // A line number, never the line: it is a secret key.
                     Err(_) => self.problems.push(format!(

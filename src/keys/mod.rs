@@ -6,6 +6,7 @@
 //! [`recover_data_key`] applies sops' group and threshold rules on top.
 
 pub mod age;
+mod age_x25519;
 pub mod pgp;
 pub mod shamir;
 
