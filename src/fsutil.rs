@@ -253,39 +253,109 @@ pub const MAX_INPUT: u64 = 256 << 20;
 
 /// Reads a whole file into a zeroizing buffer.
 pub fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
-    let mut f = fs::File::open(path).map_err(|e| Error::io(path.display(), e))?;
-    let mut buf = Zeroizing::new(Vec::new());
-    (&mut f)
-        .take(MAX_INPUT + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| Error::io(path.display(), e))?;
-    if buf.len() as u64 > MAX_INPUT {
-        return Err(Error::Read(format!(
+    let f = fs::File::open(path).map_err(|e| Error::io(path.display(), e))?;
+    // The size is only a hint (files change, /proc reports 0): sized right,
+    // the file comes in with one read and one end-of-file read.
+    let hint = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let buf = read_zeroizing(f, hint, MAX_INPUT).map_err(|e| Error::io(path.display(), e))?;
+    buf.ok_or_else(|| {
+        Error::Read(format!(
             "{}: file is larger than {} MiB",
             show(path),
             MAX_INPUT >> 20
-        )));
-    }
-    Ok(buf)
+        ))
+    })
 }
 
 /// Reads all of stdin into a zeroizing buffer.
 pub fn read_stdin() -> Result<Zeroizing<Vec<u8>>> {
-    let mut buf = Zeroizing::new(Vec::new());
-    std::io::stdin()
-        .lock()
-        .take(MAX_INPUT + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| Error::Read(format!("Error reading from stdin: {e}")))?;
-    if buf.len() as u64 > MAX_INPUT {
-        return Err(Error::Read("stdin is larger than 256 MiB".into()));
+    read_zeroizing(std::io::stdin().lock(), 0, MAX_INPUT)
+        .map_err(|e| Error::Read(format!("Error reading from stdin: {e}")))?
+        .ok_or_else(|| Error::Read("stdin is larger than 256 MiB".into()))
+}
+
+/// Reads everything from `r`, or `None` when it holds more than `limit`
+/// bytes. Growing a `Vec` by `read_to_end` would free each smaller buffer
+/// without wiping it, leaving copies of a plaintext input in freed memory;
+/// here every buffer is a `Zeroizing` one, wiped when replaced.
+fn read_zeroizing(
+    mut r: impl Read,
+    size_hint: u64,
+    limit: u64,
+) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
+    let cap_max = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
+    let first = usize::try_from(size_hint.saturating_add(1))
+        .unwrap_or(usize::MAX)
+        .clamp(64, cap_max.max(64));
+    let mut buf = Zeroizing::new(vec![0u8; first]);
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            if len >= cap_max {
+                return Ok(None);
+            }
+            let mut bigger = Zeroizing::new(vec![0u8; len.saturating_mul(2).min(cap_max)]);
+            bigger[..len].copy_from_slice(&buf[..len]);
+            buf = bigger;
+        }
+        match r.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
-    Ok(buf)
+    if len as u64 > limit {
+        return Ok(None);
+    }
+    buf.truncate(len);
+    Ok(Some(buf))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hands out at most `step` bytes per read.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn reads_whole_inputs_within_the_limit() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        for (len, hint, step) in [
+            (0, 0, 1),
+            (1, 0, 1),
+            (63, 63, 7),
+            (64, 10, 64),
+            (1000, 1000, 1000),
+            (1000, 0, 3),
+            (1000, 5000, 999),
+            (5000, 4999, 4096),
+        ] {
+            let r = Trickle { data: &data[..len], step };
+            let got = read_zeroizing(r, hint, 5000).unwrap().unwrap();
+            assert_eq!(&got[..], &data[..len], "len {len} hint {hint} step {step}");
+        }
+        // One byte over the limit is refused, whatever the hint says.
+        for hint in [0, 100, 5001, u64::MAX] {
+            let r = Trickle { data: &data[..], step: 777 };
+            assert!(read_zeroizing(r, hint, 4999).unwrap().is_none(), "hint {hint}");
+        }
+        let r = Trickle { data: &data[..], step: 777 };
+        assert!(read_zeroizing(r, 0, 5000).unwrap().is_some());
+    }
 
     #[test]
     fn keeps_mode_and_creates_private() {
