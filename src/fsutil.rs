@@ -344,16 +344,28 @@ mod tests {
             (1000, 5000, 999),
             (5000, 4999, 4096),
         ] {
-            let r = Trickle { data: &data[..len], step };
+            let r = Trickle {
+                data: &data[..len],
+                step,
+            };
             let got = read_zeroizing(r, hint, 5000).unwrap().unwrap();
             assert_eq!(&got[..], &data[..len], "len {len} hint {hint} step {step}");
         }
         // One byte over the limit is refused, whatever the hint says.
         for hint in [0, 100, 5001, u64::MAX] {
-            let r = Trickle { data: &data[..], step: 777 };
-            assert!(read_zeroizing(r, hint, 4999).unwrap().is_none(), "hint {hint}");
+            let r = Trickle {
+                data: &data[..],
+                step: 777,
+            };
+            assert!(
+                read_zeroizing(r, hint, 4999).unwrap().is_none(),
+                "hint {hint}"
+            );
         }
-        let r = Trickle { data: &data[..], step: 777 };
+        let r = Trickle {
+            data: &data[..],
+            step: 777,
+        };
         assert!(read_zeroizing(r, 0, 5000).unwrap().is_some());
     }
 

@@ -142,7 +142,10 @@ mod tests {
         for n in 0..8u8 {
             let s = stanza_for(&theirs, [n; 16]);
             assert_eq!(opened(ours.unwrap_stanza(&s)), Some(Ok([n; 16])));
-            assert_eq!(opened(ours.unwrap_stanza(&s)), opened(theirs.unwrap_stanza(&s)));
+            assert_eq!(
+                opened(ours.unwrap_stanza(&s)),
+                opened(theirs.unwrap_stanza(&s))
+            );
             // Another identity's stanza: not ours, not an error.
             let s = stanza_for(&other, [n; 16]);
             assert_eq!(opened(ours.unwrap_stanza(&s)), None);
