@@ -26,19 +26,70 @@ use crate::{Error, Result};
 /// Compiled selection rules.
 pub struct Selector {
     rules: SelectionRules,
-    unencrypted_regex: Option<Regex>,
-    encrypted_regex: Option<Regex>,
-    unencrypted_comment_regex: Option<Regex>,
-    encrypted_comment_regex: Option<Regex>,
+    unencrypted_regex: Option<Pattern>,
+    encrypted_regex: Option<Pattern>,
+    unencrypted_comment_regex: Option<Pattern>,
+    encrypted_comment_regex: Option<Pattern>,
 }
 
-fn compile(name: &str, re: &str) -> Result<Option<Regex>> {
+/// A selection regex. sops's usual patterns (`^(data|stringData)$`) are an
+/// anchored set of plain words: matching one of those is a comparison with
+/// each word, without building a regex engine in every process (about as
+/// many instructions as the rest of a kustomize plugin call's tree walk).
+#[derive(Clone)]
+enum Pattern {
+    Words(Vec<String>),
+    Regex(Regex),
+}
+
+impl Pattern {
+    fn new(re: &str) -> std::result::Result<Pattern, regex::Error> {
+        match anchored_words(re) {
+            Some(words) => Ok(Pattern::Words(words)),
+            None => Regex::new(re).map(Pattern::Regex),
+        }
+    }
+
+    fn is_match(&self, s: &str) -> bool {
+        match self {
+            Pattern::Words(words) => words.iter().any(|w| w == s),
+            Pattern::Regex(re) => re.is_match(s),
+        }
+    }
+}
+
+/// `^word$`, `^(a|b)$` or `^(?:a|b)$` with words of letters, digits, `_`
+/// and `-` only: a regex that matches exactly those strings (`$` without
+/// the `m` flag is the end of the text, in Go as in Rust).
+fn anchored_words(re: &str) -> Option<Vec<String>> {
+    let inner = re.strip_prefix('^')?.strip_suffix('$')?;
+    let grouped = inner
+        .strip_prefix("(?:")
+        .or_else(|| inner.strip_prefix('('))
+        .and_then(|g| g.strip_suffix(')'));
+    let words: Vec<&str> = match grouped {
+        Some(g) => g.split('|').collect(),
+        // `^a|b$` is `(^a)|(b$)`: only a single word is safe ungrouped.
+        None => vec![inner],
+    };
+    let plain = |w: &&str| {
+        !w.is_empty()
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    words
+        .iter()
+        .all(plain)
+        .then(|| words.iter().map(|w| w.to_string()).collect())
+}
+
+fn compile(name: &str, re: &str) -> Result<Option<Pattern>> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     // A fleet shares a handful of patterns; compiling one costs more than
     // decrypting a small Secret, so compiled regexes are kept (a bounded
     // number: the patterns come from the files).
-    static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<String, Pattern>>> = OnceLock::new();
     const MAX_CACHED: usize = 64;
     if re.is_empty() {
         return Ok(None);
@@ -48,7 +99,7 @@ fn compile(name: &str, re: &str) -> Result<Option<Regex>> {
         return Ok(Some(r));
     }
     let compiled =
-        Regex::new(re).map_err(|e| Error::Metadata(format!("invalid {name} {re:?}: {e}")))?;
+        Pattern::new(re).map_err(|e| Error::Metadata(format!("invalid {name} {re:?}: {e}")))?;
     if let Ok(mut c) = cache.lock() {
         if c.len() < MAX_CACHED {
             c.insert(re.to_string(), compiled.clone());
@@ -464,6 +515,62 @@ pub fn decrypt(
 mod tests {
     use super::*;
     use crate::sops::cipher::DataKey;
+
+    #[test]
+    fn word_patterns_match_exactly_like_the_regex() {
+        let patterns = [
+            "^(data|stringData)$",
+            "^(?:data|stringData)$",
+            "^password$",
+            "^(a-b|c_d|9)$",
+            // Not word sets: these stay regexes.
+            "^a|b$",
+            "^(a)|(b)$",
+            "^(data|string.Data)$",
+            "^(data|)$",
+            "^()$",
+            "data",
+            "^data",
+            "(?i)^data$",
+            "^(data|stringData)$\n",
+        ];
+        let keys = [
+            "",
+            "data",
+            "stringData",
+            "Data",
+            "data\n",
+            "xdata",
+            "datax",
+            "password",
+            "a",
+            "b",
+            "ab",
+            "xb",
+            "ax",
+            "a-b",
+            "c_d",
+            "9",
+            "string.Data",
+            "stringxData",
+            "(a)",
+            "a|b",
+        ];
+        for p in patterns {
+            let ours = Pattern::new(p).unwrap();
+            let re = Regex::new(p).unwrap();
+            for k in keys {
+                assert_eq!(ours.is_match(k), re.is_match(k), "{p:?} on {k:?}");
+            }
+        }
+        assert!(matches!(
+            Pattern::new("^(data|stringData)$"),
+            Ok(Pattern::Words(_))
+        ));
+        assert!(matches!(Pattern::new("^a|b$"), Ok(Pattern::Regex(_))));
+        assert!(matches!(Pattern::new("^(a)|(b)$"), Ok(Pattern::Regex(_))));
+        assert!(Pattern::new("^(data$").is_err());
+    }
 
     /// A tree with enough values to take the parallel path: a list, nested
     /// maps, typed values, and a plaintext key whose value is an `ENC[…]`
