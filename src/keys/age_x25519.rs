@@ -4,8 +4,8 @@
 //! stanza it tries, because the stanza key is salted with it: one base-point
 //! multiplication, about a tenth of decrypting a small Secret and of every
 //! file in a fleet-wide run. This is the same unwrap (c2sp.org/age, "X25519
-//! recipient stanza") from age's own primitives, with the public key kept
-//! next to the secret. Tests check it against age's implementation.
+//! recipient stanza") from age's own primitives, with the public key derived
+//! once, on first use, and kept next to the secret. Tests check it against age's implementation.
 
 use std::str::FromStr;
 
@@ -24,7 +24,9 @@ const SECRET_KEY_HRP: &str = "age-secret-key-";
 /// (`StaticSecret`); there is no `Debug`.
 pub(crate) struct X25519Identity {
     secret: StaticSecret,
-    public: PublicKey,
+    /// Derived on first use: a keys folder may hold many identities and a
+    /// file needs only the one that opens it.
+    public: std::sync::OnceLock<PublicKey>,
 }
 
 impl FromStr for X25519Identity {
@@ -48,8 +50,10 @@ impl FromStr for X25519Identity {
         bytes.zeroize();
         let secret = StaticSecret::from(key);
         key.zeroize();
-        let public = PublicKey::from(&secret);
-        Ok(X25519Identity { secret, public })
+        Ok(X25519Identity {
+            secret,
+            public: std::sync::OnceLock::new(),
+        })
     }
 }
 
@@ -78,7 +82,8 @@ impl age::Identity for X25519Identity {
         }
         let mut salt = [0u8; 64];
         salt[..32].copy_from_slice(epk.as_bytes());
-        salt[32..].copy_from_slice(self.public.as_bytes());
+        let public = self.public.get_or_init(|| PublicKey::from(&self.secret));
+        salt[32..].copy_from_slice(public.as_bytes());
         let mut key = hkdf(&salt, KEY_LABEL, shared.as_bytes());
         // Not ours is not an error: the next identity may match.
         let opened = aead_decrypt(&key, FILE_KEY_BYTES, &stanza.body);
