@@ -74,8 +74,13 @@ pub fn age_cli() -> Option<PathBuf> {
 }
 
 /// The kustos binary under test.
+/// The binary under test: cargo's build, or `KUSTOS_TEST_BIN` to run the
+/// suite against a shipped build (e.g. `scripts/build-dist.sh`'s static one).
 pub fn kustos_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_kustos"))
+    match std::env::var_os("KUSTOS_TEST_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_kustos")),
+    }
 }
 
 /// An isolated environment: its own HOME, cwd and age key.
