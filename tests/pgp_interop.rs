@@ -121,6 +121,12 @@ impl GpgHome {
                 run(&["--quick-add-key", &fpr, "rsa3072", "encr", "never"]);
                 fpr
             }
+            KeyKind::RsaSized(algo) => {
+                run(&["--quick-gen-key", uid, algo, "default", "never"]);
+                let fpr = self.fingerprint(uid);
+                run(&["--quick-add-key", &fpr, algo, "encr", "never"]);
+                fpr
+            }
             KeyKind::Cv25519 => {
                 run(&["--quick-gen-key", uid, "future-default", "default", "never"]);
                 self.fingerprint(uid)
@@ -184,6 +190,9 @@ impl Drop for GpgHome {
 #[derive(Clone, Copy, Debug)]
 enum KeyKind {
     Rsa,
+    /// An RSA primary with an RSA encryption subkey of this gpg algorithm
+    /// name (`rsa2048`, `rsa4096`, …).
+    RsaSized(&'static str),
     Cv25519,
 }
 
@@ -268,6 +277,29 @@ fn gpg_encrypt_native_decrypt(kind: KeyKind) {
 #[test]
 fn gpg_encrypts_kustos_decrypts_rsa() {
     gpg_encrypt_native_decrypt(KeyKind::Rsa);
+}
+
+// kustos decrypts RSA with its own constant-time code for moduli up to
+// 4096 bits (limb sizes 16, 24 and 32); sizes between the steps and beyond
+// them (Sequoia's code) must work as well.
+#[test]
+fn gpg_rsa_key_sizes_decrypt_natively() {
+    let Some(home) = GpgHome::new() else { return };
+    for algo in ["rsa2048", "rsa2500", "rsa4096"] {
+        let uid = format!("Size {algo} <{algo}@example.com>");
+        let fpr = home.gen_key(&uid, KeyKind::RsaSized(algo));
+        let dir = keys_dir(&home.export_secret(&fpr));
+        let keys = PgpKeys::load(&dir_sources(dir.path()));
+        assert_eq!(keys.len(), 1, "{algo}: {:?}", keys.problems);
+        for n in [32, 33] {
+            let secret = random_key(n);
+            let enc = home.encrypt(&fpr, &secret, &[]);
+            let got = keys
+                .unwrap(&fpr, &enc, false)
+                .unwrap_or_else(|e| panic!("{algo}: {e}"));
+            assert_eq!(&got[..], &secret[..], "{algo}");
+        }
+    }
 }
 
 #[test]

@@ -7,7 +7,9 @@
 
 pub mod age;
 mod age_x25519;
+mod montgomery;
 pub mod pgp;
+mod pgp_rsa;
 pub mod shamir;
 
 use std::fmt;

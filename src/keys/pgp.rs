@@ -43,6 +43,7 @@ use openpgp::types::{
 use openpgp::{Cert, Fingerprint, KeyHandle, KeyID, Packet, Profile};
 use zeroize::Zeroizing;
 
+use super::pgp_rsa::RsaDecryptor;
 use super::{KeySources, UnwrapError};
 use crate::Error;
 
@@ -470,6 +471,9 @@ struct SecretKey {
     /// Index into `PgpKeys::certs` (its primary fingerprint).
     cert: usize,
     key: Key<SecretParts, UnspecifiedRole>,
+    /// The constant-time RSA decryptor, set up on first use (a keys
+    /// folder may hold many keys); `None` for other keys.
+    rsa: std::sync::OnceLock<Option<RsaDecryptor>>,
 }
 
 /// A key whose secret is passphrase-protected; kept only to explain why a
@@ -559,6 +563,7 @@ impl PgpKeys {
                     self.keys.push(SecretKey {
                         cert: idx,
                         key: key.clone().role_into_unspecified(),
+                        rsa: std::sync::OnceLock::new(),
                     });
                     usable += 1;
                 }
@@ -910,10 +915,16 @@ impl DecryptionHelper for Helper<'_> {
                     if !hit {
                         continue;
                     }
-                    let Ok(mut pair) = sk.key.clone().into_keypair() else {
-                        continue;
+                    let unwrapped = match sk.rsa.get_or_init(|| RsaDecryptor::new(&sk.key)) {
+                        Some(rsa) => pkesk.decrypt(&mut &*rsa, sym_algo),
+                        None => {
+                            let Ok(mut pair) = sk.key.clone().into_keypair() else {
+                                continue;
+                            };
+                            pkesk.decrypt(&mut pair, sym_algo)
+                        }
                     };
-                    if let Some((algo, session_key)) = pkesk.decrypt(&mut pair, sym_algo) {
+                    if let Some((algo, session_key)) = unwrapped {
                         if decrypt(algo, &session_key) {
                             self.outcome.matched_cert = Some(self.keys.certs[sk.cert].to_hex());
                             return Ok(None);
