@@ -3,14 +3,18 @@
 
 Every crate in Cargo.lock must come from crates.io and carry a license
 expression that is satisfiable with the allow-list below. This is a small,
-network-free subset of `cargo deny check licenses sources`; advisories need
-the RustSec database and are checked with `cargo deny check advisories`
-(see deny.toml) where the network allows it.
+network-free subset of `cargo deny check licenses sources`. Advisories are
+checked offline too, against the committed RustSec snapshot
+(scripts/advisories.py, scripts/rustsec-snapshot.json) with deny.toml's
+ignore list; `cargo deny check advisories` checks the live database where
+the network allows it.
 """
 import json
 import re
 import subprocess
 import sys
+
+import advisories
 
 ALLOWED = {
     "MIT", "Apache-2.0", "Apache-2.0 WITH LLVM-exception", "BSD-1-Clause",
@@ -93,7 +97,7 @@ def main():
             print("  " + p, file=sys.stderr)
         return 1
     print(f"dependency policy: {len(meta['packages']) - 1} crates from crates.io, licenses OK")
-    return 0
+    return advisories.main(["advisories.py", "check"])
 
 
 if __name__ == "__main__":

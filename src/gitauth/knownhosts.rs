@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PublicKey};
+use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PublicKey, PublicKeyOrCertificate};
 
 use crate::{Error, Result};
 
@@ -123,10 +123,18 @@ impl russh::client::Handler for Catch {
 
     async fn check_server_key(
         &mut self,
-        key: &PublicKey,
+        key: &PublicKeyOrCertificate,
     ) -> std::result::Result<bool, Self::Error> {
+        // Only plain key algorithms are offered, so a certificate is not
+        // expected; its key is what known_hosts would hold anyway.
+        let key = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(cert) => {
+                PublicKey::new(cert.public_key().clone(), "")
+            }
+        };
         if let Ok(mut slot) = self.key.lock() {
-            *slot = Some(key.clone());
+            *slot = Some(key);
         }
         // Stop here: the key is all a scan needs.
         Ok(false)
