@@ -137,15 +137,20 @@ impl<const N: usize> Modulus<N> {
             inv = inv.wrapping_mul(2u64.wrapping_sub(limbs[0].wrapping_mul(inv)));
         }
         // Set-up only (once per key): variable-time reduction is fine here.
-        let r = (BigUint::from(1u8) << (64 * N)) % m;
-        let r2 = (&r * &r) % m;
-        let r3 = (&r2 * &r) % m;
-        Some(Modulus {
+        let mut r = (BigUint::from(1u8) << (64 * N)) % m;
+        let mut r2 = (&r * &r) % m;
+        let mut r3 = (&r2 * &r) % m;
+        let out = Modulus {
             m: limbs,
             m_inv: inv.wrapping_neg(),
             r2: limbs_from_biguint(&r2)?,
             r3: limbs_from_biguint(&r3)?,
-        })
+        };
+        // Derived from a secret prime.
+        r.zeroize();
+        r2.zeroize();
+        r3.zeroize();
+        Some(out)
     }
 
     /// `a * b / R mod m`, fully reduced, for `a < R` and `b < m`.

@@ -22,7 +22,9 @@ use openpgp::crypto::{Decryptor, SessionKey};
 use openpgp::packet::key::{PublicParts, SecretKeyMaterial, SecretParts, UnspecifiedRole};
 use openpgp::packet::Key;
 
-use super::montgomery::{add_wide, limbs_from_be, limbs_to_be, mul_wide, Modulus};
+use super::montgomery::{
+    add_wide, limbs_from_be, limbs_from_biguint, limbs_to_be, mul_wide, Modulus,
+};
 
 /// The CRT form of one RSA private key with primes of at most `64N` bits
 /// (`N2 = 2N` limbs for the modulus).
@@ -58,19 +60,21 @@ impl<const N: usize, const N2: usize> Crt<N, N2> {
         if *p <= one || *q <= one || p == q || p * q != parts.n {
             return None;
         }
-        // Set-up only, once per key.
-        let d_p = &parts.d % (p - &one);
-        let d_q = &parts.d % (q - &one);
-        let u = &parts.u % q;
+        // Set-up only, once per key (variable-time BigUint is fine here).
+        let secret_limbs = |mut x: BigUint| {
+            let limbs = limbs_from_biguint(&x);
+            x.zeroize();
+            limbs
+        };
         let crt = Crt {
             p: Modulus::new(p)?,
             q: Modulus::new(q)?,
-            p_limbs: super::montgomery::limbs_from_biguint(p)?,
-            d_p: super::montgomery::limbs_from_biguint(&d_p)?,
-            d_q: super::montgomery::limbs_from_biguint(&d_q)?,
-            u: super::montgomery::limbs_from_biguint(&u)?,
+            p_limbs: limbs_from_biguint(p)?,
+            d_p: secret_limbs(&parts.d % (p - &one))?,
+            d_q: secret_limbs(&parts.d % (q - &one))?,
+            u: secret_limbs(&parts.u % q)?,
             n: Modulus::new(&parts.n)?,
-            n_limbs: super::montgomery::limbs_from_biguint(&parts.n)?,
+            n_limbs: limbs_from_biguint(&parts.n)?,
             e: parts.e.to_bytes_be(),
             k: parts.n.to_bytes_be().len(),
         };
@@ -102,7 +106,7 @@ impl<const N: usize, const N2: usize> Crt<N, N2> {
         let back = self
             .n
             .leave_mont(&self.n.pow_public(&self.n.enter_mont(&m), &self.e));
-        let ok = limbs_eq(&back, &c);
+        let ok = back.ct_eq(&c);
         let out = limbs_to_be(&m, self.k);
         m.zeroize();
         if bool::from(ok) {
@@ -121,10 +125,6 @@ fn split<const N: usize, const N2: usize>(c: &[u64; N2]) -> ([u64; N], [u64; N])
     lo.copy_from_slice(&c[..N]);
     hi.copy_from_slice(&c[N..]);
     (lo, hi)
-}
-
-fn limbs_eq<const N: usize>(a: &[u64; N], b: &[u64; N]) -> subtle::Choice {
-    a.ct_eq(b)
 }
 
 /// `a < b`, in constant time.
@@ -176,10 +176,10 @@ struct RsaParts {
 
 impl Drop for RsaParts {
     fn drop(&mut self) {
-        // num-bigint-dig has no Zeroize; overwrite what we can reach.
-        for x in [&mut self.d, &mut self.p, &mut self.q, &mut self.u] {
-            *x = BigUint::default();
-        }
+        self.d.zeroize();
+        self.p.zeroize();
+        self.q.zeroize();
+        self.u.zeroize();
     }
 }
 
