@@ -96,7 +96,9 @@ impl<const N: usize, const N2: usize> Crt<N, N2> {
         let mut m1_plain = self.p.leave_mont(&m1);
         let mut m1_in_q = self.q.enter_mont(&m1_plain);
         let mut h = self.q.mul(&self.q.sub(&m2, &m1_in_q), &self.u);
-        let mut m: [u64; N2] = add_wide(&mul_wide::<N, N2>(&self.p_limbs, &h), &m1_plain);
+        let mut ph: [u64; N2] = mul_wide::<N, N2>(&self.p_limbs, &h);
+        let mut m: [u64; N2] = add_wide(&ph, &m1_plain);
+        ph.zeroize();
         m1.zeroize();
         m2.zeroize();
         m1_in_q.zeroize();
