@@ -91,6 +91,20 @@ fn shift(lo: &mut u128, hi: &mut u64) {
     *hi = 0;
 }
 
+/// `x + y` over the limbs, with the final carry (0 or 1).
+#[inline(always)]
+fn add_carry<const N: usize>(x: &[u64; N], y: &[u64; N]) -> ([u64; N], u64) {
+    let mut out = [0u64; N];
+    let mut carry = 0u64;
+    for i in 0..N {
+        let (s1, c1) = x[i].overflowing_add(y[i]);
+        let (s2, c2) = s1.overflowing_add(carry);
+        out[i] = s2;
+        carry = u64::from(c1 | c2);
+    }
+    (out, carry)
+}
+
 /// `x - y` over the limbs, with the final borrow (0 or 1).
 #[inline(always)]
 fn sub_borrow<const N: usize>(x: &[u64; N], y: &[u64; N]) -> ([u64; N], u64) {
@@ -193,14 +207,7 @@ impl<const N: usize> Modulus<N> {
 
     /// `a + b mod m` for `a, b < m`.
     pub(crate) fn add(&self, a: &[u64; N], b: &[u64; N]) -> [u64; N] {
-        let mut sum = [0u64; N];
-        let mut carry = 0u64;
-        for i in 0..N {
-            let (s1, c1) = a[i].overflowing_add(b[i]);
-            let (s2, c2) = s1.overflowing_add(carry);
-            sum[i] = s2;
-            carry = u64::from(c1 | c2);
-        }
+        let (sum, carry) = add_carry(a, b);
         let (reduced, borrow) = sub_borrow(&sum, &self.m);
         let keep_sum = mask_of(u64::from(carry < borrow));
         select(keep_sum, &sum, &reduced)
@@ -209,16 +216,10 @@ impl<const N: usize> Modulus<N> {
     /// `a - b mod m` for `a, b < m`.
     pub(crate) fn sub(&self, a: &[u64; N], b: &[u64; N]) -> [u64; N] {
         let (diff, borrow) = sub_borrow(a, b);
-        let mut back = [0u64; N];
-        let mut carry = 0u64;
+        // Add m back when the subtraction borrowed (the carry out is the
+        // borrow's wrap-around, dropped).
         let mask = mask_of(borrow);
-        for i in 0..N {
-            let (s1, c1) = diff[i].overflowing_add(self.m[i] & mask);
-            let (s2, c2) = s1.overflowing_add(carry);
-            back[i] = s2;
-            carry = u64::from(c1 | c2);
-        }
-        back
+        add_carry(&diff, &self.m.map(|limb| limb & mask)).0
     }
 
     /// Montgomery form of `a < R` (reduced mod m on the way).
