@@ -115,12 +115,7 @@ impl GpgHome {
             self.run(&all, b"");
         };
         match kind {
-            KeyKind::Rsa => {
-                run(&["--quick-gen-key", uid, "rsa3072", "default", "never"]);
-                let fpr = self.fingerprint(uid);
-                run(&["--quick-add-key", &fpr, "rsa3072", "encr", "never"]);
-                fpr
-            }
+            KeyKind::Rsa => self.gen_key_with(uid, KeyKind::RsaSized("rsa3072"), extra),
             KeyKind::RsaSized(algo) => {
                 run(&["--quick-gen-key", uid, algo, "default", "never"]);
                 let fpr = self.fingerprint(uid);
