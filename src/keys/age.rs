@@ -254,14 +254,24 @@ impl AgeIdentities {
             ));
             return;
         }
+        // age-keygen writes `# public key: age1…` just above each key.
+        let mut public_hint: Option<&str> = None;
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
+            if let Some(public) = line.strip_prefix("# public key:") {
+                public_hint = Some(public.trim());
+                continue;
+            }
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
+            let hint = public_hint.take();
             if line.starts_with("AGE-SECRET-KEY-1") {
                 match super::age_x25519::X25519Identity::from_str(line) {
-                    Ok(id) => self.identities.push(Box::new(id)),
+                    Ok(id) => self.identities.push(Box::new(match hint {
+                        Some(public) => id.with_public_hint(public),
+                        None => id,
+                    })),
                     // A line number, never the line: it is a secret key.
                     Err(_) => self.problems.push(format!(
                         "{location}: invalid age secret key on line {}",

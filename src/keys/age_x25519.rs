@@ -6,6 +6,12 @@
 //! file in a fleet-wide run. This is the same unwrap (c2sp.org/age, "X25519
 //! recipient stanza") from age's own primitives, with the public key derived
 //! once, on first use, and kept next to the secret. Tests check it against age's implementation.
+//!
+//! Identity files written by `age-keygen` also name the public key in a
+//! `# public key: age1…` comment. That value is tried first, without
+//! deriving anything: the stanza's AEAD tag authenticates the salt, so a
+//! stale or wrong comment only makes that first try fail, and the derived
+//! key is tried next. A small Secret's decrypt skips the derivation entirely.
 
 use std::str::FromStr;
 
@@ -27,6 +33,49 @@ pub(crate) struct X25519Identity {
     /// Derived on first use: a keys folder may hold many identities and a
     /// file needs only the one that opens it.
     public: std::sync::OnceLock<PublicKey>,
+    /// The public key the identity file's comment names, unchecked.
+    hint: Option<[u8; 32]>,
+}
+
+impl X25519Identity {
+    /// Records the `age1…` recipient an identity file names for this key
+    /// (ignored unless it parses): tried before deriving the real one.
+    pub(crate) fn with_public_hint(mut self, recipient: &str) -> Self {
+        self.hint = decode_recipient(recipient);
+        self
+    }
+
+    /// Opens the stanza body with the key for one salt public key.
+    fn open(
+        &self,
+        epk: &PublicKey,
+        shared: &x25519_dalek::SharedSecret,
+        public: &[u8; 32],
+        body: &[u8],
+    ) -> Option<FileKey> {
+        let mut salt = [0u8; 64];
+        salt[..32].copy_from_slice(epk.as_bytes());
+        salt[32..].copy_from_slice(public);
+        let mut key = hkdf(&salt, KEY_LABEL, shared.as_bytes());
+        let opened = aead_decrypt(&key, FILE_KEY_BYTES, body);
+        key.zeroize();
+        opened.ok().map(|mut pt| {
+            FileKey::init_with_mut(|file_key| {
+                file_key.copy_from_slice(&pt);
+                pt.zeroize();
+            })
+        })
+    }
+}
+
+/// The 32 bytes of an `age1…` X25519 recipient.
+fn decode_recipient(recipient: &str) -> Option<[u8; 32]> {
+    let (hrp, data, _) = bech32::decode(recipient).ok()?;
+    if hrp != "age" {
+        return None;
+    }
+    let bytes = <Vec<u8> as bech32::FromBase32>::from_base32(&data).ok()?;
+    bytes.try_into().ok()
 }
 
 impl FromStr for X25519Identity {
@@ -53,6 +102,7 @@ impl FromStr for X25519Identity {
         Ok(X25519Identity {
             secret,
             public: std::sync::OnceLock::new(),
+            hint: None,
         })
     }
 }
@@ -80,20 +130,23 @@ impl age::Identity for X25519Identity {
         if !shared.was_contributory() {
             return Some(Err(DecryptError::InvalidHeader));
         }
-        let mut salt = [0u8; 64];
-        salt[..32].copy_from_slice(epk.as_bytes());
-        let public = self.public.get_or_init(|| PublicKey::from(&self.secret));
-        salt[32..].copy_from_slice(public.as_bytes());
-        let mut key = hkdf(&salt, KEY_LABEL, shared.as_bytes());
         // Not ours is not an error: the next identity may match.
-        let opened = aead_decrypt(&key, FILE_KEY_BYTES, &stanza.body);
-        key.zeroize();
-        opened.ok().map(|mut pt| {
-            Ok(FileKey::init_with_mut(|file_key| {
-                file_key.copy_from_slice(&pt);
-                pt.zeroize();
-            }))
-        })
+        if let Some(public) = self.public.get() {
+            return self
+                .open(&epk, &shared, public.as_bytes(), &stanza.body)
+                .map(Ok);
+        }
+        if let Some(hint) = &self.hint {
+            if let Some(file_key) = self.open(&epk, &shared, hint, &stanza.body) {
+                return Some(Ok(file_key));
+            }
+        }
+        let public = self.public.get_or_init(|| PublicKey::from(&self.secret));
+        if self.hint.as_ref() == Some(public.as_bytes()) {
+            return None; // tried just now
+        }
+        self.open(&epk, &shared, public.as_bytes(), &stanza.body)
+            .map(Ok)
     }
 }
 
@@ -215,5 +268,30 @@ mod tests {
         let mut broken = text.clone();
         broken.pop();
         assert!(X25519Identity::from_str(&broken).is_err());
+    }
+    #[test]
+    fn public_key_hint_is_tried_first_and_never_trusted() {
+        let (theirs, _) = pair();
+        let (other, _) = pair();
+        let text = theirs.to_string().expose_secret().to_string();
+        let right = theirs.to_public().to_string();
+        let wrong = other.to_public().to_string();
+        for (hint, derives) in [
+            (right.as_str(), false),
+            (wrong.as_str(), true),
+            ("age1nonsense", true),
+        ] {
+            let ours = X25519Identity::from_str(&text)
+                .unwrap()
+                .with_public_hint(hint);
+            let s = stanza_for(&theirs, [7; 16]);
+            assert_eq!(opened(ours.unwrap_stanza(&s)), Some(Ok([7; 16])), "{hint}");
+            // A right hint spares the base-point multiplication.
+            assert_eq!(ours.public.get().is_some(), derives, "{hint}");
+            let s = stanza_for(&other, [8; 16]);
+            assert_eq!(opened(ours.unwrap_stanza(&s)), None, "{hint}");
+            let s = stanza_for(&theirs, [9; 16]);
+            assert_eq!(opened(ours.unwrap_stanza(&s)), Some(Ok([9; 16])), "{hint}");
+        }
     }
 }

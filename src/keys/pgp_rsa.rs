@@ -139,7 +139,9 @@ fn both<T: Send>(first: impl Fn() -> T + Sync, second: impl FnOnce() -> T) -> (T
                 let b = second();
                 // The closure does not panic (fixed-size arithmetic only);
                 // if it somehow did, propagate it as scope would.
-                let a = handle.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+                let a = handle
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e));
                 (a, b)
             }
             Err(_) => (first(), second()),
