@@ -170,29 +170,34 @@ impl<const N: usize> Modulus<N> {
     /// `a * b / R mod m`, fully reduced, for `a < R` and `b < m`.
     ///
     /// Product scanning with the reduction folded into each column (Koç,
-    /// Acar and Kaliski's FIPS method): one three-word accumulator, so the
-    /// multiplications do not wait on one another's carries.
+    /// Acar and Kaliski's FIPS method): three-word column accumulators, so
+    /// the multiplications do not wait on one another's carries.
     pub(crate) fn mul(&self, a: &[u64; N], b: &[u64; N]) -> [u64; N] {
         let m = &self.m;
         let mut q = [0u64; N];
         let mut t = [0u64; N];
         let (mut lo, mut hi) = (0u128, 0u64);
-        for i in 0..N {
-            for j in 0..i {
-                mac(&mut lo, &mut hi, a[j], b[i - j]);
+        for i in 0..2 * N {
+            // Column i: a[j]·b[i-j] and q[j]·m[i-j] for j < min(i, N); the
+            // a·b products go to a second accumulator so the two chains of
+            // additions do not wait on each other (fewer instructions too).
+            let start = i.saturating_sub(N - 1);
+            let end = i.min(N);
+            let (mut ab_lo, mut ab_hi) = (0u128, 0u64);
+            for j in start..end {
+                mac(&mut ab_lo, &mut ab_hi, a[j], b[i - j]);
                 mac(&mut lo, &mut hi, q[j], m[i - j]);
             }
-            mac(&mut lo, &mut hi, a[i], b[0]);
-            q[i] = (lo as u64).wrapping_mul(self.m_inv);
-            mac(&mut lo, &mut hi, q[i], m[0]);
-            shift(&mut lo, &mut hi);
-        }
-        for i in N..2 * N {
-            for j in (i - N + 1)..N {
-                mac(&mut lo, &mut hi, a[j], b[i - j]);
-                mac(&mut lo, &mut hi, q[j], m[i - j]);
+            let (sum, carry) = lo.overflowing_add(ab_lo);
+            lo = sum;
+            hi += ab_hi + u64::from(carry);
+            if i < N {
+                mac(&mut lo, &mut hi, a[i], b[0]);
+                q[i] = (lo as u64).wrapping_mul(self.m_inv);
+                mac(&mut lo, &mut hi, q[i], m[0]);
+            } else {
+                t[i - N] = lo as u64;
             }
-            t[i - N] = lo as u64;
             shift(&mut lo, &mut hi);
         }
         let out = self.final_subtract(&t, lo as u64);
