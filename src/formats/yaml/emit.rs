@@ -130,13 +130,15 @@ fn analyze(s: &str) -> Analysis {
             block: false,
         };
     }
-    // Most keys and values are short words (`password`, `tenant-a`,
-    // `s3cr3t.value`): nothing in them needs a look at the neighbours, and
-    // the character-by-character pass below dominated emitting large files.
-    if s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b'+' | b'=')
-        })
+    // Most keys and values are words (`password`, `tenant-a`,
+    // `ENC[AES256_GCM,data:…,type:str]`): visible ASCII without blanks,
+    // starting with a letter or digit. In those only a final `:` (an
+    // indicator before the end) changes the analysis, and the
+    // character-by-character pass below dominated emitting large files.
+    let bytes = s.as_bytes();
+    if bytes[0].is_ascii_alphanumeric()
+        && bytes.iter().all(u8::is_ascii_graphic)
+        && bytes.last() != Some(&b':')
     {
         return WORD;
     }
@@ -615,8 +617,19 @@ mod tests {
 
     #[test]
     fn word_fast_path_agrees_with_the_full_analysis() {
-        let alphabet = b"aZ09-_./+=";
-        let mut words = vec!["a".to_string(), "password".into(), "tenant-a".into()];
+        let alphabet = b"aZ09-_./+=:#,[]{}&*!|>'\"%@`?~ \t\n";
+        let mut words = vec![
+            "a".to_string(),
+            "password".into(),
+            "tenant-a".into(),
+            "ENC[AES256_GCM,data:Zm9v,iv:YmFy+/==,tag:YmF6,type:str]".into(),
+            "a: b".into(),
+            "a #b".into(),
+            "a:".into(),
+            "a:b:".into(),
+            "x\u{7f}".into(),
+            "x\u{e9}".into(),
+        ];
         // Every string of up to three characters over the fast path's alphabet.
         for &a in alphabet {
             for &b in alphabet {
