@@ -164,6 +164,8 @@ fn collect_events(src: &str) -> Result<Events> {
                     && indent >= span.start.col()
             })
     };
+    // Byte offset of each line, made on first need (see block_header_pos).
+    let mut line_starts: Option<Vec<usize>> = None;
     for (idx, (ev, span)) in events.into_iter().enumerate() {
         let ev = match ev {
             Event::Scalar(v, style, a, t) if Some(idx) == strip_last_break => {
@@ -189,6 +191,27 @@ fn collect_events(src: &str) -> Result<Events> {
                 });
             }
             Event::Scalar(value, style, anchor, tag) => {
+                let blank_block = matches!(style, ScalarStyle::Literal | ScalarStyle::Folded)
+                    && value.chars().all(|c| {
+                        matches!(
+                            c,
+                            ' ' | '\t' | '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}'
+                        )
+                    });
+                // A block scalar of only empty lines has no content line to
+                // start its span at: saphyr reports where its scanner stopped
+                // (the next entry or a comment below), which would put the
+                // entry after that comment. Its header line is where it is.
+                let pos = if blank_block {
+                    let starts = line_starts.get_or_insert_with(|| {
+                        std::iter::once(0)
+                            .chain(src.match_indices('\n').map(|(i, _)| i + 1))
+                            .collect::<Vec<usize>>()
+                    });
+                    block_header_pos(src, starts, pos)
+                } else {
+                    pos
+                };
                 match style {
                     ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => {
                         quoted_starts.insert(pos, style);
@@ -197,14 +220,7 @@ fn collect_events(src: &str) -> Result<Events> {
                     // content's indentation; a block of only empty lines has
                     // none (its span starts where the scanner stopped, which
                     // may be a comment), and nothing in it to skip.
-                    ScalarStyle::Literal | ScalarStyle::Folded
-                        if value.chars().any(|c| {
-                            !matches!(
-                                c,
-                                ' ' | '\t' | '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}'
-                            )
-                        }) =>
-                    {
+                    ScalarStyle::Literal | ScalarStyle::Folded if !blank_block => {
                         block_starts.push(pos)
                     }
                     _ => {}
@@ -290,6 +306,37 @@ struct Comment {
 }
 
 /// Finds every comment outside quoted and block scalars.
+/// The position of the `|` or `>` that opens the block scalar whose
+/// scanner stopped at `stop`: on the nearest line at or above `stop` with
+/// anything but blanks before `stop` (the lines in between are the
+/// scalar's empty content, so over a file each line is walked once), the
+/// last indicator outside a comment. `line_starts` holds each line's byte
+/// offset in `src`.
+fn block_header_pos(src: &str, line_starts: &[usize], stop: Pos) -> Pos {
+    for line_no in (1..=stop.line.min(line_starts.len())).rev() {
+        let start = line_starts[line_no - 1];
+        let end = line_starts.get(line_no).map_or(src.len(), |next| next - 1);
+        let mut chars: Vec<char> = src[start..end].chars().collect();
+        if line_no == stop.line {
+            chars.truncate(stop.col);
+        }
+        // A comment starts at a `#` after a blank (or at the line start).
+        let comment = (0..chars.len())
+            .find(|&c| chars[c] == '#' && (c == 0 || matches!(chars[c - 1], ' ' | '\t')));
+        if let Some(hash) = comment {
+            chars.truncate(hash);
+        }
+        if chars.iter().all(|c| matches!(c, ' ' | '\t' | '\r')) {
+            continue;
+        }
+        return match chars.iter().rposition(|c| matches!(c, '|' | '>')) {
+            Some(col) => Pos { line: line_no, col },
+            None => stop,
+        };
+    }
+    stop
+}
+
 fn scan_comments(lines: &[&str], ev: &Events) -> Vec<Comment> {
     let mut skip = vec![false; lines.len() + 2];
     for start in &ev.block_starts {
