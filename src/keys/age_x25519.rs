@@ -269,6 +269,7 @@ mod tests {
         broken.pop();
         assert!(X25519Identity::from_str(&broken).is_err());
     }
+
     #[test]
     fn public_key_hint_is_tried_first_and_never_trusted() {
         let (theirs, _) = pair();

@@ -490,6 +490,7 @@ mod tests {
             "é,tag:ü",
             ",type:str",
             "x,typ",
+            ",i,iv:,,iv",
         ] {
             for needle in [",iv:", ",tag:", ",type:", ",", "iv"] {
                 assert_eq!(

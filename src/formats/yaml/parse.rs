@@ -305,7 +305,6 @@ struct Comment {
     prefix: String,
 }
 
-/// Finds every comment outside quoted and block scalars.
 /// The position of the `|` or `>` that opens the block scalar whose
 /// scanner stopped at `stop`: on the nearest line at or above `stop` with
 /// anything but blanks before `stop` (the lines in between are the
@@ -337,6 +336,7 @@ fn block_header_pos(src: &str, line_starts: &[usize], stop: Pos) -> Pos {
     stop
 }
 
+/// Finds every comment outside quoted and block scalars.
 fn scan_comments(lines: &[&str], ev: &Events) -> Vec<Comment> {
     let mut skip = vec![false; lines.len() + 2];
     for start in &ev.block_starts {
