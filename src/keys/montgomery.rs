@@ -84,6 +84,14 @@ fn mac(lo: &mut u128, hi: &mut u64, x: u64, y: u64) {
     *hi += u64::from(carry);
 }
 
+/// Adds a second column accumulator `(x_lo, x_hi)` into `(lo, hi)`.
+#[inline(always)]
+fn add_acc(lo: &mut u128, hi: &mut u64, x_lo: u128, x_hi: u64) {
+    let (sum, carry) = lo.overflowing_add(x_lo);
+    *lo = sum;
+    *hi += x_hi + u64::from(carry);
+}
+
 /// Shifts the accumulator one limb right.
 #[inline(always)]
 fn shift(lo: &mut u128, hi: &mut u64) {
@@ -188,17 +196,11 @@ impl<const N: usize> Modulus<N> {
                 mac(&mut ab_lo, &mut ab_hi, a[j], b[i - j]);
                 mac(&mut lo, &mut hi, q[j], m[i - j]);
             }
-            let (sum, carry) = lo.overflowing_add(ab_lo);
-            lo = sum;
-            hi += ab_hi + u64::from(carry);
+            add_acc(&mut lo, &mut hi, ab_lo, ab_hi);
             if i < N {
                 mac(&mut lo, &mut hi, a[i], b[0]);
-                q[i] = (lo as u64).wrapping_mul(self.m_inv);
-                mac(&mut lo, &mut hi, q[i], m[0]);
-            } else {
-                t[i - N] = lo as u64;
             }
-            shift(&mut lo, &mut hi);
+            self.close_column(i, &mut lo, &mut hi, &mut q, &mut t);
         }
         let out = self.final_subtract(&t, lo as u64);
         q.zeroize();
@@ -232,24 +234,38 @@ impl<const N: usize> Modulus<N> {
             // The doubled cross sum fits: it is below 2N·2^128.
             cross_hi = (cross_hi << 1) | (cross_lo >> 127) as u64;
             cross_lo <<= 1;
-            let (sum, carry) = lo.overflowing_add(cross_lo);
-            lo = sum;
-            hi += cross_hi + u64::from(carry);
+            add_acc(&mut lo, &mut hi, cross_lo, cross_hi);
             if i % 2 == 0 {
                 mac(&mut lo, &mut hi, a[i / 2], a[i / 2]);
             }
-            if i < N {
-                q[i] = (lo as u64).wrapping_mul(self.m_inv);
-                mac(&mut lo, &mut hi, q[i], m[0]);
-            } else {
-                t[i - N] = lo as u64;
-            }
-            shift(&mut lo, &mut hi);
+            self.close_column(i, &mut lo, &mut hi, &mut q, &mut t);
         }
         let out = self.final_subtract(&t, lo as u64);
         q.zeroize();
         t.zeroize();
         out
+    }
+
+    /// Ends column `i` of [`Self::mul`] / [`Self::square`]: in the low
+    /// half, picks the reduction word `q[i]` that zeroes the column's low
+    /// limb and adds `q[i]·m[0]`; in the high half, the low limb is a limb
+    /// of the result. Then moves on to the next column.
+    #[inline(always)]
+    fn close_column(
+        &self,
+        i: usize,
+        lo: &mut u128,
+        hi: &mut u64,
+        q: &mut [u64; N],
+        t: &mut [u64; N],
+    ) {
+        if i < N {
+            q[i] = (*lo as u64).wrapping_mul(self.m_inv);
+            mac(lo, hi, q[i], self.m[0]);
+        } else {
+            t[i - N] = *lo as u64;
+        }
+        shift(lo, hi);
     }
 
     /// `t + carry·R` reduced once: it is below 2m, so subtract m unless
@@ -264,9 +280,7 @@ impl<const N: usize> Modulus<N> {
     /// `a + b mod m` for `a, b < m`.
     pub(crate) fn add(&self, a: &[u64; N], b: &[u64; N]) -> [u64; N] {
         let (sum, carry) = add_carry(a, b);
-        let (reduced, borrow) = sub_borrow(&sum, &self.m);
-        let keep_sum = mask_of(u64::from(carry < borrow));
-        select(keep_sum, &sum, &reduced)
+        self.final_subtract(&sum, carry)
     }
 
     /// `a - b mod m` for `a, b < m`.
