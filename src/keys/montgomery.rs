@@ -20,6 +20,8 @@ use zeroize::Zeroize;
 /// (`R = 2^(64N)`). Zeroized on drop: RSA primes are secret.
 pub(crate) struct Modulus<const N: usize> {
     m: [u64; N],
+    /// `m` with its limbs reversed, for [`Modulus::mul`]'s column sums.
+    m_rev: [u64; N],
     /// `-m^-1 mod 2^64`.
     m_inv: u64,
     /// `R^2 mod m`, to enter Montgomery form.
@@ -31,6 +33,7 @@ pub(crate) struct Modulus<const N: usize> {
 impl<const N: usize> Drop for Modulus<N> {
     fn drop(&mut self) {
         self.m.zeroize();
+        self.m_rev.zeroize();
         self.r2.zeroize();
         self.r3.zeroize();
         self.m_inv.zeroize();
@@ -99,6 +102,26 @@ fn shift(lo: &mut u128, hi: &mut u64) {
     *hi = 0;
 }
 
+/// Adds `Σ x[k]·y[k]` to `acc1` and `Σ u[k]·v[k]` to `acc2`, over the
+/// length of `x` (the others are at least as long). Two chains, so each
+/// word product's additions do not wait on the previous one's carries.
+#[inline(always)]
+fn dot2(
+    acc1: &mut (u128, u64),
+    acc2: (&mut u128, &mut u64),
+    (x, y): (&[u64], &[u64]),
+    (u, v): (&[u64], &[u64]),
+) {
+    let (lo2, hi2) = acc2;
+    let n = x.len();
+    // Equal lengths up front: the loop below then has no bounds checks.
+    let (y, u, v) = (&y[..n], &u[..n], &v[..n]);
+    for k in 0..n {
+        mac(&mut acc1.0, &mut acc1.1, x[k], y[k]);
+        mac(lo2, hi2, u[k], v[k]);
+    }
+}
+
 /// `x + y` over the limbs, with the final carry (0 or 1).
 #[inline(always)]
 fn add_carry<const N: usize>(x: &[u64; N], y: &[u64; N]) -> ([u64; N], u64) {
@@ -162,8 +185,11 @@ impl<const N: usize> Modulus<N> {
         let mut r = (BigUint::from(1u8) << (64 * N)) % m;
         let mut r2 = (&r * &r) % m;
         let mut r3 = (&r2 * &r) % m;
+        let mut m_rev = limbs;
+        m_rev.reverse();
         let out = Modulus {
             m: limbs,
+            m_rev,
             m_inv: inv.wrapping_neg(),
             r2: limbs_from_biguint(&r2)?,
             r3: limbs_from_biguint(&r3)?,
@@ -180,92 +206,63 @@ impl<const N: usize> Modulus<N> {
     /// Product scanning with the reduction folded into each column (Koç,
     /// Acar and Kaliski's FIPS method): three-word column accumulators, so
     /// the multiplications do not wait on one another's carries.
+    ///
+    /// Column `i` sums `a[j]·b[i-j]` and `q[j]·m[i-j]`. `b` and `m` are
+    /// read reversed (`x[i-j] = x_rev[N-1-i+j]`), so both factors of every
+    /// product move forward with `j`: one index, no bounds checks, 6
+    /// instructions per word product instead of 8.5 (callgrind).
     pub(crate) fn mul(&self, a: &[u64; N], b: &[u64; N]) -> [u64; N] {
-        let m = &self.m;
+        let mut b_rev = *b;
+        b_rev.reverse();
+        let m_rev = &self.m_rev;
         let mut q = [0u64; N];
         let mut t = [0u64; N];
         let (mut lo, mut hi) = (0u128, 0u64);
-        for i in 0..2 * N {
-            // Column i: a[j]·b[i-j] and q[j]·m[i-j] for j < min(i, N); the
-            // a·b products go to a second accumulator so the two chains of
-            // additions do not wait on each other (fewer instructions too).
-            let start = i.saturating_sub(N - 1);
-            let end = i.min(N);
-            let (mut ab_lo, mut ab_hi) = (0u128, 0u64);
-            for j in start..end {
-                mac(&mut ab_lo, &mut ab_hi, a[j], b[i - j]);
-                mac(&mut lo, &mut hi, q[j], m[i - j]);
-            }
-            add_acc(&mut lo, &mut hi, ab_lo, ab_hi);
-            if i < N {
-                mac(&mut lo, &mut hi, a[i], b[0]);
-            }
-            self.close_column(i, &mut lo, &mut hi, &mut q, &mut t);
+        // Low half: j < i, then the reduction word q[i] zeroes the limb.
+        for i in 0..N {
+            let off = N - 1 - i;
+            let (b_r, m_r) = (&b_rev[off..], &m_rev[off..]);
+            let mut ab = (0u128, 0u64);
+            dot2(
+                &mut ab,
+                (&mut lo, &mut hi),
+                (&a[..i], &b_r[..i]),
+                (&q[..i], &m_r[..i]),
+            );
+            add_acc(&mut lo, &mut hi, ab.0, ab.1);
+            mac(&mut lo, &mut hi, a[i], b[0]);
+            q[i] = (lo as u64).wrapping_mul(self.m_inv);
+            mac(&mut lo, &mut hi, q[i], self.m[0]);
+            shift(&mut lo, &mut hi);
+        }
+        // High half: start <= j < N; its low limbs are the result.
+        for i in N..2 * N {
+            let start = i + 1 - N;
+            let len = N - start;
+            let mut ab = (0u128, 0u64);
+            dot2(
+                &mut ab,
+                (&mut lo, &mut hi),
+                (&a[start..], &b_rev[..len]),
+                (&q[start..], &m_rev[..len]),
+            );
+            add_acc(&mut lo, &mut hi, ab.0, ab.1);
+            t[i - N] = lo as u64;
+            shift(&mut lo, &mut hi);
         }
         let out = self.final_subtract(&t, lo as u64);
+        b_rev.zeroize();
         q.zeroize();
         t.zeroize();
         out
     }
 
-    /// `a * a / R mod m` for `a < m`: [`Self::mul`] with each cross product
-    /// `a[j]·a[i-j]` computed once and doubled, a quarter fewer word
-    /// multiplications. Exponentiation is mostly squarings.
+    /// `a * a / R mod m` for `a < m`. Plain [`Self::mul`]: a squaring that
+    /// computes each cross product once and doubles it does a quarter fewer
+    /// word products, but its two loops per column cost more bookkeeping
+    /// than that saves (measured: 10.2 k vs 8.9 k instructions at 24 limbs).
     pub(crate) fn square(&self, a: &[u64; N]) -> [u64; N] {
-        let m = &self.m;
-        let mut q = [0u64; N];
-        let mut t = [0u64; N];
-        let (mut lo, mut hi) = (0u128, 0u64);
-        for i in 0..2 * N {
-            // Column i: the products whose indices add up to i.
-            let start = i.saturating_sub(N - 1);
-            // Cross products a[j]·a[i-j] with j < i-j, in their own
-            // accumulator (doubled below); mid <= q_end always.
-            let mid = i.div_ceil(2);
-            let q_end = i.min(N);
-            let (mut cross_lo, mut cross_hi) = (0u128, 0u64);
-            for j in start..mid {
-                mac(&mut cross_lo, &mut cross_hi, a[j], a[i - j]);
-                mac(&mut lo, &mut hi, q[j], m[i - j]);
-            }
-            for j in mid..q_end {
-                mac(&mut lo, &mut hi, q[j], m[i - j]);
-            }
-            // The doubled cross sum fits: it is below 2N·2^128.
-            cross_hi = (cross_hi << 1) | (cross_lo >> 127) as u64;
-            cross_lo <<= 1;
-            add_acc(&mut lo, &mut hi, cross_lo, cross_hi);
-            if i % 2 == 0 {
-                mac(&mut lo, &mut hi, a[i / 2], a[i / 2]);
-            }
-            self.close_column(i, &mut lo, &mut hi, &mut q, &mut t);
-        }
-        let out = self.final_subtract(&t, lo as u64);
-        q.zeroize();
-        t.zeroize();
-        out
-    }
-
-    /// Ends column `i` of [`Self::mul`] / [`Self::square`]: in the low
-    /// half, picks the reduction word `q[i]` that zeroes the column's low
-    /// limb and adds `q[i]·m[0]`; in the high half, the low limb is a limb
-    /// of the result. Then moves on to the next column.
-    #[inline(always)]
-    fn close_column(
-        &self,
-        i: usize,
-        lo: &mut u128,
-        hi: &mut u64,
-        q: &mut [u64; N],
-        t: &mut [u64; N],
-    ) {
-        if i < N {
-            q[i] = (*lo as u64).wrapping_mul(self.m_inv);
-            mac(lo, hi, q[i], self.m[0]);
-        } else {
-            t[i - N] = *lo as u64;
-        }
-        shift(lo, hi);
+        self.mul(a, a)
     }
 
     /// `t + carry·R` reduced once: it is below 2m, so subtract m unless
@@ -449,7 +446,6 @@ mod tests {
             let am = md.enter_mont(&a);
             assert_eq!(big(&am), (&ba * &r) % &m);
             assert_eq!(big(&md.mul(&am, &b)), (&ba * &bb) % &m);
-            assert_eq!(md.square(&a), md.mul(&a, &a));
             assert_eq!(big(&md.square(&am)), (&ba * &ba * &r) % &m);
             assert_eq!(big(&md.add(&a, &b)), (&ba + &bb) % &m);
             assert_eq!(big(&md.sub(&a, &b)), (&ba + &m - &bb) % &m);
@@ -494,13 +490,15 @@ mod tests {
             (BigUint::from(u64::MAX - 1) * BigUint::from(u64::MAX - 1)) % &m
         );
         assert_eq!(big(&md.leave_mont(&md.pow(&tm, &[0]))), BigUint::from(1u8));
-        assert_eq!(md.square(&top), md.mul(&top, &top));
-        // The largest values below m at each tested size square like mul.
+        // The largest values below the largest modulus at each tested size:
+        // every column accumulator near its limit.
         fn largest<const N: usize>() {
             let m = (BigUint::from(1u8) << (64 * N)) - 1u8;
             let md = Modulus::<N>::new(&m).unwrap();
-            let a = limbs_from_biguint::<N>(&(&m - 1u8)).unwrap();
-            assert_eq!(md.square(&a), md.mul(&a, &a));
+            let top = &m - 1u8;
+            let a = limbs_from_biguint::<N>(&top).unwrap();
+            // R ≡ 1 (mod R - 1): the Montgomery product is the plain one.
+            assert_eq!(big(&md.mul(&a, &a)), (&top * &top) % &m);
         }
         largest::<2>();
         largest::<3>();
