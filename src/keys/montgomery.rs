@@ -475,6 +475,8 @@ mod tests {
         check_against_biguint::<24>(1500);
         check_against_biguint::<2>(128);
         check_against_biguint::<3>(190);
+        check_against_biguint::<5>(320);
+        check_against_biguint::<7>(420);
         check_against_biguint::<32>(2048);
         check_against_biguint::<48>(3072);
     }
