@@ -10,6 +10,7 @@ mod age_x25519;
 mod montgomery;
 pub mod pgp;
 mod pgp_rsa;
+mod pgp_split;
 pub mod shamir;
 
 use std::fmt;

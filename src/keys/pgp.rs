@@ -44,6 +44,7 @@ use openpgp::{Cert, Fingerprint, KeyHandle, KeyID, Packet, Profile};
 use zeroize::Zeroizing;
 
 use super::pgp_rsa::RsaDecryptor;
+use super::pgp_split::{self, RsaSecret};
 use super::{KeySources, UnwrapError};
 use crate::Error;
 
@@ -99,8 +100,8 @@ pub fn wrap_with(fp: &str, secret: &[u8], sources: &KeySources) -> crate::Result
     let mut problems = Vec::new();
     let mut cert = None;
     for dir in &sources.keys_dirs {
-        for (path, certs) in read_cert_dir(dir, &mut problems) {
-            for c in certs {
+        for (path, file) in read_cert_dir(dir, &mut problems) {
+            for c in file.certs {
                 if wanted.matches(&c) {
                     merge_candidate(&mut cert, c.strip_secret_key_material(), fp, &path)?;
                 }
@@ -341,9 +342,16 @@ fn truncate(s: &str) -> String {
     s.chars().take(70).collect()
 }
 
+/// The certificates of one key file, and the RSA secrets taken out of it
+/// before parsing (see `pgp_split`).
+struct KeyFile {
+    certs: Vec<Cert>,
+    rsa: Vec<RsaSecret>,
+}
+
 /// Reads every `*.asc` file of a folder (sorted) into certificates.
 /// Problems go to `problems` (file names and parser errors only).
-fn read_cert_dir(dir: &Path, problems: &mut Vec<String>) -> Vec<(PathBuf, Vec<Cert>)> {
+fn read_cert_dir(dir: &Path, problems: &mut Vec<String>) -> Vec<(PathBuf, KeyFile)> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -359,22 +367,39 @@ fn read_cert_dir(dir: &Path, problems: &mut Vec<String>) -> Vec<(PathBuf, Vec<Ce
     files
         .into_iter()
         .filter_map(|f| {
-            let certs = read_cert_file(&f, problems);
-            (!certs.is_empty()).then_some((f, certs))
+            let file = read_cert_file(&f, problems);
+            (!file.certs.is_empty()).then_some((f, file))
         })
         .collect()
 }
 
 /// Reads the certificates (public or secret) in one file.
-fn read_cert_file(path: &Path, problems: &mut Vec<String>) -> Vec<Cert> {
+fn read_cert_file(path: &Path, problems: &mut Vec<String>) -> KeyFile {
     let bytes = match std::fs::read(path) {
         Ok(b) => Zeroizing::new(b),
         Err(e) => {
             problems.push(format!("cannot read {}: {e}", path.display()));
-            return Vec::new();
+            return KeyFile {
+                certs: Vec::new(),
+                rsa: Vec::new(),
+            };
         }
     };
-    parse_certs(&bytes, &path.display().to_string(), problems)
+    parse_key_data(&bytes, &path.display().to_string(), problems)
+}
+
+/// Parses key data, its RSA secrets taken out first when it has any.
+fn parse_key_data(bytes: &[u8], location: &str, problems: &mut Vec<String>) -> KeyFile {
+    match pgp_split::split_rsa_secrets(bytes) {
+        Some(split) => KeyFile {
+            certs: parse_certs(&split.packets, location, problems),
+            rsa: split.rsa,
+        },
+        None => KeyFile {
+            certs: parse_certs(bytes, location, problems),
+            rsa: Vec::new(),
+        },
+    }
 }
 
 fn parse_certs(bytes: &[u8], location: &str, problems: &mut Vec<String>) -> Vec<Cert> {
@@ -470,10 +495,50 @@ fn gpg_reason(stderr: &[u8]) -> Option<String> {
 struct SecretKey {
     /// Index into `PgpKeys::certs` (its primary fingerprint).
     cert: usize,
-    key: Key<SecretParts, UnspecifiedRole>,
+    /// The public key: handle and algorithm.
+    key: Key<PublicParts, UnspecifiedRole>,
+    secret: Secret,
     /// The constant-time RSA decryptor, set up on first use (a keys
     /// folder may hold many keys); `None` for other keys.
     rsa: std::sync::OnceLock<Option<RsaDecryptor>>,
+}
+
+/// Where a secret key's material is.
+enum Secret {
+    /// Parsed by Sequoia (non-RSA keys, and keys `pgp_split` left alone).
+    Sequoia(Key<SecretParts, UnspecifiedRole>),
+    /// RSA numbers taken out before parsing.
+    Split(RsaSecret),
+}
+
+impl SecretKey {
+    fn rsa_decryptor(&self) -> Option<&RsaDecryptor> {
+        self.rsa
+            .get_or_init(|| match &self.secret {
+                Secret::Sequoia(key) => RsaDecryptor::new(key),
+                Secret::Split(s) => RsaDecryptor::from_split(&self.key, s),
+            })
+            .as_ref()
+    }
+
+    /// Sequoia's decryptor, for keys the constant-time one does not take
+    /// (non-RSA keys; RSA keys whose numbers it refuses, e.g. a `u` that
+    /// is not `p^-1 mod q`, which Sequoia recomputes).
+    fn sequoia_keypair(&self) -> Option<openpgp::crypto::KeyPair> {
+        let key = match &self.secret {
+            Secret::Sequoia(key) => key.clone(),
+            Secret::Split(s) => {
+                let material = openpgp::crypto::mpi::SecretKeyMaterial::RSA {
+                    d: s.d.clone().into(),
+                    p: s.p.clone().into(),
+                    q: s.q.clone().into(),
+                    u: s.u.clone().into(),
+                };
+                self.key.clone().add_secret(material.into()).0
+            }
+        };
+        key.into_keypair().ok()
+    }
 }
 
 /// A key whose secret is passphrase-protected; kept only to explain why a
@@ -529,10 +594,10 @@ impl PgpKeys {
             if files.is_empty() {
                 me.looked.push(format!("{}/*.asc", dir.display()));
             }
-            for (path, certs) in files {
+            for (path, mut file) in files {
                 let location = path.display().to_string();
-                for cert in certs {
-                    me.add_cert(cert, &location);
+                for cert in file.certs {
+                    me.add_cert(cert, &location, &mut file.rsa);
                 }
             }
         }
@@ -543,26 +608,55 @@ impl PgpKeys {
     /// sidecar).
     pub fn from_bytes(data: &[u8], location: &str) -> Self {
         let mut me = PgpKeys::default();
-        for cert in parse_certs(data, location, &mut me.problems) {
-            me.add_cert(cert, location);
+        let mut file = parse_key_data(data, location, &mut me.problems);
+        for cert in file.certs {
+            me.add_cert(cert, location, &mut file.rsa);
         }
         me
     }
 
-    fn add_cert(&mut self, cert: Cert, location: &str) {
-        if !cert.is_tsk() {
+    /// Takes the usable secret keys of `cert`: Sequoia-parsed ones and
+    /// those whose RSA numbers are in `rsa` (taken out of the same file).
+    fn add_cert(&mut self, cert: Cert, location: &str, rsa: &mut Vec<RsaSecret>) {
+        let split_secret = |key: &Key<PublicParts, UnspecifiedRole>, rsa: &[RsaSecret]| {
+            let openpgp::crypto::mpi::PublicKey::RSA { e, n } = key.mpis() else {
+                return None;
+            };
+            rsa.iter()
+                .position(|s| n.value() == s.n && e.value() == s.e)
+        };
+        let has_split = cert
+            .keys()
+            .any(|ka| split_secret(ka.key().role_as_unspecified(), rsa).is_some());
+        if !cert.is_tsk() && !has_split {
             return;
         }
         let idx = self.certs.len();
         let fpr = cert.fingerprint();
         let (mut usable, mut protected) = (0, 0);
-        for ka in cert.keys().secret() {
-            let key = ka.key();
+        for ka in cert.keys() {
+            let key = ka.key().role_as_unspecified();
+            let public = || key.clone().take_secret().0;
+            if let Some(i) = split_secret(key, rsa) {
+                self.keys.push(SecretKey {
+                    cert: idx,
+                    key: public(),
+                    secret: Secret::Split(rsa.swap_remove(i)),
+                    rsa: std::sync::OnceLock::new(),
+                });
+                usable += 1;
+                continue;
+            }
             match key.optional_secret() {
+                None => {}
                 Some(SecretKeyMaterial::Unencrypted(_)) => {
+                    let Ok(secret) = key.clone().parts_into_secret() else {
+                        continue;
+                    };
                     self.keys.push(SecretKey {
                         cert: idx,
-                        key: key.clone().role_into_unspecified(),
+                        key: public(),
+                        secret: Secret::Sequoia(secret),
                         rsa: std::sync::OnceLock::new(),
                     });
                     usable += 1;
@@ -915,10 +1009,10 @@ impl DecryptionHelper for Helper<'_> {
                     if !hit {
                         continue;
                     }
-                    let unwrapped = match sk.rsa.get_or_init(|| RsaDecryptor::new(&sk.key)) {
+                    let unwrapped = match sk.rsa_decryptor() {
                         Some(rsa) => pkesk.decrypt(&mut &*rsa, sym_algo),
                         None => {
-                            let Ok(mut pair) = sk.key.clone().into_keypair() else {
+                            let Some(mut pair) = sk.sequoia_keypair() else {
                                 continue;
                             };
                             pkesk.decrypt(&mut pair, sym_algo)
@@ -1064,7 +1158,7 @@ pub fn generate_key(
 /// file (public or secret).
 pub fn fingerprint_of_cert_file(path: &Path) -> crate::Result<Vec<String>> {
     let mut problems = Vec::new();
-    let certs = read_cert_file(path, &mut problems);
+    let certs = read_cert_file(path, &mut problems).certs;
     if certs.is_empty() {
         return Err(Error::Key(problems.join("; ")));
     }
@@ -1114,6 +1208,99 @@ mod tests {
         assert_eq!(&keys.unwrap("x", &enc2, false).unwrap()[..], &[1u8; 33]);
         let dbg = format!("{keys:?}");
         assert!(dbg.contains(&fpr) && !dbg.contains("PRIVATE"));
+    }
+
+    #[test]
+    fn rsa_secrets_bypass_sequoia_parsing() {
+        let (tsk, public, fpr) = generate_key("R", "r@example.com", false, 2048).unwrap();
+        // Both keys of the file (primary and encryption subkey) come out;
+        // what is left is the public certificate.
+        let split = pgp_split::split_rsa_secrets(tsk.as_bytes()).unwrap();
+        assert_eq!(split.rsa.len(), 2);
+        let rest = Cert::from_bytes(&split.packets).unwrap();
+        assert!(!rest.is_tsk());
+        assert_eq!(rest, Cert::from_bytes(public.as_bytes()).unwrap());
+        // Binary key data too.
+        let binary = Cert::from_bytes(tsk.as_bytes())
+            .unwrap()
+            .as_tsk()
+            .to_vec()
+            .unwrap();
+        assert_eq!(pgp_split::split_rsa_secrets(&binary).unwrap().rsa.len(), 2);
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("sops.asc"), &tsk).unwrap();
+        let keys = PgpKeys::load(&dir_sources(dir.path()));
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys.keys.len(), 2);
+        assert!(keys
+            .keys
+            .iter()
+            .all(|k| matches!(k.secret, Secret::Split(_))));
+        let enc = wrap_with(&fpr, &[5u8; 32], &dir_sources(dir.path())).unwrap();
+        assert_eq!(&keys.unwrap(&fpr, &enc, false).unwrap()[..], &[5u8; 32]);
+        let dbg = format!("{keys:?}");
+        assert!(dbg.contains(&fpr) && !dbg.contains("PRIVATE"));
+
+        // Numbers the constant-time decryptor refuses (here a `u` that is
+        // not p^-1 mod q) still decrypt through Sequoia, which recomputes it.
+        let mut keys = PgpKeys::from_bytes(tsk.as_bytes(), "mem");
+        for sk in &mut keys.keys {
+            if let Secret::Split(s) = &mut sk.secret {
+                s.u = vec![3];
+            }
+        }
+        assert!(keys.keys.iter().all(|k| k.rsa_decryptor().is_none()));
+        assert_eq!(&keys.unwrap(&fpr, &enc, false).unwrap()[..], &[5u8; 32]);
+    }
+
+    #[test]
+    fn rsa_split_leaves_other_packets_and_keys_alone() {
+        // cv25519: nothing to take out.
+        let (tsk, _, _) = generate_key("C", "c@example.com", true, 0).unwrap();
+        assert!(pgp_split::split_rsa_secrets(tsk.as_bytes()).is_none());
+        // Protected RSA keys stay with Sequoia (and are reported as such).
+        let (cert, _) = CertBuilder::general_purpose(Some("p@example.com"))
+            .set_cipher_suite(CipherSuite::RSA2k)
+            .set_password(Some("pw".into()))
+            .generate()
+            .unwrap();
+        let armored = String::from_utf8(cert.as_tsk().armored().to_vec().unwrap()).unwrap();
+        assert!(pgp_split::split_rsa_secrets(armored.as_bytes()).is_none());
+        // A corrupted checksum or body: left for Sequoia to judge.
+        let (rsa, _, _) = generate_key("R", "r@example.com", false, 2048).unwrap();
+        let mut binary = Cert::from_bytes(rsa.as_bytes())
+            .unwrap()
+            .as_tsk()
+            .to_vec()
+            .unwrap();
+        assert_eq!(pgp_split::split_rsa_secrets(&binary).unwrap().rsa.len(), 2);
+        // A flipped bit in the primary key's secret numbers: its checksum
+        // fails, so that packet is kept as it was (the subkey still splits).
+        let at = find_secret_material(&binary);
+        binary[at] ^= 1;
+        assert_eq!(pgp_split::split_rsa_secrets(&binary).unwrap().rsa.len(), 1);
+    }
+
+    /// Offset of a byte inside the primary key's secret numbers in binary
+    /// TSK data (after the public part and the s2k usage byte).
+    fn find_secret_material(binary: &[u8]) -> usize {
+        let header = if binary[0] & 0x40 != 0 {
+            match binary[1] {
+                0..=191 => 2,
+                192..=223 => 3,
+                _ => 6,
+            }
+        } else {
+            1 + [1, 2, 4][usize::from(binary[0] & 3)]
+        };
+        let body = &binary[header..];
+        let mpi_len =
+            |at: usize| 2 + usize::from(u16::from_be_bytes([body[at], body[at + 1]])).div_ceil(8);
+        let n_at = 6;
+        let e_at = n_at + mpi_len(n_at);
+        let usage_at = e_at + mpi_len(e_at);
+        header + usage_at + 1 + 10
     }
 
     #[test]

@@ -25,6 +25,7 @@ use openpgp::packet::Key;
 use super::montgomery::{
     add_wide, limbs_from_be, limbs_from_biguint, limbs_to_be, mul_wide, Modulus,
 };
+use super::pgp_split::RsaSecret;
 
 /// The CRT form of one RSA private key with primes of at most `64N` bits
 /// (`N2 = 2N` limbs for the modulus).
@@ -230,17 +231,41 @@ impl RsaDecryptor {
             }),
             _ => None,
         })?;
+        Self::from_parts(key.clone().take_secret().0.role_into_unspecified(), &parts)
+    }
+
+    /// The decryptor for secret numbers read by [`super::pgp_split`], for
+    /// the public key they belong to (`None` if they do not).
+    pub(super) fn from_split(
+        public: &Key<PublicParts, UnspecifiedRole>,
+        secret: &RsaSecret,
+    ) -> Option<Self> {
+        let mpi::PublicKey::RSA { e, n } = public.mpis() else {
+            return None;
+        };
+        if n.value() != secret.n || e.value() != secret.e {
+            return None;
+        }
+        let parts = RsaParts {
+            n: BigUint::from_bytes_be(&secret.n),
+            e: BigUint::from_bytes_be(&secret.e),
+            d: BigUint::from_bytes_be(&secret.d),
+            p: BigUint::from_bytes_be(&secret.p),
+            q: BigUint::from_bytes_be(&secret.q),
+            u: BigUint::from_bytes_be(&secret.u),
+        };
+        Self::from_parts(public.clone(), &parts)
+    }
+
+    fn from_parts(public: Key<PublicParts, UnspecifiedRole>, parts: &RsaParts) -> Option<Self> {
         let prime_bits = parts.p.bits().max(parts.q.bits());
         let crt = match prime_bits {
-            0..=1024 => CrtBySize::Rsa2048(Box::new(Crt::new(&parts)?)),
-            1025..=1536 => CrtBySize::Rsa3072(Box::new(Crt::new(&parts)?)),
-            1537..=2048 => CrtBySize::Rsa4096(Box::new(Crt::new(&parts)?)),
+            0..=1024 => CrtBySize::Rsa2048(Box::new(Crt::new(parts)?)),
+            1025..=1536 => CrtBySize::Rsa3072(Box::new(Crt::new(parts)?)),
+            1537..=2048 => CrtBySize::Rsa4096(Box::new(Crt::new(parts)?)),
             _ => return None,
         };
-        Some(RsaDecryptor {
-            public: key.clone().take_secret().0.role_into_unspecified(),
-            crt,
-        })
+        Some(RsaDecryptor { public, crt })
     }
 
     fn decrypt_block(&self, c: &[u8]) -> Option<Vec<u8>> {
