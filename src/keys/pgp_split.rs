@@ -41,8 +41,9 @@ impl Drop for RsaSecret {
 /// Key data with its RSA secrets taken out.
 pub(super) struct Split {
     /// Binary OpenPGP packets, with public-key packets in place of the
-    /// secret-key packets taken out.
-    pub packets: Vec<u8>,
+    /// secret-key packets taken out (zeroized: the packets left as they
+    /// were may hold other secret keys).
+    pub packets: Zeroizing<Vec<u8>>,
     pub rsa: Vec<RsaSecret>,
 }
 
@@ -60,7 +61,7 @@ pub(super) fn split_rsa_secrets(data: &[u8]) -> Option<Split> {
         b if b & 0x80 != 0 => Zeroizing::new(data.to_vec()),
         _ => dearmor(data)?,
     };
-    let mut packets = Vec::with_capacity(binary.len());
+    let mut packets = Zeroizing::new(Vec::with_capacity(binary.len()));
     let mut rsa = Vec::new();
     let mut rest: &[u8] = &binary;
     while !rest.is_empty() {
