@@ -83,9 +83,19 @@ pub struct AgeIdentities {
     pub problems: Vec<String>,
     /// Places that were looked at but held nothing.
     pub looked: Vec<String>,
+    /// Recipients named by the `# public key:` comments above loaded
+    /// identities (unverified: only used to choose what to try first).
+    claimed: Vec<String>,
 }
 
 impl AgeIdentities {
+    /// Whether an identity file names `recipient` as the public key of one
+    /// of its loaded identities. Unverified, so only a hint for ordering:
+    /// trying the wrong stanza first costs an X25519 operation.
+    pub fn claims(&self, recipient: &str) -> bool {
+        self.claimed.iter().any(|c| c == recipient.trim())
+    }
+
     /// Number of identities.
     pub fn len(&self) -> usize {
         self.identities.len()
@@ -269,7 +279,10 @@ impl AgeIdentities {
             if line.starts_with("AGE-SECRET-KEY-1") {
                 match super::age_x25519::X25519Identity::from_str(line) {
                     Ok(id) => self.identities.push(Box::new(match hint {
-                        Some(public) => id.with_public_hint(public),
+                        Some(public) => {
+                            self.claimed.push(public.to_string());
+                            id.with_public_hint(public)
+                        }
                         None => id,
                     })),
                     // A line number, never the line: it is a secret key.

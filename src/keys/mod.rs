@@ -397,8 +397,12 @@ pub fn recover_data_key(
         if parts.len() >= needed {
             break;
         }
-        for idx in order_indices(group, &ring.decryption_order) {
-            let key = &group[idx];
+        let mut order = order_indices(group, &ring.decryption_order);
+        for at in 0..order.len() {
+            if at == 0 || !is_age(&group[order[at - 1]]) {
+                prefer_claimed_age(group, &mut order[at..], ring);
+            }
+            let key = &group[order[at]];
             match ring.unwrap(key) {
                 Ok(part) => {
                     parts.push(part);
@@ -476,6 +480,27 @@ pub fn wrap_data_key(
 }
 
 /// Indices of a group sorted by the decryption order (stable).
+fn is_age(key: &MasterKey) -> bool {
+    matches!(key, MasterKey::Age { .. })
+}
+
+/// When `order` starts with a run of several age entries, moves those whose
+/// recipient a loaded identity file claims to the front of the run (stable
+/// otherwise): each stanza tried for nothing costs an X25519 operation, and
+/// teams list many recipients. Called only when the run is reached, so age
+/// identities are not loaded for a group another key type opens first.
+fn prefer_claimed_age(group: &KeyGroup, order: &mut [usize], ring: &KeyRing) {
+    let run = order.iter().take_while(|&&i| is_age(&group[i])).count();
+    if run < 2 {
+        return;
+    }
+    let identities = ring.age();
+    order[..run].sort_by_key(|&i| match &group[i] {
+        MasterKey::Age { recipient, .. } => !identities.claims(recipient),
+        _ => true,
+    });
+}
+
 fn order_indices(group: &KeyGroup, order: &[String]) -> Vec<usize> {
     let prio = |k: &MasterKey| {
         order
@@ -486,4 +511,59 @@ fn order_indices(group: &KeyGroup, order: &[String]) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..group.len()).collect();
     idx.sort_by_key(|&i| prio(&group[i]));
     idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::age::secrecy::ExposeSecret;
+
+    #[test]
+    fn claimed_age_recipients_are_tried_first() {
+        let ids: Vec<::age::x25519::Identity> = (0..3)
+            .map(|_| ::age::x25519::Identity::generate())
+            .collect();
+        let recipients: Vec<String> = ids.iter().map(|i| i.to_public().to_string()).collect();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("keys.agekey"),
+            format!(
+                "# public key: {}\n{}\n",
+                recipients[2],
+                ids[2].to_string().expose_secret()
+            ),
+        )
+        .unwrap();
+        let data_key = [9u8; 32];
+        let mut group: KeyGroup = recipients
+            .iter()
+            .map(|r| MasterKey::Age {
+                recipient: r.clone(),
+                enc: age::wrap(r, &data_key).unwrap(),
+            })
+            .collect();
+
+        // Ours is last in the file; it is tried first.
+        let ring = KeyRing::from_dir(dir.path());
+        let mut order = vec![0, 1, 2];
+        prefer_claimed_age(&group, &mut order, &ring);
+        assert_eq!(order, [2, 0, 1]);
+        let key = recover_data_key(std::slice::from_ref(&group), 0, &ring).unwrap();
+        assert_eq!(key.as_bytes(), &data_key);
+
+        // A run of one, or another key type first: nothing to reorder, and
+        // the age identities are not even loaded.
+        group.insert(
+            0,
+            MasterKey::Foreign {
+                kind: ForeignKind::Kms,
+                fields: Default::default(),
+            },
+        );
+        let ring = KeyRing::from_dir(dir.path());
+        let mut order = vec![0, 1, 2, 3];
+        prefer_claimed_age(&group, &mut order, &ring);
+        assert_eq!(order, [0, 1, 2, 3]);
+        assert!(ring.age.get().is_none());
+    }
 }
