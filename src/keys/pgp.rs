@@ -516,7 +516,7 @@ impl SecretKey {
         self.rsa
             .get_or_init(|| match &self.secret {
                 Secret::Sequoia(key) => RsaDecryptor::new(key),
-                Secret::Split(s) => RsaDecryptor::from_split(&self.key, s),
+                Secret::Split(s) => RsaDecryptor::from_numbers(&self.key, s),
             })
             .as_ref()
     }

@@ -220,23 +220,29 @@ impl RsaDecryptor {
         else {
             return None;
         };
-        let parts = secret.map(|s| match s {
-            mpi::SecretKeyMaterial::RSA { d, p, q, u } => Some(RsaParts {
-                n: BigUint::from_bytes_be(n.value()),
-                e: BigUint::from_bytes_be(e.value()),
-                d: BigUint::from_bytes_be(d.value()),
-                p: BigUint::from_bytes_be(p.value()),
-                q: BigUint::from_bytes_be(q.value()),
-                u: BigUint::from_bytes_be(u.value()),
+        // As bytes, the form `pgp_split` gives (zeroized on drop).
+        let numbers = secret.map(|s| match s {
+            mpi::SecretKeyMaterial::RSA { d, p, q, u } => Some(RsaSecret {
+                n: n.value().to_vec(),
+                e: e.value().to_vec(),
+                d: d.value().to_vec(),
+                p: p.value().to_vec(),
+                q: q.value().to_vec(),
+                u: u.value().to_vec(),
             }),
             _ => None,
         })?;
-        Self::from_parts(key.clone().take_secret().0.role_into_unspecified(), &parts)
+        Self::from_numbers(
+            &key.clone().take_secret().0.role_into_unspecified(),
+            &numbers,
+        )
     }
 
-    /// The decryptor for secret numbers read by [`super::pgp_split`], for
-    /// the public key they belong to (`None` if they do not).
-    pub(super) fn from_split(
+    /// The decryptor for an RSA key's secret numbers (taken out of the key
+    /// file by [`super::pgp_split`], or from Sequoia by [`Self::new`]), for
+    /// the public key they belong to (`None` if they do not, or for sizes
+    /// it does not handle).
+    pub(super) fn from_numbers(
         public: &Key<PublicParts, UnspecifiedRole>,
         secret: &RsaSecret,
     ) -> Option<Self> {
@@ -254,18 +260,17 @@ impl RsaDecryptor {
             q: BigUint::from_bytes_be(&secret.q),
             u: BigUint::from_bytes_be(&secret.u),
         };
-        Self::from_parts(public.clone(), &parts)
-    }
-
-    fn from_parts(public: Key<PublicParts, UnspecifiedRole>, parts: &RsaParts) -> Option<Self> {
         let prime_bits = parts.p.bits().max(parts.q.bits());
         let crt = match prime_bits {
-            0..=1024 => CrtBySize::Rsa2048(Box::new(Crt::new(parts)?)),
-            1025..=1536 => CrtBySize::Rsa3072(Box::new(Crt::new(parts)?)),
-            1537..=2048 => CrtBySize::Rsa4096(Box::new(Crt::new(parts)?)),
+            0..=1024 => CrtBySize::Rsa2048(Box::new(Crt::new(&parts)?)),
+            1025..=1536 => CrtBySize::Rsa3072(Box::new(Crt::new(&parts)?)),
+            1537..=2048 => CrtBySize::Rsa4096(Box::new(Crt::new(&parts)?)),
             _ => return None,
         };
-        Some(RsaDecryptor { public, crt })
+        Some(RsaDecryptor {
+            public: public.clone(),
+            crt,
+        })
     }
 
     fn decrypt_block(&self, c: &[u8]) -> Option<Vec<u8>> {

@@ -3,7 +3,7 @@
 //!
 //! Sequoia keeps every unencrypted secret key it parses encrypted in memory
 //! under a key derived from a 16 KiB "prekey" (a side-channel measure), and
-//! re-derives it on each access: about 3.5 million instructions for the two
+//! re-derives it on each access: about 3.3 million instructions for the two
 //! keys of a GnuPG RSA-3072 key file, 8% of a whole decrypt. RSA secrets go
 //! to kustos's own constant-time decryptor anyway (`pgp_rsa`), which keeps
 //! them zeroized on drop, so they skip that: each v4 RSA secret-key packet
