@@ -547,7 +547,7 @@ fn progress_fn() -> impl Fn(usize, usize) + Sync {
     use std::io::IsTerminal;
     let tty = std::io::stderr().is_terminal();
     move |done: usize, total: usize| {
-        if tty && (done == total || done % 8 == 0) {
+        if tty && (done == total || done.is_multiple_of(8)) {
             let width = 30;
             let filled = (done * width).checked_div(total).unwrap_or(width);
             eprint!(

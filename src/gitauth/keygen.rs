@@ -51,7 +51,7 @@ impl Default for KeyAlgorithm {
 /// Checks `--ssh-rsa-bits` like Flux (at least 1024, a multiple of 8);
 /// kustos also caps it at 8192 so a typo cannot hang the command.
 pub fn validate_rsa_bits(bits: u32) -> Result<()> {
-    if bits < 1024 || bits % 8 != 0 || bits > 8192 {
+    if bits < 1024 || !bits.is_multiple_of(8) || bits > 8192 {
         return Err(Error::Key(format!(
             "invalid RSA key size {bits}: use a multiple of 8 from 1024 to 8192 (2048 or more recommended)"
         )));

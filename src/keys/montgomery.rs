@@ -202,6 +202,15 @@ impl<const N: usize> Modulus<N> {
     }
 
     /// `a * b / R mod m`, fully reduced, for `a < R` and `b < m`.
+    pub(crate) fn mul(&self, a: &[u64; N], b: &[u64; N]) -> [u64; N] {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(out) = unrolled::mul(a, b, &self.m, self.m_inv) {
+            return out;
+        }
+        self.mul_columns(a, b)
+    }
+
+    /// [`Self::mul`] with loops, for every size and target.
     ///
     /// Product scanning with the reduction folded into each column (Koç,
     /// Acar and Kaliski's FIPS method): three-word column accumulators, so
@@ -211,7 +220,7 @@ impl<const N: usize> Modulus<N> {
     /// read reversed (`x[i-j] = x_rev[N-1-i+j]`), so both factors of every
     /// product move forward with `j`: one index, no bounds checks, 6
     /// instructions per word product instead of 8.5 (callgrind).
-    pub(crate) fn mul(&self, a: &[u64; N], b: &[u64; N]) -> [u64; N] {
+    fn mul_columns(&self, a: &[u64; N], b: &[u64; N]) -> [u64; N] {
         let mut b_rev = *b;
         b_rev.reverse();
         let m_rev = &self.m_rev;
@@ -257,12 +266,16 @@ impl<const N: usize> Modulus<N> {
         out
     }
 
-    /// `a * a / R mod m` for `a < m`. Plain [`Self::mul`]: a squaring that
-    /// computes each cross product once and doubles it does a quarter fewer
-    /// word products, but its two loops per column cost more bookkeeping
-    /// than that saves (measured: 10.2 k vs 8.9 k instructions at 24 limbs).
+    /// `a * a / R mod m` for `a < m`. Unrolled, the squaring computes each
+    /// cross product once (a quarter fewer word products); with loops that
+    /// saving is lost to a second loop per column (10.2 k vs 8.9 k
+    /// instructions at 24 limbs), so other sizes multiply.
     pub(crate) fn square(&self, a: &[u64; N]) -> [u64; N] {
-        self.mul(a, a)
+        #[cfg(target_arch = "x86_64")]
+        if let Some(out) = unrolled::square(a, &self.m, self.m_inv) {
+            return out;
+        }
+        self.mul_columns(a, a)
     }
 
     /// `t + carry·R` reduced once: it is below 2m, so subtract m unless
@@ -361,19 +374,73 @@ impl<const N: usize> Modulus<N> {
     /// `base^exp` in Montgomery form for a public exponent (big-endian
     /// bytes): square and multiply, branching on the exponent's bits.
     pub(crate) fn pow_public(&self, base: &[u64; N], exp: &[u8]) -> [u64; N] {
-        let mut one = [0u64; N];
-        one[0] = 1;
-        let mut acc = self.enter_mont(&one);
-        for byte in exp {
-            for bit in (0..8).rev() {
-                acc = self.square(&acc);
-                if (byte >> bit) & 1 == 1 {
-                    acc = self.mul(&acc, base);
-                }
+        let mut bits = exp
+            .iter()
+            .flat_map(|byte| (0..8).rev().map(move |bit| (byte >> bit) & 1 == 1))
+            .skip_while(|bit| !bit);
+        // The leading one bit starts the accumulator at the base itself.
+        if bits.next().is_none() {
+            let mut one = [0u64; N];
+            one[0] = 1;
+            return self.enter_mont(&one);
+        }
+        let mut acc = *base;
+        for bit in bits {
+            acc = self.square(&acc);
+            if bit {
+                acc = self.mul(&acc, base);
             }
         }
         acc
     }
+}
+
+/// [`Modulus::mul`] and [`Modulus::square`] for the prime sizes of RSA-2048,
+/// -3072 and -4096, fully unrolled by `build.rs`: the same column sums,
+/// 13 % (multiplication) and 30 % (squaring) faster on x86_64, where
+/// `_addcarry_u64` keeps each accumulator's carries in the flags.
+#[cfg(target_arch = "x86_64")]
+mod unrolled {
+    use core::arch::x86_64::_addcarry_u64;
+    use zeroize::Zeroize;
+
+    use super::{mask_of, select, sub_borrow};
+
+    /// Adds `x * y` to the three-limb accumulator.
+    #[inline(always)]
+    fn mac(acc: &mut [u64; 3], x: u64, y: u64) {
+        let product = u128::from(x) * u128::from(y);
+        let carry = _addcarry_u64(0, acc[0], product as u64, &mut acc[0]);
+        let carry = _addcarry_u64(carry, acc[1], (product >> 64) as u64, &mut acc[1]);
+        let _ = _addcarry_u64(carry, acc[2], 0, &mut acc[2]);
+    }
+
+    /// Adds a second column accumulator into the first.
+    #[inline(always)]
+    fn add3(acc: &mut [u64; 3], c: &[u64; 3]) {
+        let carry = _addcarry_u64(0, acc[0], c[0], &mut acc[0]);
+        let carry = _addcarry_u64(carry, acc[1], c[1], &mut acc[1]);
+        let _ = _addcarry_u64(carry, acc[2], c[2], &mut acc[2]);
+    }
+
+    /// `t + carry·R` (below 2m) reduced once into `out`; the intermediate
+    /// limbs are wiped.
+    #[inline(always)]
+    fn finish<const N: usize>(
+        q: &mut [u64; N],
+        t: &mut [u64; N],
+        carry: u64,
+        m: &[u64; N],
+        out: &mut [u64; N],
+    ) {
+        let (mut reduced, borrow) = sub_borrow(t, m);
+        *out = select(mask_of(u64::from(carry < borrow)), t, &reduced);
+        reduced.zeroize();
+        q.zeroize();
+        t.zeroize();
+    }
+
+    include!(concat!(env!("OUT_DIR"), "/montgomery_unrolled.rs"));
 }
 
 /// `a * b` as `2N` limbs (`a`, `b` secret: schoolbook, no branches).
@@ -481,6 +548,37 @@ mod tests {
         check_against_biguint::<48>(3072);
     }
 
+    /// The unrolled sizes against the loops, on random values and on the
+    /// largest ones (every accumulator near its limit).
+    #[test]
+    fn unrolled_matches_columns() {
+        fn check<const N: usize>() {
+            for m in [
+                odd_modulus::<N>(64 * N as u32),
+                (BigUint::from(1u8) << (64 * N)) - 1u8,
+            ] {
+                let md = Modulus::<N>::new(&m).unwrap();
+                let top = limbs_from_biguint::<N>(&(&m - 1u8)).unwrap();
+                let mut values = vec![top, [0; N], [u64::MAX; N]];
+                values.extend((0..10).map(|_| random_below::<N>(&m)));
+                for a in &values {
+                    for b in &values {
+                        // mul wants b < m; a may be anything below R.
+                        if big(b) < m {
+                            assert_eq!(md.mul(a, b), md.mul_columns(a, b), "mul, {N} limbs");
+                        }
+                    }
+                    if big(a) < m {
+                        assert_eq!(md.square(a), md.mul_columns(a, a), "square, {N} limbs");
+                    }
+                }
+            }
+        }
+        check::<16>();
+        check::<24>();
+        check::<32>();
+    }
+
     #[test]
     fn edge_values() {
         let m = BigUint::from(u64::MAX); // odd, the largest one-limb modulus
@@ -492,6 +590,10 @@ mod tests {
             (BigUint::from(u64::MAX - 1) * BigUint::from(u64::MAX - 1)) % &m
         );
         assert_eq!(big(&md.leave_mont(&md.pow(&tm, &[0]))), BigUint::from(1u8));
+        assert_eq!(
+            big(&md.leave_mont(&md.pow_public(&tm, &[0, 0]))),
+            BigUint::from(1u8)
+        );
         // The largest values below the largest modulus at each tested size:
         // every column accumulator near its limit.
         fn largest<const N: usize>() {
