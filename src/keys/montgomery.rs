@@ -9,9 +9,9 @@
 //! (the RSA public exponent).
 //!
 //! Why not the bignum under Sequoia's pure-Rust backend: it is
-//! variable-time, and its modular exponentiation takes about twice as long
-//! as [`Modulus::pow`] for RSA-3072 primes (1.7 ms here), the bulk of a
-//! PGP-wrapped file's decrypt.
+//! variable-time, and its exponentiations take several times as long as
+//! [`Modulus::pow`] (see `pgp_rsa`); they are the bulk of a PGP-wrapped
+//! file's decrypt.
 
 use rsa::BigUint;
 use zeroize::Zeroize;
