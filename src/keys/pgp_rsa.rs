@@ -88,12 +88,7 @@ impl<const N: usize, const N2: usize> Crt<N, N2> {
             return None;
         }
         let (lo, hi) = split::<N, N2>(&c);
-        // Both halves on this thread: a second thread for the q half
-        // measured slower on the 2-vCPU test VM (the scheduler started it
-        // on the same core), and the sidecar already runs requests in
-        // parallel.
-        let mut m1 = self.p.pow(&self.p.enter_mont_wide(&lo, &hi), &self.d_p);
-        let mut m2 = self.q.pow(&self.q.enter_mont_wide(&lo, &hi), &self.d_q);
+        let (mut m1, mut m2) = self.both_halves(&lo, &hi);
         // h = (m2 - m1)·u mod q, all in Montgomery form mod q until the
         // product with plain u leaves it.
         let mut m1_plain = self.p.leave_mont(&m1);
@@ -127,6 +122,33 @@ impl<const N: usize, const N2: usize> Crt<N, N2> {
             out.zeroize();
             None
         }
+    }
+}
+
+impl<const N: usize, const N2: usize> Crt<N, N2> {
+    /// `c^d_p mod p` and `c^d_q mod q` (Montgomery form) for `c = hi·2^(64N) + lo`.
+    ///
+    /// The two exponentiations are independent and are almost all of a
+    /// decrypt, so with a second core the q half runs on a scoped thread
+    /// (about 1.2 ms of 2.6 ms for RSA-3072 here; starting the thread costs
+    /// tens of microseconds). Not inside a rayon worker: many files are
+    /// being decrypted at once and the cores are busy already. If the
+    /// thread cannot be started or does not finish, that half runs here.
+    fn both_halves(&self, lo: &[u64; N], hi: &[u64; N]) -> ([u64; N], [u64; N]) {
+        let half_p = || self.p.pow(&self.p.enter_mont_wide(lo, hi), &self.d_p);
+        let half_q = || self.q.pow(&self.q.enter_mont_wide(lo, hi), &self.d_q);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cores < 2 || rayon::current_thread_index().is_some() {
+            return (half_p(), half_q());
+        }
+        std::thread::scope(|scope| {
+            let spawned = std::thread::Builder::new()
+                .name("kustos-rsa-crt".into())
+                .spawn_scoped(scope, half_q);
+            let m1 = half_p();
+            let m2 = spawned.ok().and_then(|thread| thread.join().ok());
+            (m1, m2.unwrap_or_else(half_q))
+        })
     }
 }
 
@@ -345,6 +367,13 @@ mod tests {
                 let b = theirs.decrypt(&ct, None).unwrap();
                 assert_eq!(&a[..], &msg[..]);
                 assert_eq!(&a[..], &b[..]);
+                // Inside a rayon worker both halves run on one thread.
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .unwrap();
+                let c = pool.install(|| (&*ours).decrypt(&ct, None).unwrap());
+                assert_eq!(&c[..], &msg[..]);
             }
         }
     }
