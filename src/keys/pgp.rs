@@ -44,7 +44,8 @@ use openpgp::{Cert, Fingerprint, KeyHandle, KeyID, Packet, Profile};
 use zeroize::Zeroizing;
 
 use super::pgp_rsa::RsaDecryptor;
-use super::pgp_split::{self, RsaSecret};
+use super::pgp_split::{self, RsaSecret, X25519Secret};
+use super::pgp_x25519::{self, X25519Decryptor};
 use super::{KeySources, UnwrapError};
 use crate::Error;
 
@@ -363,11 +364,13 @@ fn truncate(s: &str) -> String {
     s.chars().take(70).collect()
 }
 
-/// The certificates of one key file, and the RSA secrets taken out of it
-/// before parsing (see `pgp_split`).
+/// The certificates of one key file, and the RSA and cv25519 secrets taken
+/// out of it before parsing (see `pgp_split`).
+#[derive(Default)]
 struct KeyFile {
     certs: Vec<Cert>,
     rsa: Vec<RsaSecret>,
+    x25519: Vec<X25519Secret>,
 }
 
 /// Reads every `*.asc` file of a folder (sorted) into certificates.
@@ -400,25 +403,24 @@ fn read_cert_file(path: &Path, problems: &mut Vec<String>) -> KeyFile {
         Ok(b) => Zeroizing::new(b),
         Err(e) => {
             problems.push(format!("cannot read {}: {e}", path.display()));
-            return KeyFile {
-                certs: Vec::new(),
-                rsa: Vec::new(),
-            };
+            return KeyFile::default();
         }
     };
     parse_key_data(&bytes, &path.display().to_string(), problems)
 }
 
-/// Parses key data, its RSA secrets taken out first when it has any.
+/// Parses key data, its RSA and cv25519 secrets taken out first when it
+/// has any.
 fn parse_key_data(bytes: &[u8], location: &str, problems: &mut Vec<String>) -> KeyFile {
-    match pgp_split::split_rsa_secrets(bytes) {
+    match pgp_split::split_secrets(bytes) {
         Some(split) => KeyFile {
             certs: parse_certs(&split.packets, location, problems),
             rsa: split.rsa,
+            x25519: split.x25519,
         },
         None => KeyFile {
             certs: parse_certs(bytes, location, problems),
-            rsa: Vec::new(),
+            ..KeyFile::default()
         },
     }
 }
@@ -526,10 +528,13 @@ struct SecretKey {
 
 /// Where a secret key's material is.
 enum Secret {
-    /// Parsed by Sequoia (non-RSA keys, and keys `pgp_split` left alone).
+    /// Parsed by Sequoia (other algorithms, and keys `pgp_split` left
+    /// alone).
     Sequoia(Key<SecretParts, UnspecifiedRole>),
     /// RSA numbers taken out before parsing.
     Split(RsaSecret),
+    /// A cv25519 scalar taken out before parsing.
+    SplitX25519(X25519Secret),
 }
 
 impl SecretKey {
@@ -538,6 +543,7 @@ impl SecretKey {
             .get_or_init(|| match &self.secret {
                 Secret::Sequoia(key) => RsaDecryptor::new(key),
                 Secret::Split(s) => RsaDecryptor::from_numbers(&self.key, s),
+                Secret::SplitX25519(_) => None,
             })
             .as_ref()
     }
@@ -554,6 +560,12 @@ impl SecretKey {
                     p: s.p.clone().into(),
                     q: s.q.clone().into(),
                     u: s.u.clone().into(),
+                };
+                self.key.clone().add_secret(material.into()).0
+            }
+            Secret::SplitX25519(s) => {
+                let material = openpgp::crypto::mpi::SecretKeyMaterial::ECDH {
+                    scalar: s.scalar.clone().into(),
                 };
                 self.key.clone().add_secret(material.into()).0
             }
@@ -617,8 +629,8 @@ impl PgpKeys {
             }
             for (path, mut file) in files {
                 let location = path.display().to_string();
-                for cert in file.certs {
-                    me.add_cert(cert, &location, &mut file.rsa);
+                for cert in std::mem::take(&mut file.certs) {
+                    me.add_cert(cert, &location, &mut file);
                 }
             }
         }
@@ -630,25 +642,32 @@ impl PgpKeys {
     pub fn from_bytes(data: &[u8], location: &str) -> Self {
         let mut me = PgpKeys::default();
         let mut file = parse_key_data(data, location, &mut me.problems);
-        for cert in file.certs {
-            me.add_cert(cert, location, &mut file.rsa);
+        for cert in std::mem::take(&mut file.certs) {
+            me.add_cert(cert, location, &mut file);
         }
         me
     }
 
     /// Takes the usable secret keys of `cert`: Sequoia-parsed ones and
-    /// those whose RSA numbers are in `rsa` (taken out of the same file).
-    fn add_cert(&mut self, cert: Cert, location: &str, rsa: &mut Vec<RsaSecret>) {
-        let split_secret = |key: &Key<PublicParts, UnspecifiedRole>, rsa: &[RsaSecret]| {
-            let openpgp::crypto::mpi::PublicKey::RSA { e, n } = key.mpis() else {
-                return None;
-            };
-            rsa.iter()
-                .position(|s| n.value() == s.n && e.value() == s.e)
+    /// those whose secrets were taken out of the same file (`split`).
+    fn add_cert(&mut self, cert: Cert, location: &str, split: &mut KeyFile) {
+        let split_secret = |key: &Key<PublicParts, UnspecifiedRole>, split: &KeyFile| {
+            if let openpgp::crypto::mpi::PublicKey::RSA { e, n } = key.mpis() {
+                return split
+                    .rsa
+                    .iter()
+                    .position(|s| n.value() == s.n && e.value() == s.e)
+                    .map(|i| (i, true));
+            }
+            split
+                .x25519
+                .iter()
+                .position(|s| pgp_x25519::belongs_to(key, s))
+                .map(|i| (i, false))
         };
         let has_split = cert
             .keys()
-            .any(|ka| split_secret(ka.key().role_as_unspecified(), rsa).is_some());
+            .any(|ka| split_secret(ka.key().role_as_unspecified(), split).is_some());
         if !cert.is_tsk() && !has_split {
             return;
         }
@@ -658,11 +677,15 @@ impl PgpKeys {
         for ka in cert.keys() {
             let key = ka.key().role_as_unspecified();
             let public = || key.clone().take_secret().0;
-            if let Some(i) = split_secret(key, rsa) {
+            if let Some((i, is_rsa)) = split_secret(key, split) {
                 self.keys.push(SecretKey {
                     cert: idx,
                     key: public(),
-                    secret: Secret::Split(rsa.swap_remove(i)),
+                    secret: if is_rsa {
+                        Secret::Split(split.rsa.swap_remove(i))
+                    } else {
+                        Secret::SplitX25519(split.x25519.swap_remove(i))
+                    },
                     rsa: std::sync::OnceLock::new(),
                 });
                 usable += 1;
@@ -1035,9 +1058,16 @@ impl DecryptionHelper for Helper<'_> {
                     if !hit {
                         continue;
                     }
-                    let unwrapped = match sk.rsa_decryptor() {
-                        Some(rsa) => pkesk.decrypt(&mut &*rsa, sym_algo),
-                        None => {
+                    let unwrapped = match (sk.rsa_decryptor(), &sk.secret) {
+                        (Some(rsa), _) => pkesk.decrypt(&mut &*rsa, sym_algo),
+                        (None, Secret::SplitX25519(secret)) => {
+                            let mut ours = X25519Decryptor {
+                                public: &sk.key,
+                                secret,
+                            };
+                            pkesk.decrypt(&mut ours, sym_algo)
+                        }
+                        (None, _) => {
                             let Some(mut pair) = sk.sequoia_keypair() else {
                                 continue;
                             };
@@ -1241,7 +1271,7 @@ mod tests {
         let (tsk, public, fpr) = generate_key("R", "r@example.com", false, 2048).unwrap();
         // Both keys of the file (primary and encryption subkey) come out;
         // what is left is the public certificate.
-        let split = pgp_split::split_rsa_secrets(tsk.as_bytes()).unwrap();
+        let split = pgp_split::split_secrets(tsk.as_bytes()).unwrap();
         assert_eq!(split.rsa.len(), 2);
         let rest = Cert::from_bytes(&split.packets).unwrap();
         assert!(!rest.is_tsk());
@@ -1252,7 +1282,7 @@ mod tests {
             .as_tsk()
             .to_vec()
             .unwrap();
-        assert_eq!(pgp_split::split_rsa_secrets(&binary).unwrap().rsa.len(), 2);
+        assert_eq!(pgp_split::split_secrets(&binary).unwrap().rsa.len(), 2);
 
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("sops.asc"), &tsk).unwrap();
@@ -1281,10 +1311,41 @@ mod tests {
     }
 
     #[test]
+    fn cv25519_secrets_bypass_sequoia_parsing() {
+        let (tsk, _, fpr) = generate_key("C", "c@example.com", true, 0).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("sops.asc"), &tsk).unwrap();
+        let keys = PgpKeys::load(&dir_sources(dir.path()));
+        assert_eq!(keys.len(), 1);
+        // The Ed25519 primary stays with Sequoia, the cv25519 subkey's
+        // scalar was taken out.
+        assert_eq!(
+            keys.keys
+                .iter()
+                .filter(|k| matches!(k.secret, Secret::SplitX25519(_)))
+                .count(),
+            1
+        );
+        let enc = wrap_with(&fpr, &[6u8; 32], &dir_sources(dir.path())).unwrap();
+        assert_eq!(&keys.unwrap(&fpr, &enc, false).unwrap()[..], &[6u8; 32]);
+        let dbg = format!("{keys:?}");
+        assert!(dbg.contains(&fpr) && !dbg.contains("PRIVATE"));
+        // Sequoia's own decryptor, rebuilt from the split scalar (the
+        // fallback path), opens it too.
+        let sk = keys
+            .keys
+            .iter()
+            .find(|k| matches!(k.secret, Secret::SplitX25519(_)))
+            .unwrap();
+        assert!(sk.sequoia_keypair().is_some());
+    }
+
+    #[test]
     fn rsa_split_leaves_other_packets_and_keys_alone() {
-        // cv25519: nothing to take out.
+        // Ed25519 + cv25519: only the encryption subkey's scalar comes out.
         let (tsk, _, _) = generate_key("C", "c@example.com", true, 0).unwrap();
-        assert!(pgp_split::split_rsa_secrets(tsk.as_bytes()).is_none());
+        let split = pgp_split::split_secrets(tsk.as_bytes()).unwrap();
+        assert_eq!((split.rsa.len(), split.x25519.len()), (0, 1));
         // Protected RSA keys stay with Sequoia (and are reported as such).
         let (cert, _) = CertBuilder::general_purpose(Some("p@example.com"))
             .set_cipher_suite(CipherSuite::RSA2k)
@@ -1292,7 +1353,7 @@ mod tests {
             .generate()
             .unwrap();
         let armored = String::from_utf8(cert.as_tsk().armored().to_vec().unwrap()).unwrap();
-        assert!(pgp_split::split_rsa_secrets(armored.as_bytes()).is_none());
+        assert!(pgp_split::split_secrets(armored.as_bytes()).is_none());
         // A corrupted checksum or body: left for Sequoia to judge.
         let (rsa, _, _) = generate_key("R", "r@example.com", false, 2048).unwrap();
         let mut binary = Cert::from_bytes(rsa.as_bytes())
@@ -1300,12 +1361,12 @@ mod tests {
             .as_tsk()
             .to_vec()
             .unwrap();
-        assert_eq!(pgp_split::split_rsa_secrets(&binary).unwrap().rsa.len(), 2);
+        assert_eq!(pgp_split::split_secrets(&binary).unwrap().rsa.len(), 2);
         // A flipped bit in the primary key's secret numbers: its checksum
         // fails, so that packet is kept as it was (the subkey still splits).
         let at = find_secret_material(&binary);
         binary[at] ^= 1;
-        assert_eq!(pgp_split::split_rsa_secrets(&binary).unwrap().rsa.len(), 1);
+        assert_eq!(pgp_split::split_secrets(&binary).unwrap().rsa.len(), 1);
     }
 
     /// Offset of a byte inside the primary key's secret numbers in binary
