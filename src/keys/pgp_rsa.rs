@@ -123,9 +123,7 @@ impl<const N: usize, const N2: usize> Crt<N, N2> {
             None
         }
     }
-}
 
-impl<const N: usize, const N2: usize> Crt<N, N2> {
     /// `c^d_p mod p` and `c^d_q mod q` (Montgomery form) for `c = hi·2^(64N) + lo`.
     ///
     /// The two exponentiations are independent and are almost all of a

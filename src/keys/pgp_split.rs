@@ -261,30 +261,50 @@ fn rsa_secret(body: &[u8]) -> Option<(usize, RsaSecret)> {
     let n = mpi(body, &mut at)?;
     let e = mpi(body, &mut at)?;
     let public_len = at;
-    // String-to-key usage 0: the secret follows in the clear.
+    let secret = clear_secret(body, public_len, |at| {
+        // All four read before any is copied: nothing secret is left in
+        // an unzeroized copy when one is missing.
+        let (d, p, q, u) = (
+            mpi(body, at)?,
+            mpi(body, at)?,
+            mpi(body, at)?,
+            mpi(body, at)?,
+        );
+        Some(RsaSecret {
+            n: n.to_vec(),
+            e: e.to_vec(),
+            d: d.to_vec(),
+            p: p.to_vec(),
+            q: q.to_vec(),
+            u: u.to_vec(),
+        })
+    })?;
+    let fits = secret.p.len() * 8 <= MAX_PRIME_BITS && secret.q.len() * 8 <= MAX_PRIME_BITS;
+    // `secret` is zeroized on drop when it does not fit.
+    fits.then_some((public_len, secret))
+}
+
+/// The secret part of a v4 secret-key packet after its public part (which
+/// ends at `at`): string-to-key usage 0 (stored in the clear), the secret
+/// `read` takes, then a valid two-byte checksum that ends the packet.
+fn clear_secret<T>(
+    body: &[u8],
+    mut at: usize,
+    read: impl FnOnce(&mut usize) -> Option<T>,
+) -> Option<T> {
     if *body.get(at)? != 0 {
         return None;
     }
     at += 1;
-    let secret_start = at;
-    let secret = RsaSecret {
-        n: n.to_vec(),
-        e: e.to_vec(),
-        d: mpi(body, &mut at)?.to_vec(),
-        p: mpi(body, &mut at)?.to_vec(),
-        q: mpi(body, &mut at)?.to_vec(),
-        u: mpi(body, &mut at)?.to_vec(),
-    };
+    let start = at;
+    let secret = read(&mut at)?;
     let checksum = body
-        .get(secret_start..at)?
+        .get(start..at)?
         .iter()
         .fold(0u16, |sum, b| sum.wrapping_add(u16::from(*b)));
     let stored = u16::from_be_bytes(body.get(at..at + 2)?.try_into().ok()?);
-    let fits = secret.p.len() * 8 <= MAX_PRIME_BITS && secret.q.len() * 8 <= MAX_PRIME_BITS;
-    if checksum != stored || at + 2 != body.len() || !fits {
-        return None; // `secret` is zeroized on drop
-    }
-    Some((public_len, secret))
+    // A failed check drops (and so zeroizes) the secret.
+    (checksum == stored && at + 2 == body.len()).then_some(secret)
 }
 
 /// The OID of Curve25519 for ECDH (RFC 4880bis, 9.2: 1.3.6.1.4.1.3029.1.5.1).
@@ -308,25 +328,15 @@ fn cv25519_secret(body: &[u8]) -> Option<(usize, X25519Secret)> {
     let kdf_len = usize::from(*body.get(at)?);
     at += 1 + kdf_len;
     let public_len = at;
-    // String-to-key usage 0: the secret follows in the clear.
-    if *body.get(at)? != 0 {
-        return None;
-    }
-    at += 1;
-    let secret_start = at;
-    let secret = X25519Secret {
-        public,
-        scalar: mpi(body, &mut at)?.to_vec(),
-    };
-    let checksum = body
-        .get(secret_start..at)?
-        .iter()
-        .fold(0u16, |sum, b| sum.wrapping_add(u16::from(*b)));
-    let stored = u16::from_be_bytes(body.get(at..at + 2)?.try_into().ok()?);
-    if checksum != stored || at + 2 != body.len() || secret.scalar.len() > 32 {
-        return None; // `secret` is zeroized on drop
-    }
-    Some((public_len, secret))
+    let secret = clear_secret(body, public_len, |at| {
+        let scalar = mpi(body, at)?;
+        Some(X25519Secret {
+            public,
+            scalar: scalar.to_vec(),
+        })
+    })?;
+    // `secret` is zeroized on drop when it is too long.
+    (secret.scalar.len() <= 32).then_some((public_len, secret))
 }
 
 /// An MPI: two bytes of bit count, then the big-endian bytes. Leading zero
