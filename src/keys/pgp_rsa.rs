@@ -135,7 +135,10 @@ impl<const N: usize, const N2: usize> Crt<N, N2> {
     fn both_halves(&self, lo: &[u64; N], hi: &[u64; N]) -> ([u64; N], [u64; N]) {
         let half_p = || self.p.pow(&self.p.enter_mont_wide(lo, hi), &self.d_p);
         let half_q = || self.q.pow(&self.q.enter_mont_wide(lo, hi), &self.d_q);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Asked once per process: the answer reads cgroup files.
+        static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let cores =
+            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if cores < 2 || rayon::current_thread_index().is_some() {
             return (half_p(), half_q());
         }
