@@ -44,7 +44,7 @@ use openpgp::{Cert, Fingerprint, KeyHandle, KeyID, Packet, Profile};
 use zeroize::Zeroizing;
 
 use super::pgp_rsa::RsaDecryptor;
-use super::pgp_split::{self, RsaSecret, X25519Secret};
+use super::pgp_split::{self, SplitSecret};
 use super::pgp_x25519::{self, X25519Decryptor};
 use super::{KeySources, UnwrapError};
 use crate::Error;
@@ -369,8 +369,22 @@ fn truncate(s: &str) -> String {
 #[derive(Default)]
 struct KeyFile {
     certs: Vec<Cert>,
-    rsa: Vec<RsaSecret>,
-    x25519: Vec<X25519Secret>,
+    secrets: Vec<SplitSecret>,
+}
+
+impl KeyFile {
+    /// Where the secret taken out for `key` is in `secrets`.
+    fn secret_for(&self, key: &Key<PublicParts, UnspecifiedRole>) -> Option<usize> {
+        self.secrets
+            .iter()
+            .position(|secret| match (secret, key.mpis()) {
+                (SplitSecret::Rsa(s), openpgp::crypto::mpi::PublicKey::RSA { e, n }) => {
+                    n.value() == s.n && e.value() == s.e
+                }
+                (SplitSecret::X25519(s), _) => pgp_x25519::belongs_to(key, s),
+                _ => false,
+            })
+    }
 }
 
 /// Reads every `*.asc` file of a folder (sorted) into certificates.
@@ -415,8 +429,7 @@ fn parse_key_data(bytes: &[u8], location: &str, problems: &mut Vec<String>) -> K
     match pgp_split::split_secrets(bytes) {
         Some(split) => KeyFile {
             certs: parse_certs(&split.packets, location, problems),
-            rsa: split.rsa,
-            x25519: split.x25519,
+            secrets: split.secrets,
         },
         None => KeyFile {
             certs: parse_certs(bytes, location, problems),
@@ -531,10 +544,8 @@ enum Secret {
     /// Parsed by Sequoia (other algorithms, and keys `pgp_split` left
     /// alone).
     Sequoia(Key<SecretParts, UnspecifiedRole>),
-    /// RSA numbers taken out before parsing.
-    Split(RsaSecret),
-    /// A cv25519 scalar taken out before parsing.
-    SplitX25519(X25519Secret),
+    /// RSA numbers or a cv25519 scalar taken out before parsing.
+    Split(SplitSecret),
 }
 
 impl SecretKey {
@@ -542,8 +553,8 @@ impl SecretKey {
         self.rsa
             .get_or_init(|| match &self.secret {
                 Secret::Sequoia(key) => RsaDecryptor::new(key),
-                Secret::Split(s) => RsaDecryptor::from_numbers(&self.key, s),
-                Secret::SplitX25519(_) => None,
+                Secret::Split(SplitSecret::Rsa(s)) => RsaDecryptor::from_numbers(&self.key, s),
+                Secret::Split(SplitSecret::X25519(_)) => None,
             })
             .as_ref()
     }
@@ -554,7 +565,7 @@ impl SecretKey {
     fn sequoia_keypair(&self) -> Option<openpgp::crypto::KeyPair> {
         let key = match &self.secret {
             Secret::Sequoia(key) => key.clone(),
-            Secret::Split(s) => {
+            Secret::Split(SplitSecret::Rsa(s)) => {
                 let material = openpgp::crypto::mpi::SecretKeyMaterial::RSA {
                     d: s.d.clone().into(),
                     p: s.p.clone().into(),
@@ -563,7 +574,7 @@ impl SecretKey {
                 };
                 self.key.clone().add_secret(material.into()).0
             }
-            Secret::SplitX25519(s) => {
+            Secret::Split(SplitSecret::X25519(s)) => {
                 let material = openpgp::crypto::mpi::SecretKeyMaterial::ECDH {
                     scalar: s.scalar.clone().into(),
                 };
@@ -651,23 +662,9 @@ impl PgpKeys {
     /// Takes the usable secret keys of `cert`: Sequoia-parsed ones and
     /// those whose secrets were taken out of the same file (`split`).
     fn add_cert(&mut self, cert: Cert, location: &str, split: &mut KeyFile) {
-        let split_secret = |key: &Key<PublicParts, UnspecifiedRole>, split: &KeyFile| {
-            if let openpgp::crypto::mpi::PublicKey::RSA { e, n } = key.mpis() {
-                return split
-                    .rsa
-                    .iter()
-                    .position(|s| n.value() == s.n && e.value() == s.e)
-                    .map(|i| (i, true));
-            }
-            split
-                .x25519
-                .iter()
-                .position(|s| pgp_x25519::belongs_to(key, s))
-                .map(|i| (i, false))
-        };
         let has_split = cert
             .keys()
-            .any(|ka| split_secret(ka.key().role_as_unspecified(), split).is_some());
+            .any(|ka| split.secret_for(ka.key().role_as_unspecified()).is_some());
         if !cert.is_tsk() && !has_split {
             return;
         }
@@ -677,15 +674,11 @@ impl PgpKeys {
         for ka in cert.keys() {
             let key = ka.key().role_as_unspecified();
             let public = || key.clone().take_secret().0;
-            if let Some((i, is_rsa)) = split_secret(key, split) {
+            if let Some(i) = split.secret_for(key) {
                 self.keys.push(SecretKey {
                     cert: idx,
                     key: public(),
-                    secret: if is_rsa {
-                        Secret::Split(split.rsa.swap_remove(i))
-                    } else {
-                        Secret::SplitX25519(split.x25519.swap_remove(i))
-                    },
+                    secret: Secret::Split(split.secrets.swap_remove(i)),
                     rsa: std::sync::OnceLock::new(),
                 });
                 usable += 1;
@@ -1060,7 +1053,7 @@ impl DecryptionHelper for Helper<'_> {
                     }
                     let unwrapped = match (sk.rsa_decryptor(), &sk.secret) {
                         (Some(rsa), _) => pkesk.decrypt(&mut &*rsa, sym_algo),
-                        (None, Secret::SplitX25519(secret)) => {
+                        (None, Secret::Split(SplitSecret::X25519(secret))) => {
                             let mut ours = X25519Decryptor {
                                 public: &sk.key,
                                 secret,
@@ -1266,13 +1259,21 @@ mod tests {
         assert!(dbg.contains(&fpr) && !dbg.contains("PRIVATE"));
     }
 
+    fn count_rsa(split: &pgp_split::Split) -> usize {
+        split
+            .secrets
+            .iter()
+            .filter(|s| matches!(s, SplitSecret::Rsa(_)))
+            .count()
+    }
+
     #[test]
     fn rsa_secrets_bypass_sequoia_parsing() {
         let (tsk, public, fpr) = generate_key("R", "r@example.com", false, 2048).unwrap();
         // Both keys of the file (primary and encryption subkey) come out;
         // what is left is the public certificate.
         let split = pgp_split::split_secrets(tsk.as_bytes()).unwrap();
-        assert_eq!(split.rsa.len(), 2);
+        assert_eq!(count_rsa(&split), 2);
         let rest = Cert::from_bytes(&split.packets).unwrap();
         assert!(!rest.is_tsk());
         assert_eq!(rest, Cert::from_bytes(public.as_bytes()).unwrap());
@@ -1282,7 +1283,7 @@ mod tests {
             .as_tsk()
             .to_vec()
             .unwrap();
-        assert_eq!(pgp_split::split_secrets(&binary).unwrap().rsa.len(), 2);
+        assert_eq!(count_rsa(&pgp_split::split_secrets(&binary).unwrap()), 2);
 
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("sops.asc"), &tsk).unwrap();
@@ -1292,7 +1293,7 @@ mod tests {
         assert!(keys
             .keys
             .iter()
-            .all(|k| matches!(k.secret, Secret::Split(_))));
+            .all(|k| matches!(k.secret, Secret::Split(SplitSecret::Rsa(_)))));
         let enc = wrap_with(&fpr, &[5u8; 32], &dir_sources(dir.path())).unwrap();
         assert_eq!(&keys.unwrap(&fpr, &enc, false).unwrap()[..], &[5u8; 32]);
         let dbg = format!("{keys:?}");
@@ -1302,7 +1303,7 @@ mod tests {
         // not p^-1 mod q) still decrypt through Sequoia, which recomputes it.
         let mut keys = PgpKeys::from_bytes(tsk.as_bytes(), "mem");
         for sk in &mut keys.keys {
-            if let Secret::Split(s) = &mut sk.secret {
+            if let Secret::Split(SplitSecret::Rsa(s)) = &mut sk.secret {
                 s.u = vec![3];
             }
         }
@@ -1322,7 +1323,7 @@ mod tests {
         assert_eq!(
             keys.keys
                 .iter()
-                .filter(|k| matches!(k.secret, Secret::SplitX25519(_)))
+                .filter(|k| matches!(k.secret, Secret::Split(SplitSecret::X25519(_))))
                 .count(),
             1
         );
@@ -1335,7 +1336,7 @@ mod tests {
         let sk = keys
             .keys
             .iter()
-            .find(|k| matches!(k.secret, Secret::SplitX25519(_)))
+            .find(|k| matches!(k.secret, Secret::Split(SplitSecret::X25519(_))))
             .unwrap();
         assert!(sk.sequoia_keypair().is_some());
     }
@@ -1345,7 +1346,7 @@ mod tests {
         // Ed25519 + cv25519: only the encryption subkey's scalar comes out.
         let (tsk, _, _) = generate_key("C", "c@example.com", true, 0).unwrap();
         let split = pgp_split::split_secrets(tsk.as_bytes()).unwrap();
-        assert_eq!((split.rsa.len(), split.x25519.len()), (0, 1));
+        assert_eq!((count_rsa(&split), split.secrets.len()), (0, 1));
         // Protected RSA keys stay with Sequoia (and are reported as such).
         let (cert, _) = CertBuilder::general_purpose(Some("p@example.com"))
             .set_cipher_suite(CipherSuite::RSA2k)
@@ -1361,12 +1362,12 @@ mod tests {
             .as_tsk()
             .to_vec()
             .unwrap();
-        assert_eq!(pgp_split::split_secrets(&binary).unwrap().rsa.len(), 2);
+        assert_eq!(count_rsa(&pgp_split::split_secrets(&binary).unwrap()), 2);
         // A flipped bit in the primary key's secret numbers: its checksum
         // fails, so that packet is kept as it was (the subkey still splits).
         let at = find_secret_material(&binary);
         binary[at] ^= 1;
-        assert_eq!(pgp_split::split_secrets(&binary).unwrap().rsa.len(), 1);
+        assert_eq!(count_rsa(&pgp_split::split_secrets(&binary).unwrap()), 1);
     }
 
     /// Offset of a byte inside the primary key's secret numbers in binary

@@ -58,12 +58,11 @@ pub(super) struct Split {
     /// secret-key packets taken out (zeroized: the packets left as they
     /// were may hold other secret keys).
     pub packets: Zeroizing<Vec<u8>>,
-    pub rsa: Vec<RsaSecret>,
-    pub x25519: Vec<X25519Secret>,
+    pub secrets: Vec<SplitSecret>,
 }
 
 /// A secret taken out of a secret-key packet.
-enum Taken {
+pub(super) enum SplitSecret {
     Rsa(RsaSecret),
     X25519(X25519Secret),
 }
@@ -84,7 +83,7 @@ pub(super) fn split_secrets(data: &[u8]) -> Option<Split> {
         _ => dearmor(data, "PRIVATE KEY BLOCK")?,
     };
     let mut packets = Zeroizing::new(Vec::with_capacity(binary.len()));
-    let (mut rsa, mut x25519) = (Vec::new(), Vec::new());
+    let mut secrets = Vec::new();
     let mut rest: &[u8] = &binary;
     while !rest.is_empty() {
         let (tag, header_len, body_len) = packet_header(rest)?;
@@ -96,27 +95,20 @@ pub(super) fn split_secrets(data: &[u8]) -> Option<Split> {
         };
         let taken = public_tag.and_then(|t| {
             let (public_len, secret) = rsa_secret(body)
-                .map(|(len, s)| (len, Taken::Rsa(s)))
-                .or_else(|| cv25519_secret(body).map(|(len, s)| (len, Taken::X25519(s))))?;
+                .map(|(len, s)| (len, SplitSecret::Rsa(s)))
+                .or_else(|| cv25519_secret(body).map(|(len, s)| (len, SplitSecret::X25519(s))))?;
             Some((t, public_len, secret))
         });
         match taken {
             Some((public_tag, public_len, secret)) => {
                 push_packet(&mut packets, public_tag, &body[..public_len]);
-                match secret {
-                    Taken::Rsa(s) => rsa.push(s),
-                    Taken::X25519(s) => x25519.push(s),
-                }
+                secrets.push(secret);
             }
             None => packets.extend_from_slice(&rest[..header_len + body_len]),
         }
         rest = &rest[header_len + body_len..];
     }
-    (!rsa.is_empty() || !x25519.is_empty()).then_some(Split {
-        packets,
-        rsa,
-        x25519,
-    })
+    (!secrets.is_empty()).then_some(Split { packets, secrets })
 }
 
 /// The binary content of the one ASCII-armored block in `data`, if it is
