@@ -20,6 +20,7 @@ pub mod fuzzing;
 pub mod gitauth;
 pub mod keys;
 pub mod ops;
+pub mod platform;
 pub mod plugin;
 pub mod rekey;
 pub mod render;

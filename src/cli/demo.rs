@@ -188,8 +188,9 @@ pub fn run(a: DemoArgs) -> CliResult {
                 tenant: Some("apps".into()),
                 ..Default::default()
             },
-        )?;
-        let text = String::from_utf8_lossy(&out);
+        )
+        .map_err(|e| CliError::new(e.exit_code(), e.to_string()))?;
+        let text = String::from_utf8_lossy(&out.yaml);
         let ok = text.contains("password: demo-token-not-a-real-secret");
         println!(
             "5. kustos render tenants/staging --tenant apps: {} objects in {:.1?}, the tenant's Secret decrypted with the cluster key (MAC verified): {}",

@@ -205,6 +205,13 @@ fn print_error(e: &CliError) {
 /// Runs the CLI with the process arguments.
 pub fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    // render's confined kubectl runs through this binary.
+    if args
+        .get(1)
+        .is_some_and(|a| a == crate::platform::CONFINED_EXEC)
+    {
+        return crate::platform::confined_exec_main(&args[2..]);
+    }
     // kustomize runs plugins with its own argument conventions: check those
     // before sops' legacy flags are rewritten.
     if let Some(result) = plugin_cmds::dispatch_plugin(&args) {

@@ -7,6 +7,7 @@
 
 pub mod age;
 mod age_x25519;
+pub mod folder;
 mod montgomery;
 pub mod pgp;
 mod pgp_rsa;

@@ -505,7 +505,7 @@ fn decrypt_document(
             other => format!("malformed {} document: {other}", fmt.name()),
         })
     })?;
-    let hash = keys::stanza_hash(&t.metadata);
+    let hash = t.metadata.key_hash();
     let key = match gen.cache.get(idx, &hash) {
         Some(k) => {
             Metrics::inc(&m.cache_hits);
@@ -673,17 +673,19 @@ async fn render_handler(State(st): State<Shared>, req: Request) -> Response {
             tenant: tenant.clone(),
             kubectl: st.kubectl.clone(),
             root: Some(root.clone()),
+            ..Default::default()
         };
         let m = st.metrics.clone();
         let out = tokio::task::spawn_blocking(move || {
-            render::render(&dir, &gen.rings[idx].ring, &opts).map_err(|e| {
-                let msg = e.to_string();
-                Metrics::inc(&m.decrypt_failures);
-                if msg.contains("MAC mismatch") {
-                    Metrics::inc(&m.mac_failures);
-                }
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg)
-            })
+            render::render(&dir, &gen.rings[idx].ring, &opts)
+                .map(|r| r.yaml)
+                .map_err(|e| {
+                    Metrics::inc(&m.decrypt_failures);
+                    if matches!(e.cause(), Some(Error::MacMismatch)) {
+                        Metrics::inc(&m.mac_failures);
+                    }
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+                })
         })
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))??;

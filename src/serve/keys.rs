@@ -31,25 +31,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use sha2::{Digest, Sha256};
-
 use super::cache::DataKeyCache;
-use crate::keys::{KeyRing, KeySources};
+use crate::keys::folder::{folder_ring, Layout};
+pub use crate::keys::folder::{valid_namespace, RingError};
+use crate::keys::KeyRing;
 use crate::{Error, Result};
 
 /// The label of the top-level ring in metrics and messages; an underscore
 /// can never start a namespace name, so it cannot collide with a tenant.
 pub const PLATFORM: &str = "_platform";
-
-/// Whether `s` is a valid Kubernetes namespace name (an RFC 1123 label).
-pub fn valid_namespace(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
 
 /// One key ring and what it is for.
 pub struct NamedRing {
@@ -59,26 +49,6 @@ pub struct NamedRing {
     pub ring: KeyRing,
     /// How many identities (age and OpenPGP) it holds.
     pub identities: usize,
-}
-
-/// Why a request may not use any ring.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RingError {
-    /// Tenant folders exist and the request named no tenant.
-    TenantRequired,
-    /// The named tenant has no keys folder.
-    UnknownTenant(String),
-}
-
-impl std::fmt::Display for RingError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RingError::TenantRequired => f.write_str(
-                "a tenant is required: keys are per tenant namespace (send X-Kustos-Tenant)",
-            ),
-            RingError::UnknownTenant(t) => write!(f, "tenant {t:?} is not allowed: it has no keys"),
-        }
-    }
 }
 
 /// One complete, immutable set of key rings.
@@ -315,12 +285,7 @@ fn walk_fingerprint(dir: &Path, depth: usize, h: &mut impl Hasher) -> Result<()>
 }
 
 fn load_ring(name: &str, dirs: Vec<PathBuf>, problems: &mut BTreeSet<String>) -> NamedRing {
-    let mut ring = KeyRing::new(KeySources {
-        keys_dirs: dirs,
-        use_env: false,
-        gpg_fallback: false,
-    });
-    ring.decryption_order = vec!["age".into(), "pgp".into()];
+    let ring = folder_ring(dirs);
     // Load everything now, so errors show before the ring is used.
     let age = ring.age();
     let pgp = ring.pgp();
@@ -341,24 +306,10 @@ fn load_generation(
     id: u64,
     cache_size: usize,
 ) -> Result<Generation> {
-    let rd = std::fs::read_dir(root).map_err(|e| Error::io(root.display(), e))?;
-    let mut tenant_dirs: Vec<(String, PathBuf)> = Vec::new();
-    let mut ignored = Vec::new();
-    for e in rd {
-        let e = e.map_err(|e| Error::io(root.display(), e))?;
-        let name = e.file_name();
-        let path = e.path();
-        let Some(name) = name.to_str() else { continue };
-        if name.starts_with('.') || !path.is_dir() {
-            continue;
-        }
-        if valid_namespace(name) {
-            tenant_dirs.push((name.to_string(), path));
-        } else {
-            ignored.push(name.to_string());
-        }
-    }
-    tenant_dirs.sort();
+    let Layout {
+        tenants: tenant_dirs,
+        ignored,
+    } = Layout::read(root)?;
     let mut problems = BTreeSet::new();
     if !ignored.is_empty() {
         problems.insert(format!(
@@ -410,24 +361,6 @@ fn load_generation(
     Ok(gen)
 }
 
-/// A hash of everything in the metadata that decides the data key: the
-/// Shamir threshold and every wrapped stanza, in order.
-pub fn stanza_hash(md: &crate::sops::Metadata) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update((md.shamir_threshold as u64).to_le_bytes());
-    h.update((md.key_groups.len() as u64).to_le_bytes());
-    for g in &md.key_groups {
-        h.update((g.len() as u64).to_le_bytes());
-        for k in g {
-            for part in [k.type_id(), k.enc()] {
-                h.update((part.len() as u64).to_le_bytes());
-                h.update(part.as_bytes());
-            }
-        }
-    }
-    h.finalize().into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,17 +373,6 @@ mod tests {
                 .to_string()
                 .expose_secret()
         )
-    }
-
-    #[test]
-    fn namespaces() {
-        assert!(valid_namespace("tenant-a"));
-        assert!(valid_namespace("a1"));
-        assert!(!valid_namespace("_platform"));
-        assert!(!valid_namespace("-a"));
-        assert!(!valid_namespace("A"));
-        assert!(!valid_namespace(&"a".repeat(64)));
-        assert!(!valid_namespace("a/b"));
     }
 
     #[test]

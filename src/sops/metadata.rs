@@ -104,6 +104,26 @@ impl Metadata {
     pub fn master_keys(&self) -> impl Iterator<Item = &MasterKey> {
         self.key_groups.iter().flatten()
     }
+
+    /// A hash of everything that decides the data key: the Shamir threshold
+    /// and every wrapped stanza, in order. Equal hashes unwrap to the same
+    /// data key, so it keys caches of unwrapped data keys.
+    pub fn key_hash(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update((self.shamir_threshold as u64).to_le_bytes());
+        h.update((self.key_groups.len() as u64).to_le_bytes());
+        for g in &self.key_groups {
+            h.update((g.len() as u64).to_le_bytes());
+            for k in g {
+                for part in [k.type_id(), k.enc()] {
+                    h.update((part.len() as u64).to_le_bytes());
+                    h.update(part.as_bytes());
+                }
+            }
+        }
+        h.finalize().into()
+    }
 }
 
 /// Whether empty per-group key lists print as `[]` (YAML) or `null` (JSON).

@@ -1,0 +1,197 @@
+//! What differs between operating systems, in one place: process hardening
+//! and the confinement of child processes.
+//!
+//! On Linux, the kubectl child of a render runs under Landlock: it may read
+//! its workspace and execute its own binary, and nothing else (no other
+//! file, no TCP). Landlock applies to the calling thread and everything it
+//! then executes, so kustos confines a fresh helper process (the kustos
+//! binary itself, hidden sub-command [`CONFINED_EXEC`]) that restricts
+//! itself and then replaces itself with kubectl; no `unsafe` `pre_exec`
+//! hook is needed. Elsewhere, or on kernels without Landlock, render relies
+//! on its static path checks alone and says so.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The hidden first argument that makes the kustos binary run
+/// [`confined_exec_main`].
+pub const CONFINED_EXEC: &str = "__confined-exec";
+
+/// Keeps secrets out of core dumps and away from same-user debuggers:
+/// `PR_SET_DUMPABLE=0` (Linux) and `RLIMIT_CORE=0`. For long-lived
+/// processes holding keys or plaintext (`serve`, `render`).
+pub fn harden_process() {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = nix::sys::prctl::set_dumpable(false);
+    }
+    let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+}
+
+/// Whether core dumps are off for this process (for tests and `--verbose`).
+pub fn core_dumps_disabled() -> bool {
+    let core_off = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_CORE)
+        .map(|(soft, _)| soft == 0)
+        .unwrap_or(false);
+    #[cfg(target_os = "linux")]
+    {
+        core_off && nix::sys::prctl::get_dumpable().map(|d| !d).unwrap_or(false)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        core_off
+    }
+}
+
+/// How a child process is confined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Confinement {
+    /// Landlock: read-only access to the listed folders and the program,
+    /// no TCP where the kernel supports that.
+    Landlock,
+    /// No kernel confinement is available here.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for Confinement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Confinement::Landlock => f.write_str("Landlock (read-only workspace, no network)"),
+            Confinement::Unavailable(why) => write!(f, "none ({why})"),
+        }
+    }
+}
+
+/// Whether this kernel can confine a child with Landlock (asked once).
+pub fn confinement() -> Confinement {
+    static PROBE: std::sync::OnceLock<Confinement> = std::sync::OnceLock::new();
+    PROBE.get_or_init(probe).clone()
+}
+
+#[cfg(target_os = "linux")]
+fn probe() -> Confinement {
+    use landlock::{Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, ABI};
+    // Creating a ruleset restricts nothing; it fails without Landlock.
+    let created = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(ABI::V1))
+        .and_then(|r| r.create());
+    match created {
+        Ok(_) => Confinement::Landlock,
+        Err(e) => Confinement::Unavailable(format!("Landlock is not available: {e}")),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn probe() -> Confinement {
+    Confinement::Unavailable("Landlock is Linux-only".into())
+}
+
+/// The command that runs `program args…` confined to reading `read_dirs`
+/// (through the kustos binary `helper`).
+pub fn confined_command(
+    helper: &Path,
+    read_dirs: &[PathBuf],
+    program: &Path,
+    args: &[OsString],
+) -> std::process::Command {
+    let mut c = std::process::Command::new(helper);
+    c.arg(CONFINED_EXEC);
+    for d in read_dirs {
+        c.arg("--read").arg(d);
+    }
+    c.arg("--").arg(program).args(args);
+    c
+}
+
+/// Exit code of the helper when it could not confine itself.
+pub const CONFINE_FAILED: u8 = 126;
+
+/// The helper process: `__confined-exec [--read DIR]… -- PROGRAM ARGS…`.
+/// Restricts itself, then replaces itself with `PROGRAM` (which must be an
+/// absolute path); never runs it unconfined.
+pub fn confined_exec_main(args: &[OsString]) -> std::process::ExitCode {
+    let mut read = Vec::new();
+    let mut it = args.iter();
+    let mut rest = Vec::new();
+    while let Some(a) = it.next() {
+        if a == "--read" {
+            match it.next() {
+                Some(d) => read.push(PathBuf::from(d)),
+                None => return fail("--read needs a folder"),
+            }
+        } else if a == "--" {
+            rest = it.by_ref().cloned().collect();
+        } else {
+            return fail("unexpected argument");
+        }
+    }
+    let Some((program, program_args)) = rest.split_first() else {
+        return fail("no program given");
+    };
+    let program = PathBuf::from(program);
+    if !program.is_absolute() {
+        return fail("the program must be an absolute path");
+    }
+    if let Err(e) = restrict_self(&read, &program) {
+        return fail(&e);
+    }
+    use std::os::unix::process::CommandExt as _;
+    let e = std::process::Command::new(&program)
+        .args(program_args)
+        .exec();
+    fail(&format!("cannot run {}: {e}", program.display()))
+}
+
+fn fail(msg: &str) -> std::process::ExitCode {
+    eprintln!("kustos: confinement: {msg}");
+    std::process::ExitCode::from(CONFINE_FAILED)
+}
+
+#[cfg(target_os = "linux")]
+fn restrict_self(read: &[PathBuf], program: &Path) -> Result<(), String> {
+    use landlock::{
+        Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
+        RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+    };
+    let err = |e: &dyn std::fmt::Display| format!("cannot set up Landlock: {e}");
+    let newest = ABI::V6;
+    let mut rs = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(ABI::V1))
+        .map_err(|e| err(&e))?
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(newest))
+        .map_err(|e| err(&e))?
+        .handle_access(AccessNet::from_all(newest))
+        .map_err(|e| err(&e))?
+        .scope(Scope::from_all(newest))
+        .map_err(|e| err(&e))?
+        .create()
+        .map_err(|e| err(&e))?;
+    for d in read {
+        let fd = PathFd::new(d).map_err(|e| err(&e))?;
+        rs = rs
+            .add_rule(PathBeneath::new(fd, AccessFs::from_read(newest)))
+            .map_err(|e| err(&e))?;
+    }
+    // The program itself (its resolved file: path lookup is not confined).
+    let real = std::fs::canonicalize(program).map_err(|e| err(&e))?;
+    let fd = PathFd::new(&real).map_err(|e| err(&e))?;
+    rs = rs
+        .add_rule(PathBeneath::new(
+            fd,
+            AccessFs::from_read(newest) & AccessFs::from_file(newest),
+        ))
+        .map_err(|e| err(&e))?;
+    let status = rs.restrict_self().map_err(|e| err(&e))?;
+    if status.ruleset == RulesetStatus::NotEnforced {
+        return Err("Landlock is not enforced by this kernel".into());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn restrict_self(_read: &[PathBuf], _program: &Path) -> Result<(), String> {
+    Err("Landlock is Linux-only".into())
+}
