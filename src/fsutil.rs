@@ -38,8 +38,9 @@ fn umask() -> u32 {
         .unwrap_or(0o022)
 }
 
-/// Writes `data` to `path` atomically. An existing file keeps its mode;
-/// a new file gets `mode`.
+/// Writes `data` to `path` atomically. [`NewFileMode::Private`] files are
+/// always 0600; a [`NewFileMode::Shared`] file keeps the mode it had, or
+/// gets 0644 minus the umask when new.
 pub fn write_atomic(path: &Path, data: &[u8], mode: NewFileMode) -> Result<()> {
     let staged = stage(path, data, mode)?;
     fs::File::open(&staged.tmp)
@@ -81,12 +82,12 @@ fn stage(path: &Path, data: &[u8], mode: NewFileMode) -> Result<Staged> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let final_mode = match fs::metadata(path) {
-        Ok(m) => m.permissions().mode() & 0o7777,
-        Err(_) => match mode {
-            NewFileMode::Private => 0o600,
-            NewFileMode::Shared => 0o644 & !umask(),
-        },
+    // Plaintext is 0600 even over an existing, more readable file; other
+    // files keep the mode they had.
+    let final_mode = match (mode, fs::metadata(path)) {
+        (NewFileMode::Private, _) => 0o600,
+        (NewFileMode::Shared, Ok(m)) => m.permissions().mode() & 0o7777,
+        (NewFileMode::Shared, Err(_)) => 0o644 & !umask(),
     };
     let name = path
         .file_name()
@@ -370,21 +371,19 @@ mod tests {
     }
 
     #[test]
-    fn keeps_mode_and_creates_private() {
+    fn plaintext_is_always_private_and_other_files_keep_their_mode() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("s.yaml");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         write_atomic(&p, b"one", NewFileMode::Private).unwrap();
-        assert_eq!(
-            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(mode(&p), 0o600);
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
         write_atomic(&p, b"two", NewFileMode::Private).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(
-            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o640
-        );
+        assert_eq!(mode(&p), 0o600, "plaintext over a readable file");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&p, b"three", NewFileMode::Shared).unwrap();
+        assert_eq!(mode(&p), 0o640, "an encrypted file keeps its mode");
         // No temporary files are left behind.
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }

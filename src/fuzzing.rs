@@ -202,6 +202,9 @@ fn serve_fixture() -> &'static ServeFixture {
             max_body: 64 << 10,
             timeout: std::time::Duration::from_secs(10),
             access_log: false,
+            // The fuzzer plays one trusted caller naming tenants.
+            trust_tenant_header: true,
+            sandbox: crate::render::Sandbox::Off,
         });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -43,6 +43,69 @@ pub fn core_dumps_disabled() -> bool {
     }
 }
 
+/// The best folder for a short-lived private plaintext file: a per-user
+/// tmpfs (`$XDG_RUNTIME_DIR`), else `/dev/shm`, else the temporary folder.
+/// Memory-backed folders keep plaintext off disks (and out of backups);
+/// callers still create their own 0700 folder inside.
+pub fn memory_scratch_dir() -> PathBuf {
+    let candidates = [
+        std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+        cfg!(target_os = "linux").then(|| PathBuf::from("/dev/shm")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_absolute() && is_writable_dir(p))
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+fn is_writable_dir(p: &Path) -> bool {
+    p.is_dir()
+        && nix::unistd::access(
+            p,
+            nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+        )
+        .is_ok()
+}
+
+/// Records SIGINT, SIGTERM and SIGHUP instead of dying of them, while it
+/// lives: a command holding plaintext on disk gets to scrub it first.
+/// Children started meanwhile keep the default handling (handlers, unlike
+/// ignored signals, are reset by `exec`).
+pub struct Interrupts {
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl Interrupts {
+    /// Starts recording.
+    pub fn catch() -> Interrupts {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ids = [
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+        ]
+        .into_iter()
+        .filter_map(|s| signal_hook::flag::register(s, flag.clone()).ok())
+        .collect();
+        Interrupts { flag, ids }
+    }
+
+    /// Whether a signal arrived.
+    pub fn arrived(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Interrupts {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
 /// How a child process is confined.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Confinement {
@@ -194,4 +257,31 @@ fn restrict_self(read: &[PathBuf], program: &Path) -> Result<(), String> {
 #[cfg(not(target_os = "linux"))]
 fn restrict_self(_read: &[PathBuf], _program: &Path) -> Result<(), String> {
     Err("Landlock is Linux-only".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hardened_processes_leave_no_core_dumps() {
+        harden_process();
+        assert!(core_dumps_disabled());
+    }
+
+    #[test]
+    fn the_helper_refuses_relative_programs_and_stray_arguments() {
+        let args = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        for bad in [
+            args(&["--read", "/tmp", "--", "kubectl"]),
+            args(&["--oops"]),
+            args(&["--read"]),
+            args(&["--"]),
+        ] {
+            assert_eq!(
+                confined_exec_main(&bad),
+                std::process::ExitCode::from(CONFINE_FAILED)
+            );
+        }
+    }
 }

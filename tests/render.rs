@@ -17,15 +17,12 @@ fn docs(b: &[u8]) -> Vec<Map> {
     formats::load_plain(Format::Yaml, b).unwrap()
 }
 
-fn leftover_workspaces() -> usize {
-    std::fs::read_dir("/dev/shm")
+/// Render workspaces left in `tmp` (renders here run with `TMPDIR=tmp`).
+fn leftover_workspaces(tmp: &Path) -> usize {
+    std::fs::read_dir(tmp)
         .map(|r| {
             r.filter_map(|e| e.ok())
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with(".kustos-render-")
-                })
+                .filter(|e| e.file_name().to_string_lossy().contains("kustos-render-"))
                 .count()
         })
         .unwrap_or(0)
@@ -97,7 +94,22 @@ fn renders_the_onboarded_fleet_like_the_controller() {
         "{err}"
     );
     std::fs::write(&auth, orig).unwrap();
-    assert_eq!(leftover_workspaces(), 0, "the private workspace is removed");
+    // The private workspace is removed, after a render and after a failure.
+    let tmp = env.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    for dir in [staging.clone(), repo.join("tenants/missing")] {
+        let _ = env
+            .cmd(&kustos_bin())
+            .env("TMPDIR", &tmp)
+            .args(["render", dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(
+            leftover_workspaces(&tmp),
+            0,
+            "the private workspace is removed"
+        );
+    }
 }
 
 fn encrypt(env: &Env, name: &str, plain: &[u8], extra: &[&str]) -> Vec<u8> {

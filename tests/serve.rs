@@ -502,7 +502,13 @@ fn tenants_only_use_their_own_keys() {
     );
 
     // The environment holds tenant-b's key: the server must not use it.
-    let srv = Server::start_with_env(&keys, None, &["--platform-keys"], Some(&kb));
+    // One trusted caller names tenants on a shared listener.
+    let srv = Server::start_with_env(
+        &keys,
+        None,
+        &["--platform-keys", "--trust-tenant-header"],
+        Some(&kb),
+    );
     let t = |ns: &str| [("X-Kustos-Tenant", ns.to_string())];
     let dec = |ns: &str, body: &[u8]| {
         let h = t(ns);
@@ -556,7 +562,7 @@ fn tenants_only_use_their_own_keys() {
     drop(srv);
 
     // Without --platform-keys the top-level keys serve no tenant.
-    let srv = Server::start(&keys, None, &[]);
+    let srv = Server::start(&keys, None, &["--trust-tenant-header"]);
     let (code, body) = srv.decrypt(false, &[("X-Kustos-Tenant", "tenant-a")], &for_p);
     assert_eq!(code, 422, "{body}");
     let (code, _) = srv.decrypt(false, &[("X-Kustos-Tenant", "tenant-a")], &for_a);
@@ -600,6 +606,7 @@ fn renders_kustomizations_inside_the_root_only() {
             root.to_str().unwrap(),
             "--kubectl",
             &kubectl_s,
+            "--trust-tenant-header",
         ],
     );
     let render = |body: &str| {
@@ -1149,6 +1156,16 @@ fn deploy_manifests_parse_and_are_hardened() {
         args.contains(&"--listen=unix:///run/kustos/kustos.sock"),
         "{args:?}"
     );
+    // Render workspaces: the sidecar's own memory-backed /tmp.
+    let tmp = mounts.iter().find(|m| m["mountPath"] == "/tmp").unwrap();
+    let tv = vols.iter().find(|v| v["name"] == tmp["name"]).unwrap();
+    assert_eq!(tv["emptyDir"]["medium"], "Memory");
+    // Keys and the sidecar's /tmp are mounted into no other container.
+    for app in pod["containers"].as_array().unwrap() {
+        for m in app["volumeMounts"].as_array().unwrap() {
+            assert!(m["name"] != keys["name"] && m["name"] != tmp["name"], "{m}");
+        }
+    }
 
     let p = manifest("argocd/plugin.yaml");
     assert_eq!(p["apiVersion"], "argoproj.io/v1alpha1");
@@ -1185,6 +1202,13 @@ fn deploy_manifests_parse_and_are_hardened() {
         .unwrap()
         .iter()
         .any(|m| m["subPath"] == "plugin.yaml"));
+    let tmp = r["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "kustos-cmp-tmp")
+        .unwrap();
+    assert_eq!(tmp["emptyDir"]["medium"], "Memory");
 
     let docker = deploy("Dockerfile");
     assert!(

@@ -666,7 +666,7 @@ pub fn edit(g: &GlobalArgs, a: EditArgs) -> CliResult {
     };
     let dir = tempfile::Builder::new()
         .prefix(".kustos-edit-")
-        .tempdir()
+        .tempdir_in(crate::platform::memory_scratch_dir())
         .map_err(|e| {
             CliError::new(
                 exit::COULD_NOT_WRITE_OUTPUT_FILE,
@@ -679,8 +679,18 @@ pub fn edit(g: &GlobalArgs, a: EditArgs) -> CliResult {
     } else {
         formats::emit_plain(out_fmt, &tree.branches, &store)?
     };
+    // Ctrl-C (or the terminal closing) ends the edit here, after the scrub,
+    // instead of killing kustos with plaintext left in the folder.
+    let interrupts = crate::platform::Interrupts::catch();
     fsutil::write_atomic(&tmp, &plain, NewFileMode::Private)?;
-    let result = edit_loop(&tmp, &plain, out_fmt, a.show_master_keys, &mut tree);
+    let result = edit_loop(
+        &tmp,
+        &plain,
+        out_fmt,
+        a.show_master_keys,
+        &mut tree,
+        &interrupts,
+    );
     scrub(&tmp);
     drop(dir);
     result?;
@@ -698,8 +708,15 @@ fn edit_loop(
     fmt: Format,
     show_keys: bool,
     tree: &mut Tree,
+    interrupts: &crate::platform::Interrupts,
 ) -> CliResult {
     let editor = editor_command()?;
+    let interrupted = || {
+        CliError::new(
+            exit::KEYBOARD_INTERRUPT,
+            "interrupted: the plaintext was scrubbed and nothing was written",
+        )
+    };
     loop {
         let status = std::process::Command::new(&editor[0])
             .args(&editor[1..])
@@ -708,6 +725,12 @@ fn edit_loop(
             .map_err(|e| {
                 CliError::new(exit::NO_EDITOR_FOUND, format!("Could not run editor: {e}"))
             })?;
+        use std::os::unix::process::ExitStatusExt as _;
+        // An editor that ignores Ctrl-C (vi) keeps the session; one that
+        // died of it, or a signal to kustos itself, ends it.
+        if status.signal().is_some() && interrupts.arrived() {
+            return Err(interrupted());
+        }
         if !status.success() {
             return Err(CliError::new(
                 exit::NO_EDITOR_FOUND,
@@ -742,12 +765,36 @@ fn edit_loop(
             ),
         }
         eprintln!("Press Enter to return to the editor, or Ctrl+C to exit.");
+        match wait_for_enter(interrupts) {
+            Some(true) => {}
+            Some(false) => {
+                return Err(CliError::new(
+                    exit::COULD_NOT_READ_INPUT_FILE,
+                    "the edited file is invalid and stdin is closed; nothing was written",
+                ))
+            }
+            None => return Err(interrupted()),
+        }
+    }
+}
+
+/// Waits for a line on stdin: `Some(true)` for Enter, `Some(false)` at end
+/// of input, `None` when a signal arrives first (the read is left behind).
+fn wait_for_enter(interrupts: &crate::platform::Interrupts) -> Option<bool> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut line = String::new();
-        if std::io::stdin().lock().read_line(&mut line).unwrap_or(0) == 0 {
-            return Err(CliError::new(
-                exit::COULD_NOT_READ_INPUT_FILE,
-                "the edited file is invalid and stdin is closed; nothing was written",
-            ));
+        let n = std::io::stdin().lock().read_line(&mut line).unwrap_or(0);
+        let _ = tx.send(n > 0);
+    });
+    loop {
+        if interrupts.arrived() {
+            return None;
+        }
+        match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(got_line) => return Some(got_line),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Some(false),
         }
     }
 }

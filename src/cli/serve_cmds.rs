@@ -24,15 +24,16 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 #[command(
     after_help = "Keys: --keys-dir DIR (the mounted key Secret: *.agekey and *.asc files, optionally one \
 sub-folder per tenant namespace). The environment (SOPS_AGE_KEY…) and gpg are never used.\n\
-API: POST /v1/decrypt (X-Kustos-Format, X-Kustos-Tenant), POST /v1/render {\"path\",\"tenant\"}, \
-GET /healthz, /readyz, /metrics."
+Tenants: --listen 'unix:///run/kustos/{tenant}.sock' opens one socket per tenant key folder; a request on \
+tenant ns's socket uses ns's keys only. A shared listener takes X-Kustos-Tenant only with --trust-tenant-header.\n\
+API: POST /v1/decrypt (X-Kustos-Format), POST /v1/render {\"path\"}, GET /healthz, /readyz, /metrics."
 )]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct ServeArgs {
     /// Tools around the sidecar
     #[command(subcommand)]
     pub tool: Option<ServeTool>,
-    /// Where to serve the API: unix:///path/to.sock or HOST:PORT (repeatable)
+    /// Where to serve the API: unix:///path/to.sock, unix:///dir/{tenant}.sock (one socket per tenant), or HOST:PORT (repeatable)
     #[arg(
         long,
         value_name = "ADDR",
@@ -78,6 +79,18 @@ pub struct ServeArgs {
     /// Runtime worker threads [default: one per core]
     #[arg(long, value_name = "N")]
     pub worker_threads: Option<usize>,
+    /// On shared listeners, let X-Kustos-Tenant / ?tenant= choose the tenant (only for a single trusted caller)
+    #[arg(long)]
+    pub trust_tenant_header: bool,
+    /// Serve the API on non-loopback TCP addresses (put it behind an mTLS proxy)
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Open connections at most (more wait in the listen queue)
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Refuse to start unless render's kubectl can be confined by the kernel (Landlock)
+    #[arg(long, env = "KUSTOS_REQUIRE_LANDLOCK")]
+    pub require_landlock: bool,
 }
 
 /// Tools under `serve`.
@@ -133,7 +146,20 @@ pub fn serve(g: &GlobalArgs, a: ServeArgs) -> CliResult {
         access_log: !a.no_access_log,
         socket_mode: a.socket_mode,
         worker_threads: a.worker_threads,
+        trust_tenant_header: a.trust_tenant_header,
+        allow_remote: a.allow_remote,
+        max_connections: a.max_connections.max(1),
+        sandbox: if a.require_landlock {
+            crate::render::Sandbox::Required
+        } else {
+            crate::render::Sandbox::Auto
+        },
     };
+    if a.require_landlock {
+        if let crate::platform::Confinement::Unavailable(why) = crate::platform::confinement() {
+            return Err(usage(format!("--require-landlock: {why}")));
+        }
+    }
     if cfg.timeout.is_zero() {
         return Err(usage("--timeout must be more than 0"));
     }

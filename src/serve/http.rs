@@ -59,9 +59,40 @@ pub struct AppState {
     pub timeout: Duration,
     /// Log every request (errors are always logged).
     pub access_log: bool,
+    /// On a shared listener, let `X-Kustos-Tenant` / `?tenant=` pick the
+    /// tenant (`--trust-tenant-header`: one trusted caller only).
+    pub trust_tenant_header: bool,
+    /// Kernel confinement of render's kubectl.
+    pub sandbox: render::Sandbox,
 }
 
 type Shared = Arc<AppState>;
+
+/// Who the connection belongs to, set by the listener that accepted it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnScope {
+    /// A listener every caller shares (one socket, TCP).
+    Shared,
+    /// A per-tenant socket: only this tenant can reach it.
+    Tenant(String),
+}
+
+/// Whether `/metrics` may name tenants on this listener (not on
+/// non-loopback admin ports).
+#[derive(Clone, Copy, Debug)]
+pub struct TenantNamesVisible(pub bool);
+
+/// The concurrency slot of a request, handed to its blocking work so it is
+/// released when that work ends, not when the request times out.
+#[derive(Clone)]
+struct Slot(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+
+impl Slot {
+    fn take(ext: &axum::http::Extensions) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        ext.get::<Slot>()
+            .and_then(|s| s.0.lock().unwrap_or_else(|e| e.into_inner()).take())
+    }
+}
 
 /// When the request must be answered.
 #[derive(Clone, Copy)]
@@ -214,25 +245,10 @@ async fn observe(State(st): State<Shared>, mut req: Request, next: Next) -> Resp
     req.extensions_mut().insert(Deadline(deadline));
     st.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let guard = InFlight(&st.metrics);
-    let mut resp = if matches!(route, Route::Decrypt | Route::Render) {
-        match tokio::time::timeout_at(deadline, st.limiter.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => {
-                let r = tokio::time::timeout_at(deadline, next.run(req)).await;
-                drop(permit);
-                r.unwrap_or_else(|_| {
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("request timed out after {}", fmt_duration(st.timeout)),
-                    )
-                    .into_response()
-                })
-            }
-            _ => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many requests in flight; try again",
-            )
-            .into_response(),
-        }
+    let mut resp = if matches!(route, Route::Decrypt | Route::Render)
+        && req.method() == axum::http::Method::POST
+    {
+        limited(&st, req, deadline, next).await
     } else {
         next.run(req).await
     };
@@ -273,6 +289,42 @@ async fn observe(State(st): State<Shared>, mut req: Request, next: Next) -> Resp
     resp
 }
 
+/// Decrypt and render: the body is read first (a slow client holds no
+/// slot), then a concurrency slot is taken and handed to the handler.
+async fn limited(
+    st: &AppState,
+    req: Request,
+    deadline: tokio::time::Instant,
+    next: Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, &parts.headers, st.max_body, Some(Deadline(deadline))).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let mut req = Request::from_parts(parts, Body::from(body));
+    let Ok(Ok(permit)) =
+        tokio::time::timeout_at(deadline, st.limiter.clone().acquire_owned()).await
+    else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests in flight; try again",
+        )
+        .into_response();
+    };
+    req.extensions_mut()
+        .insert(Slot(Arc::new(std::sync::Mutex::new(Some(permit)))));
+    tokio::time::timeout_at(deadline, next.run(req))
+        .await
+        .unwrap_or_else(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("request timed out after {}", fmt_duration(st.timeout)),
+            )
+            .into_response()
+        })
+}
+
 /// `1.5s`, `30s`, `250ms`.
 pub fn fmt_duration(d: Duration) -> String {
     if d.subsec_millis() == 0 {
@@ -307,11 +359,15 @@ async fn readyz(State(st): State<Shared>) -> Response {
     }
 }
 
-async fn metrics(State(st): State<Shared>) -> Response {
+async fn metrics(State(st): State<Shared>, req: Request) -> Response {
+    let names = req
+        .extensions()
+        .get::<TenantNamesVisible>()
+        .is_none_or(|v| v.0);
     let gen = st.store.current();
     let text = st
         .metrics
-        .render(gen.as_deref(), st.draining.load(Ordering::Relaxed));
+        .render(gen.as_deref(), st.draining.load(Ordering::Relaxed), names);
     let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -320,8 +376,8 @@ async fn metrics(State(st): State<Shared>) -> Response {
     r
 }
 
-/// The tenant of a request: `X-Kustos-Tenant` or `?tenant=`.
-fn tenant_of(headers: &HeaderMap, query: Option<&str>) -> Result<Option<String>, ApiError> {
+/// The tenant a request names: `X-Kustos-Tenant` or `?tenant=`.
+fn named_tenant(headers: &HeaderMap, query: Option<&str>) -> Result<Option<String>, ApiError> {
     let from_header = match headers.get(TENANT_HEADER) {
         Some(v) => Some(
             v.to_str()
@@ -352,6 +408,56 @@ fn tenant_of(headers: &HeaderMap, query: Option<&str>) -> Result<Option<String>,
         )),
         t => Ok(t),
     }
+}
+
+/// The tenant a request is served for. On a per-tenant socket it is the
+/// socket's, and naming another one is refused; on a shared listener the
+/// request may name it only when the operator trusts the caller.
+fn tenant_for(
+    scope: &ConnScope,
+    named: Option<String>,
+    trust_header: bool,
+) -> Result<Option<String>, ApiError> {
+    match (scope, named) {
+        (ConnScope::Tenant(own), Some(n)) if &n != own => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this socket serves one tenant; the request names another",
+        )),
+        (ConnScope::Tenant(own), _) => Ok(Some(own.clone())),
+        (ConnScope::Shared, Some(_)) if !trust_header => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "a shared listener does not take the tenant from the request: mount the tenant's own socket (--listen unix:///run/kustos/{tenant}.sock), or start the sidecar with --trust-tenant-header for a single trusted caller",
+        )),
+        (ConnScope::Shared, named) => Ok(named),
+    }
+}
+
+/// The tenant of a request from its connection and what it names.
+fn request_tenant(
+    st: &AppState,
+    parts: &axum::http::request::Parts,
+    in_body: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    let mut named = named_tenant(&parts.headers, parts.uri.query())?;
+    if let Some(b) = in_body {
+        if !keys::valid_namespace(b) {
+            return Err(ApiError::bad_request(
+                "invalid tenant: it must be a Kubernetes namespace name",
+            ));
+        }
+        if named.as_deref().is_some_and(|n| n != b) {
+            return Err(ApiError::bad_request(
+                "the tenant in the body and in the header differ",
+            ));
+        }
+        named = Some(b.to_string());
+    }
+    let scope = parts
+        .extensions
+        .get::<ConnScope>()
+        .cloned()
+        .unwrap_or(ConnScope::Shared);
+    tenant_for(&scope, named, st.trust_tenant_header)
 }
 
 /// The format named by the request, if any.
@@ -463,7 +569,7 @@ fn ring_index(gen: &Generation, tenant: Option<&str>) -> Result<usize, ApiError>
 
 async fn decrypt(State(st): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let tenant = match tenant_of(&parts.headers, parts.uri.query()) {
+    let tenant = match request_tenant(&st, &parts, None) {
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
@@ -476,8 +582,11 @@ async fn decrypt(State(st): State<Shared>, req: Request) -> Response {
         let fmt = fmt.unwrap_or_else(|| sniff(&body));
         let m = st.metrics.clone();
         let label = gen.rings[idx].name.clone();
+        let slot = Slot::take(&parts.extensions);
         let plain = tokio::task::spawn_blocking(move || {
-            decrypt_document(&gen, idx, &label, fmt, &body, &m)
+            let answer = decrypt_document(&gen, idx, &label, fmt, &body, &m);
+            drop(slot);
+            answer
         })
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))??;
@@ -622,62 +731,45 @@ fn resolve_render_path(root: &Path, rel: &str) -> Result<PathBuf, ApiError> {
 
 async fn render_handler(State(st): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let mut tenant = match tenant_of(&parts.headers, parts.uri.query()) {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
-    };
     let deadline = parts.extensions.get::<Deadline>().copied();
+    // The body is already in memory (see `limited`): the tenant it names
+    // is known before anything else runs.
+    let request = async {
+        let body = read_body(body, &parts.headers, st.max_body, deadline).await?;
+        parse_render_request(&body)
+    }
+    .await;
+    let tenant = request_tenant(
+        &st,
+        &parts,
+        request.as_ref().ok().and_then(|r| r.tenant.as_deref()),
+    );
+    let logged = tenant.as_ref().ok().cloned().flatten();
     let result = async {
+        let rr = request?;
+        let tenant = tenant?;
         let Some(root) = st.render_root.clone() else {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "render is not enabled (start the sidecar with --render-root)",
             ));
         };
-        let body = read_body(body, &parts.headers, st.max_body, deadline).await?;
-        let rr: RenderRequest = serde_json::from_slice(&body).map_err(|e| {
-            // serde's own message quotes the input (unknown field names,
-            // invalid values): name only the kind of problem and where.
-            let what = match e.classify() {
-                serde_json::error::Category::Io | serde_json::error::Category::Eof => {
-                    "truncated JSON"
-                }
-                serde_json::error::Category::Syntax => "invalid JSON",
-                serde_json::error::Category::Data => "unknown field or wrong type",
-            };
-            ApiError::bad_request(format!(
-                "the body must be JSON {{\"path\": \"…\", \"tenant\": \"…\"}}: {what} at line {} column {}",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        if let Some(t) = &rr.tenant {
-            if !keys::valid_namespace(t) {
-                return Err(ApiError::bad_request(
-                    "invalid tenant: it must be a Kubernetes namespace name",
-                ));
-            }
-            if tenant.as_ref().is_some_and(|h| h != t) {
-                return Err(ApiError::bad_request(
-                    "the tenant in the body and in the header differ",
-                ));
-            }
-            tenant = Some(t.clone());
-        }
         let gen = current(&st)?;
         let idx = ring_index(&gen, tenant.as_deref())?;
         let dir = resolve_render_path(&root, &rr.path)?;
         // Nothing outside the render root may be read (kustomize `../base`
         // references inside it are fine).
         let opts = RenderOptions {
-            tenant: tenant.clone(),
+            tenant,
             kubectl: st.kubectl.clone(),
             root: Some(root.clone()),
-            ..Default::default()
+            sandbox: st.sandbox,
+            helper: None,
         };
         let m = st.metrics.clone();
+        let slot = Slot::take(&parts.extensions);
         let out = tokio::task::spawn_blocking(move || {
-            render::render(&dir, &gen.rings[idx].ring, &opts)
+            let answer = render::render(&dir, &gen.rings[idx].ring, &opts)
                 .map(|r| r.yaml)
                 .map_err(|e| {
                     Metrics::inc(&m.decrypt_failures);
@@ -685,14 +777,35 @@ async fn render_handler(State(st): State<Shared>, req: Request) -> Response {
                         Metrics::inc(&m.mac_failures);
                     }
                     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-                })
+                });
+            drop(slot);
+            answer
         })
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))??;
         Ok(plain_response("application/yaml", Some(Format::Yaml), out))
     }
     .await;
-    finish(tenant, result)
+    finish(logged, result)
+}
+
+fn parse_render_request(body: &[u8]) -> Result<RenderRequest, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        // serde's own message quotes the input (unknown field names,
+        // invalid values): name only the kind of problem and where.
+        let what = match e.classify() {
+            serde_json::error::Category::Io | serde_json::error::Category::Eof => {
+                "truncated JSON"
+            }
+            serde_json::error::Category::Syntax => "invalid JSON",
+            serde_json::error::Category::Data => "unknown field or wrong type",
+        };
+        ApiError::bad_request(format!(
+            "the body must be JSON {{\"path\": \"…\", \"tenant\": \"…\"}}: {what} at line {} column {}",
+            e.line(),
+            e.column()
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -711,19 +824,49 @@ mod tests {
     #[test]
     fn tenants() {
         let mut h = HeaderMap::new();
-        assert_eq!(tenant_of(&h, None).unwrap(), None);
+        assert_eq!(named_tenant(&h, None).unwrap(), None);
         assert_eq!(
-            tenant_of(&h, Some("x=1&tenant=a")).unwrap().as_deref(),
+            named_tenant(&h, Some("x=1&tenant=a")).unwrap().as_deref(),
             Some("a")
         );
         h.insert(TENANT_HEADER, HeaderValue::from_static("a"));
         assert_eq!(
-            tenant_of(&h, Some("tenant=a")).unwrap().as_deref(),
+            named_tenant(&h, Some("tenant=a")).unwrap().as_deref(),
             Some("a")
         );
-        assert!(tenant_of(&h, Some("tenant=b")).is_err());
+        assert!(named_tenant(&h, Some("tenant=b")).is_err());
         h.insert(TENANT_HEADER, HeaderValue::from_static("../x"));
-        assert!(tenant_of(&h, None).is_err());
+        assert!(named_tenant(&h, None).is_err());
+    }
+
+    #[test]
+    fn the_connection_decides_the_tenant() {
+        let own = ConnScope::Tenant("a".into());
+        assert_eq!(tenant_for(&own, None, false).unwrap().as_deref(), Some("a"));
+        assert_eq!(
+            tenant_for(&own, Some("a".into()), false)
+                .unwrap()
+                .as_deref(),
+            Some("a")
+        );
+        for trust in [false, true] {
+            let e = tenant_for(&own, Some("b".into()), trust).unwrap_err();
+            assert_eq!(e.status, StatusCode::FORBIDDEN);
+        }
+        let shared = ConnScope::Shared;
+        assert_eq!(tenant_for(&shared, None, false).unwrap(), None);
+        assert_eq!(
+            tenant_for(&shared, Some("b".into()), false)
+                .unwrap_err()
+                .status,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            tenant_for(&shared, Some("b".into()), true)
+                .unwrap()
+                .as_deref(),
+            Some("b")
+        );
     }
 
     #[test]

@@ -178,7 +178,7 @@ impl Metrics {
     }
 
     /// The text exposition.
-    pub fn render(&self, gen: Option<&Generation>, draining: bool) -> String {
+    pub fn render(&self, gen: Option<&Generation>, draining: bool, tenant_names: bool) -> String {
         let mut o = String::with_capacity(4096);
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
 
@@ -277,12 +277,26 @@ impl Metrics {
             "# HELP kustos_datakey_cache_entries Data keys in the cache.\n# TYPE kustos_datakey_cache_entries gauge\nkustos_datakey_cache_entries {}\n",
             gen.map(|g| g.cache.len()).unwrap_or(0)
         );
-        o.push_str("# HELP kustos_keys Identities loaded per tenant (_platform: the top-level keys).\n# TYPE kustos_keys gauge\n");
+        o.push_str("# HELP kustos_keys Identities loaded per tenant (_platform: the top-level keys; _tenants: all tenants, where tenant names are not shown).\n# TYPE kustos_keys gauge\n");
         if let Some(g) = gen {
-            for r in &g.rings {
+            let (platform, tenants) = g.rings.split_at(1.min(g.rings.len()));
+            for r in platform {
                 let _ = writeln!(o, "kustos_keys{{tenant=\"{}\"}} {}", r.name, r.identities);
             }
+            if tenant_names {
+                for r in tenants {
+                    let _ = writeln!(o, "kustos_keys{{tenant=\"{}\"}} {}", r.name, r.identities);
+                }
+            } else if !tenants.is_empty() {
+                let sum: usize = tenants.iter().map(|r| r.identities).sum();
+                let _ = writeln!(o, "kustos_keys{{tenant=\"_tenants\"}} {sum}");
+            }
         }
+        let _ = write!(
+            o,
+            "# HELP kustos_tenants Tenants with a key folder.\n# TYPE kustos_tenants gauge\nkustos_tenants {}\n",
+            gen.map(|g| g.rings.len().saturating_sub(1)).unwrap_or(0)
+        );
         let _ = write!(
             o,
             "# HELP kustos_key_generation Number of the key generation in service (0: none).\n# TYPE kustos_key_generation gauge\nkustos_key_generation {}\n",
@@ -319,7 +333,7 @@ mod tests {
         m.observe(Route::Decrypt, 422, Duration::from_millis(3));
         m.observe(Route::Healthz, 200, Duration::from_micros(10));
         Metrics::inc(&m.mac_failures);
-        let t = m.render(None, false);
+        let t = m.render(None, false, true);
         assert!(t.contains("kustos_requests_total{route=\"decrypt\",status=\"200\"} 1\n"));
         assert!(t.contains("kustos_requests_total{route=\"decrypt\",status=\"422\"} 1\n"));
         assert!(t.contains(

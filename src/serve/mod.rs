@@ -3,11 +3,19 @@
 //! An HTTP/1.1 API on a Unix socket and/or TCP (axum on hyper and tokio):
 //!
 //! * `POST /v1/decrypt` — body: a SOPS document; format from
-//!   `X-Kustos-Format` (or `Content-Type`, else sniffed); tenant from
-//!   `X-Kustos-Tenant` or `?tenant=`. Answers the MAC-verified plaintext in
-//!   the same format.
-//! * `POST /v1/render` — body: `{"path": "dir", "tenant": "ns"}`; renders a
-//!   kustomization under `--render-root` with [`crate::render::render`].
+//!   `X-Kustos-Format` (or `Content-Type`, else sniffed). Answers the
+//!   MAC-verified plaintext in the same format.
+//! * `POST /v1/render` — body: `{"path": "dir"}`; renders a kustomization
+//!   under `--render-root` with [`crate::render::render`].
+//!
+//! The tenant comes from the connection: `--listen
+//! unix:///run/kustos/{tenant}.sock` opens one socket per tenant key folder
+//! (added and removed as folders come and go), and a request on tenant
+//! `ns`'s socket uses `ns`'s keys only; naming another tenant there is
+//! refused. On a shared listener a request may name its tenant
+//! (`X-Kustos-Tenant`, `?tenant=`, or `tenant` in a render body) only with
+//! `--trust-tenant-header`. The API is not served on non-loopback TCP
+//! unless `--allow-remote` says so.
 //! * `GET /healthz`, `GET /readyz` (503 until keys are loaded and while
 //!   draining), `GET /metrics` (Prometheus text).
 //!
@@ -49,9 +57,15 @@ use crate::{Error, Result};
 pub enum Listen {
     /// A Unix socket path (`unix:///run/kustos/kustos.sock`).
     Unix(PathBuf),
+    /// One Unix socket per tenant: the path with `{tenant}` replaced by each
+    /// tenant namespace that has a key folder.
+    PerTenant(String),
     /// A TCP address (`127.0.0.1:8080`, `[::1]:8080`, `tcp://0.0.0.0:9090`).
     Tcp(String),
 }
+
+/// The placeholder of per-tenant socket paths.
+pub const TENANT_PLACEHOLDER: &str = "{tenant}";
 
 impl Listen {
     /// Parses `unix:///path`, `unix:/path`, `tcp://host:port` or `host:port`.
@@ -65,6 +79,19 @@ impl Listen {
                 return Err(Error::Other(format!(
                     "invalid listen address {s:?}: a Unix socket needs an absolute path (unix:///run/kustos/kustos.sock)"
                 )));
+            }
+            if rest.contains(TENANT_PLACEHOLDER) {
+                let parent = Path::new(rest)
+                    .parent()
+                    .map(|p| p.to_string_lossy().into_owned());
+                if parent.is_some_and(|p| p.contains(TENANT_PLACEHOLDER))
+                    || rest.matches(TENANT_PLACEHOLDER).count() != 1
+                {
+                    return Err(Error::Other(format!(
+                        "invalid listen address {s:?}: {TENANT_PLACEHOLDER} may appear once, in the socket's file name"
+                    )));
+                }
+                return Ok(Listen::PerTenant(rest.to_string()));
             }
             return Ok(Listen::Unix(PathBuf::from(rest)));
         }
@@ -84,6 +111,7 @@ impl std::fmt::Display for Listen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Listen::Unix(p) => write!(f, "unix://{}", p.display()),
+            Listen::PerTenant(t) => write!(f, "unix://{t}"),
             Listen::Tcp(a) => f.write_str(a),
         }
     }
@@ -122,6 +150,14 @@ pub struct ServeConfig {
     pub socket_mode: u32,
     /// Runtime worker threads (default: one per core).
     pub worker_threads: Option<usize>,
+    /// Let shared listeners take the tenant from the request.
+    pub trust_tenant_header: bool,
+    /// Serve the API on non-loopback TCP addresses.
+    pub allow_remote: bool,
+    /// Open connections at most (more wait in the listen queue).
+    pub max_connections: usize,
+    /// Kernel confinement of render's kubectl.
+    pub sandbox: crate::render::Sandbox,
 }
 
 impl Default for ServeConfig {
@@ -142,6 +178,10 @@ impl Default for ServeConfig {
             access_log: true,
             socket_mode: 0o660,
             worker_threads: None,
+            trust_tenant_header: false,
+            allow_remote: false,
+            max_connections: 1024,
+            sandbox: crate::render::Sandbox::Auto,
         }
     }
 }
@@ -199,6 +239,7 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
 
 /// Runs the sidecar until SIGTERM or SIGINT.
 pub fn run(cfg: ServeConfig) -> Result<()> {
+    crate::platform::harden_process();
     if cfg.listen.is_empty() {
         return Err(Error::Other("nothing to listen on: give --listen".into()));
     }
@@ -259,28 +300,51 @@ enum Bound {
     Unix(UnixListener, PathBuf),
 }
 
-async fn bind(l: &Listen, mode: u32) -> Result<(Bound, String)> {
-    match l {
-        Listen::Tcp(addr) => {
-            let t = TcpListener::bind(addr.as_str())
-                .await
-                .map_err(|e| Error::Other(format!("cannot listen on {addr}: {e}")))?;
-            let local = t
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_else(|_| addr.clone());
-            Ok((Bound::Tcp(t), local))
-        }
-        Listen::Unix(path) => {
-            prepare_socket_path(path)?;
-            let u = UnixListener::bind(path)
-                .map_err(|e| Error::Other(format!("cannot listen on {}: {e}", path.display())))?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| Error::io(path.display(), e))?;
-            Ok((Bound::Unix(u, path.clone()), l.to_string()))
-        }
+/// What one bound listener serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Api {
+    /// Decrypt, render, probes, metrics.
+    Full,
+    /// Probes and metrics only.
+    Admin,
+}
+
+async fn bind_tcp(addr: &str, api: Api, allow_remote: bool) -> Result<(Bound, String)> {
+    let t = TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Other(format!("cannot listen on {addr}: {e}")))?;
+    let local = t
+        .local_addr()
+        .map_err(|e| Error::Other(format!("cannot listen on {addr}: {e}")))?;
+    if api == Api::Full && !local.ip().is_loopback() && !allow_remote {
+        return Err(Error::Other(format!(
+            "--listen {addr}: refusing to serve decrypted secrets on a non-loopback address; use a Unix socket, 127.0.0.1, or --allow-remote behind an mTLS proxy"
+        )));
     }
+    Ok((Bound::Tcp(t), local.to_string()))
+}
+
+/// Binds a Unix socket that has its final mode before anyone can connect:
+/// it is bound inside a private (0700) folder next to `path`, given `mode`,
+/// then renamed into place.
+fn bind_unix(path: &Path, mode: u32) -> Result<Bound> {
+    use std::os::unix::fs::PermissionsExt;
+    prepare_socket_path(path)?;
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let private = tempfile::Builder::new()
+        .prefix(".kustos-sock-")
+        .tempdir_in(parent)
+        .map_err(|e| Error::Other(format!("cannot listen on {}: {e}", path.display())))?;
+    let staged = private.path().join("s");
+    let u = UnixListener::bind(&staged)
+        .map_err(|e| Error::Other(format!("cannot listen on {}: {e}", path.display())))?;
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(path.display(), e))?;
+    std::fs::rename(&staged, path).map_err(|e| Error::io(path.display(), e))?;
+    Ok(Bound::Unix(u, path.to_path_buf()))
 }
 
 /// Removes a stale socket left by a previous run; refuses a live one.
@@ -295,7 +359,7 @@ fn prepare_socket_path(path: &Path) -> Result<()> {
         Ok(m) if m.file_type().is_socket() => {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(Error::Other(format!(
-                    "{}: another server is listening on this socket",
+                    "{}: a server is already listening on this socket (another kustos, or the same --listen given twice)",
                     path.display()
                 )));
             }
@@ -309,8 +373,21 @@ fn prepare_socket_path(path: &Path) -> Result<()> {
     }
 }
 
-fn spawn_conn<S>(io: S, router: &Router, builder: &http1::Builder, graceful: &GracefulShutdown)
-where
+/// What every accept loop shares.
+#[derive(Clone)]
+struct Accepting {
+    builder: Arc<http1::Builder>,
+    /// One permit per open connection.
+    connections: Arc<Semaphore>,
+}
+
+fn spawn_conn<S>(
+    io: S,
+    router: &Router,
+    builder: &http1::Builder,
+    graceful: &GracefulShutdown,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = TowerToHyperService::new(router.clone());
@@ -319,17 +396,27 @@ where
     tokio::spawn(async move {
         // Client resets and header timeouts end here; nothing to report.
         let _ = fut.await;
+        drop(permit);
     });
 }
 
 async fn accept_loop(
     bound: Bound,
     router: Router,
-    builder: Arc<http1::Builder>,
+    acc: Accepting,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
     loop {
+        // Past the connection limit, new clients wait in the listen queue.
+        let permit = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            p = acc.connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         let accepted = tokio::select! {
             biased;
             _ = shutdown.changed() => break,
@@ -337,10 +424,10 @@ async fn accept_loop(
                 match &bound {
                     Bound::Tcp(t) => t.accept().await.map(|(s, _)| {
                         let _ = s.set_nodelay(true);
-                        spawn_conn(s, &router, &builder, &graceful);
+                        spawn_conn(s, &router, &acc.builder, &graceful, permit);
                     }),
                     Bound::Unix(u, _) => u.accept().await.map(|(s, _)| {
-                        spawn_conn(s, &router, &builder, &graceful);
+                        spawn_conn(s, &router, &acc.builder, &graceful, permit);
                     }),
                 }
             } => r,
@@ -377,20 +464,113 @@ async fn wait_for_signal() -> &'static str {
     }
 }
 
+/// The per-tenant sockets of `--listen unix:///…/{tenant}.sock`, kept in
+/// step with the tenant folders of the keys in service.
+struct TenantSockets {
+    templates: Vec<String>,
+    mode: u32,
+    router: Router,
+    acc: Accepting,
+    /// (template, tenant) → the loop's stop signal and task.
+    open: std::collections::BTreeMap<
+        (String, String),
+        (watch::Sender<bool>, tokio::task::JoinHandle<()>),
+    >,
+}
+
+impl TenantSockets {
+    /// Opens sockets for new tenants and closes those of tenants whose key
+    /// folder is gone.
+    fn sync(&mut self, gen: Option<&keys::Generation>) {
+        let wanted: std::collections::BTreeSet<(String, String)> = match gen {
+            Some(g) if g.tenant_mode => self
+                .templates
+                .iter()
+                .flat_map(|t| {
+                    g.tenants()
+                        .into_iter()
+                        .map(move |n| (t.clone(), n.to_string()))
+                })
+                .collect(),
+            _ => Default::default(),
+        };
+        let gone: Vec<(String, String)> = self
+            .open
+            .keys()
+            .filter(|k| !wanted.contains(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            if let Some((stop, _task)) = self.open.remove(&k) {
+                let _ = stop.send(true);
+                log::info("tenant socket closed", vec![("tenant", Value::from(k.1))]);
+            }
+        }
+        for (template, tenant) in wanted {
+            let key = (template.clone(), tenant.clone());
+            if self.open.contains_key(&key) {
+                continue;
+            }
+            let path = PathBuf::from(template.replace(TENANT_PLACEHOLDER, &tenant));
+            match bind_unix(&path, self.mode) {
+                Ok(bound) => {
+                    let (stop, stopped) = watch::channel(false);
+                    let router = self
+                        .router
+                        .clone()
+                        .layer(axum::Extension(http::ConnScope::Tenant(tenant.clone())));
+                    let task = tokio::spawn(accept_loop(bound, router, self.acc.clone(), stopped));
+                    log::info(
+                        "listening",
+                        vec![
+                            ("address", Value::from(format!("unix://{}", path.display()))),
+                            ("api", Value::from("api")),
+                            ("tenant", Value::from(tenant.clone())),
+                        ],
+                    );
+                    self.open.insert(key, (stop, task));
+                }
+                Err(e) => log::warn(
+                    "cannot open a tenant socket",
+                    vec![
+                        ("tenant", Value::from(tenant.clone())),
+                        ("error", Value::from(e.to_string())),
+                    ],
+                ),
+            }
+        }
+    }
+
+    /// Stops every loop and waits for their connections to finish.
+    async fn close_all(&mut self) {
+        let open = std::mem::take(&mut self.open);
+        for (stop, _) in open.values() {
+            let _ = stop.send(true);
+        }
+        for (_, (_, task)) in open {
+            let _ = task.await;
+        }
+    }
+}
+
 async fn serve(cfg: ServeConfig) -> Result<()> {
-    let meta =
-        std::fs::metadata(&cfg.keys_dir).map_err(|e| Error::io(cfg.keys_dir.display(), e))?;
+    let meta = std::fs::metadata(&cfg.keys_dir)
+        .map_err(|e| Error::io(format!("--keys-dir {}", cfg.keys_dir.display()), e))?;
     if !meta.is_dir() {
         return Err(Error::Other(format!(
-            "{}: the keys folder is not a folder",
+            "--keys-dir {}: not a folder",
             cfg.keys_dir.display()
         )));
     }
     let render_root = match &cfg.render_root {
         Some(r) => {
-            let c = std::fs::canonicalize(r).map_err(|e| Error::io(r.display(), e))?;
+            let c = std::fs::canonicalize(r)
+                .map_err(|e| Error::io(format!("--render-root {}", r.display()), e))?;
             if !c.is_dir() {
-                return Err(Error::Other(format!("{}: not a folder", r.display())));
+                return Err(Error::Other(format!(
+                    "--render-root {}: not a folder",
+                    r.display()
+                )));
             }
             Some(c)
         }
@@ -416,6 +596,8 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
         max_body: cfg.max_body,
         timeout: cfg.timeout,
         access_log: cfg.access_log,
+        trust_tenant_header: cfg.trust_tenant_header,
+        sandbox: cfg.sandbox,
     });
 
     let mut builder = http1::Builder::new();
@@ -424,19 +606,34 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
         .header_read_timeout(cfg.timeout)
         .keep_alive(true)
         .max_buf_size(64 << 10);
-    let builder = Arc::new(builder);
+    let acc = Accepting {
+        builder: Arc::new(builder),
+        connections: Arc::new(Semaphore::new(cfg.max_connections.max(1))),
+    };
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut loops = tokio::task::JoinSet::new();
     let api = http::router(state.clone());
     let admin = http::admin_router(state.clone());
+    let mut templates = Vec::new();
     let all = cfg
         .listen
         .iter()
-        .map(|l| (l, "api", &api))
-        .chain(cfg.admin_listen.iter().map(|l| (l, "admin", &admin)));
-    for (l, kind, router) in all {
-        let (bound, addr) = match bind(l, cfg.socket_mode).await {
+        .map(|l| (l, Api::Full))
+        .chain(cfg.admin_listen.iter().map(|l| (l, Api::Admin)));
+    for (l, kind) in all {
+        let bound = match l {
+            Listen::PerTenant(t) if kind == Api::Full => {
+                templates.push(t.clone());
+                continue;
+            }
+            Listen::PerTenant(_) => Err(Error::Other(format!(
+                "--admin-listen {l}: per-tenant sockets are for the API (--listen)"
+            ))),
+            Listen::Tcp(addr) => bind_tcp(addr, kind, cfg.allow_remote).await,
+            Listen::Unix(path) => bind_unix(path, cfg.socket_mode).map(|b| (b, l.to_string())),
+        };
+        let (bound, addr) = match bound {
             Ok(b) => b,
             Err(e) => {
                 let _ = shutdown_tx.send(true);
@@ -444,30 +641,62 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
                 return Err(e);
             }
         };
+        // /metrics names tenants only where nobody else can read it.
+        let names_visible = match &bound {
+            Bound::Unix(..) => true,
+            Bound::Tcp(t) => t
+                .local_addr()
+                .map(|a| a.ip().is_loopback())
+                .unwrap_or(false),
+        };
+        let router = match kind {
+            Api::Full => api.clone(),
+            Api::Admin => admin.clone(),
+        }
+        .layer(axum::Extension(http::ConnScope::Shared))
+        .layer(axum::Extension(http::TenantNamesVisible(names_visible)));
         log::info(
             "listening",
-            vec![("address", Value::from(addr)), ("api", Value::from(kind))],
+            vec![
+                ("address", Value::from(addr)),
+                (
+                    "api",
+                    Value::from(if kind == Api::Full { "api" } else { "admin" }),
+                ),
+            ],
         );
-        loops.spawn(accept_loop(
-            bound,
-            router.clone(),
-            builder.clone(),
-            shutdown_rx.clone(),
-        ));
+        loops.spawn(accept_loop(bound, router, acc.clone(), shutdown_rx.clone()));
     }
 
+    let mut sockets = TenantSockets {
+        templates,
+        mode: cfg.socket_mode,
+        router: api.clone(),
+        acc: acc.clone(),
+        open: Default::default(),
+    };
+    sockets.sync(store.current().as_deref());
     let reloader = {
         let (s, m) = (store.clone(), metrics.clone());
         let every = cfg.reload_interval.max(Duration::from_millis(50));
+        let mut shutdown = shutdown_rx.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             loop {
-                tick.tick().await;
-                let (s, m) = (s.clone(), m.clone());
-                let _ = tokio::task::spawn_blocking(move || reload(&s, &m)).await;
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => break,
+                    _ = tick.tick() => {}
+                }
+                let (s2, m2) = (s.clone(), m.clone());
+                let outcome = tokio::task::spawn_blocking(move || reload(&s2, &m2)).await;
+                if matches!(outcome, Ok(ReloadOutcome::Reloaded(_))) {
+                    sockets.sync(s.current().as_deref());
+                }
             }
+            sockets.close_all().await;
         })
     };
 
@@ -486,9 +715,9 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
         ],
     );
     let _ = shutdown_tx.send(true);
-    reloader.abort();
     let drained = tokio::time::timeout(cfg.drain_timeout, async {
         while loops.join_next().await.is_some() {}
+        let _ = reloader.await;
     })
     .await
     .is_ok();
@@ -534,6 +763,12 @@ mod tests {
             Listen::Tcp("[::1]:0".into())
         );
         assert!(Listen::parse("unix://relative").is_err());
+        assert_eq!(
+            Listen::parse("unix:///run/kustos/{tenant}.sock").unwrap(),
+            Listen::PerTenant("/run/kustos/{tenant}.sock".into())
+        );
+        assert!(Listen::parse("unix:///run/{tenant}/k.sock").is_err());
+        assert!(Listen::parse("unix:///run/{tenant}{tenant}.sock").is_err());
         assert!(Listen::parse("8080").is_err());
         assert!(Listen::parse("host:port").is_err());
     }

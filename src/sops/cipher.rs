@@ -270,11 +270,17 @@ impl Cipher {
             return Ok(Value::Str(Text::default()));
         }
         let parsed = EncryptedValue::parse(value)?;
-        let (out, kind) = open_value(&self.key, &self.gcm32, &parsed, aad)?;
+        let (out, kind, plain) = open_value(&self.key, &self.gcm32, &parsed, aad)?;
         if self.remember && parsed.iv.len() == KEY_LEN {
             let mut iv = [0u8; KEY_LEN];
             iv.copy_from_slice(&parsed.iv);
             let canonical = Plain::of(&out).map(|p| p.to_bytes()).unwrap_or_default();
+            // Re-encrypting writes the canonical form (`5` for a stored
+            // `05`): its IV may only be reused when those are the very bytes
+            // it sealed, or GCM would see one IV with two plaintexts.
+            if canonical.as_slice() != plain.as_slice() {
+                return Ok(out);
+            }
             self.stash.insert(
                 StashKey {
                     aad: aad.to_owned(),
@@ -304,20 +310,21 @@ impl Cipher {
                     return Ok(Value::Str(Text::default()));
                 }
                 let parsed = EncryptedValue::parse(value)?;
-                open_value(key, gcm32, &parsed, aad).map(|(v, _)| v)
+                open_value(key, gcm32, &parsed, aad).map(|(v, _, _)| v)
             })
             .collect()
     }
 }
 
 /// Authenticates and decrypts one parsed value and converts the plaintext
-/// to its declared type (with the type name to remember it under).
+/// to its declared type (with the type name to remember it under, and the
+/// plaintext bytes as they were sealed).
 fn open_value(
     key: &DataKey,
     gcm32: &AesGcm<Aes256, U32>,
     parsed: &EncryptedValue,
     aad: &str,
-) -> Result<(Value, &'static str), ValueError> {
+) -> Result<(Value, &'static str, Zeroizing<Vec<u8>>), ValueError> {
     let plain = Zeroizing::new(open(key, gcm32, parsed, aad)?);
     let (out, kind): (Value, &'static str) = match parsed.kind {
         "str" => (Value::Str(Text::new(plain.to_vec())), "str"),
@@ -362,7 +369,7 @@ fn open_value(
         "bytes" => (Value::Str(Text::new(plain.to_vec())), "str"),
         _ => return Err(ValueError::UnknownType),
     };
-    Ok((out, kind))
+    Ok((out, kind, plain))
 }
 
 fn open(
@@ -523,6 +530,28 @@ mod tests {
         // Different AAD fails authentication.
         assert_eq!(c.decrypt(&e, "x:"), Err(ValueError::Authentication));
         assert_eq!(c.encrypt(Plain::Str(b""), "x:"), "");
+    }
+
+    fn iv_of(enc: &str) -> &str {
+        enc.split(",iv:").nth(1).unwrap().split(',').next().unwrap()
+    }
+
+    #[test]
+    fn non_canonical_plaintext_never_reuses_its_iv() {
+        let mut c = vector_cipher();
+        // A stored `05` of type int decrypts to 5, which re-encrypts as `5`:
+        // the old IV must not seal the new bytes.
+        let stored = c
+            .encrypt(Plain::Str(b"05"), "n:")
+            .replace("type:str", "type:int");
+        assert_eq!(c.decrypt(&stored, "n:").unwrap(), Value::Int(5));
+        let again = c.encrypt(Plain::Int(5), "n:");
+        assert_ne!(iv_of(&again), iv_of(&stored));
+        // A canonical one keeps its IV (and so its ciphertext).
+        let canonical = c.encrypt(Plain::Int(7), "m:");
+        c.clear_stash();
+        c.decrypt(&canonical, "m:").unwrap();
+        assert_eq!(c.encrypt(Plain::Int(7), "m:"), canonical);
     }
 
     #[test]

@@ -322,6 +322,11 @@ fn has_keys(m: &Map) -> Result<bool> {
     Ok(false)
 }
 
+/// The most master keys (age, PGP, KMS, … entries over all groups) a file
+/// may list. sops files name a handful; each entry can cost a public-key
+/// operation to try, so a crafted file must not list thousands.
+pub const MAX_MASTER_KEYS: usize = 64;
+
 /// Reads metadata from its tree form (sops' `Metadata.ToInternal`).
 pub fn from_value(v: &Value) -> Result<Metadata> {
     let m = v
@@ -337,6 +342,12 @@ pub fn from_value(v: &Value) -> Result<Metadata> {
         }
         groups.into_iter().map(parse_group).collect::<Result<_>>()?
     };
+    let keys: usize = key_groups.iter().map(Vec::len).sum();
+    if keys > MAX_MASTER_KEYS {
+        return Err(Error::Metadata(format!(
+            "{keys} master keys; at most {MAX_MASTER_KEYS} are accepted"
+        )));
+    }
     let shamir_threshold = match m.get("shamir_threshold") {
         None | Some(Value::Null) => 0,
         Some(Value::Int(i)) if *i >= 0 => *i as usize,

@@ -298,14 +298,11 @@ impl Walker<'_> {
                 if encrypted {
                     match v {
                         Value::Comment(t) => {
-                            // A comment that does not decrypt is kept as it is.
-                            if let Some(s) = t.as_str() {
-                                if let Ok(d) = cipher.decrypt(s, &aad(path)) {
-                                    *v = match d {
-                                        Value::Str(t) => Value::Comment(t),
-                                        other => other,
-                                    };
-                                }
+                            if let Some(d) = decrypt_comment(cipher, t, path)? {
+                                *v = match d {
+                                    Value::Str(t) => Value::Comment(t),
+                                    other => other,
+                                };
                             }
                         }
                         Value::Str(t) => {
@@ -351,10 +348,8 @@ impl Walker<'_> {
                 *t = Text::new(enc);
             }
             Mode::Decrypt(cipher) => {
-                if let Some(s) = t.as_str() {
-                    if let Ok(Value::Comment(c) | Value::Str(c)) = cipher.decrypt(s, &aad(path)) {
-                        *t = c;
-                    }
+                if let Some(Value::Comment(c) | Value::Str(c)) = decrypt_comment(cipher, t, path)? {
+                    *t = c;
                 }
             }
         }
@@ -442,6 +437,21 @@ fn check_comment_regex(sel: &Selector, is_comment: bool, enc: &str) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Decrypts an encrypted comment. A comment that is not in `ENC[…]` form
+/// was never encrypted (older sops versions wrote some in clear) and is
+/// kept; one that is, but does not verify, is an error: sops keeps it with
+/// a warning, kustos fails closed like it does for values.
+fn decrypt_comment(cipher: &mut Cipher, t: &Text, path: &[&str]) -> Result<Option<Value>> {
+    let Some(s) = t.as_str() else {
+        return Ok(None);
+    };
+    match cipher.decrypt(s, &aad(path)) {
+        Ok(v) => Ok(Some(v)),
+        Err(ValueError::NotEncrypted) => Ok(None),
+        Err(e) => Err(decrypt_err(path, e)),
+    }
 }
 
 fn decrypt_err(path: &[&str], e: ValueError) -> Error {
