@@ -864,3 +864,28 @@ fn edit_keeps_plaintext_in_memory_and_scrubs_it_on_ctrl_c() {
     assert!(!tmp.parent().unwrap().exists(), "its folder too");
     assert_eq!(std::fs::read(&file).unwrap(), enc, "the file is unchanged");
 }
+
+#[test]
+fn the_argo_cd_plugin_uses_the_destination_namespace_keys_only() {
+    let (Some(sops), Some(_)) = (sops(), kubectl()) else {
+        return;
+    };
+    let f = fleet(&sops);
+    let generate = |app: &str, ns: &str| {
+        f.env
+            .cmd(&kustos_bin())
+            .current_dir(f.root.join(app))
+            .env("ARGOCD_APP_NAMESPACE", ns)
+            .env("KUSTOS_KEYS_DIR", &f.keys)
+            .args(["cmp", "generate"])
+            .output()
+            .unwrap()
+    };
+    let out = ok(&generate("tenants/a/app", "tenant-a"));
+    assert!(String::from_utf8_lossy(&out).contains(A_SECRET));
+    // b's Application pointed at a's destination: a's keys cannot open it.
+    let o = generate("tenants/b/app", "tenant-a");
+    assert_refused("b's folder as tenant-a", &o, &["secret.yaml"]);
+    let out = ok(&generate("tenants/b/app", "tenant-b"));
+    assert!(String::from_utf8_lossy(&out).contains(B_SECRET));
+}
