@@ -244,8 +244,106 @@ fn flush(staged: &[Staged]) -> Result<()> {
     Ok(())
 }
 
-fn show(p: &Path) -> String {
+/// A path for messages: control characters escaped.
+pub fn show(p: &Path) -> String {
     crate::util::escape_for_terminal(&p.display().to_string())
+}
+
+/// One file or folder found by [`walk`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The path (the root joined with [`Entry::rel`]).
+    pub path: PathBuf,
+    /// The path relative to the root.
+    pub rel: PathBuf,
+    /// How many folders deep below the root (0: directly in it).
+    pub depth: usize,
+    /// A folder (descended into) rather than a regular file.
+    pub is_dir: bool,
+    /// A symlink to a file inside the root (writers leave these alone: the
+    /// file it names is visited under its own name too).
+    pub is_link: bool,
+    /// The file's size in bytes (0 for folders).
+    pub len: u64,
+}
+
+impl Entry {
+    /// Whether the entry or a folder above it (below the root) has a name
+    /// starting with a dot (`.github/`, `.sops.yaml`).
+    pub fn is_hidden(&self) -> bool {
+        self.rel
+            .components()
+            .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+    }
+
+    /// The entry's own name.
+    pub fn name(&self) -> std::borrow::Cow<'_, str> {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    }
+}
+
+/// Every file and folder under `root`, depth first, sorted by name, with
+/// one rule for what is skipped, wherever kustos scans a folder:
+///
+/// - `.git` folders and kustos's own temporary files (`*.kustos-tmp`);
+/// - symlinks, unless they point to a regular file inside `root` (a
+///   symlinked folder is never descended into, so there are no loops and
+///   no escape);
+/// - anything that is not a regular file or folder (sockets, FIFOs,
+///   devices) and anything that cannot be read.
+///
+/// Callers filter further by name, size or [`Entry::is_hidden`].
+pub fn walk(root: &Path) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let real_root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    walk_into(root, &real_root, Path::new(""), 0, &mut out);
+    out
+}
+
+fn walk_into(dir: &Path, real_root: &Path, rel: &Path, depth: usize, out: &mut Vec<Entry>) {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut names: Vec<std::ffi::OsString> =
+        rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
+    names.sort();
+    for name in names {
+        let n = name.to_string_lossy();
+        if n == ".git" || n.ends_with(".kustos-tmp") {
+            continue;
+        }
+        let path = dir.join(&name);
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let entry = |is_dir: bool, is_link: bool, len: u64| Entry {
+            path: path.clone(),
+            rel: rel.join(&name),
+            depth,
+            is_dir,
+            is_link,
+            len,
+        };
+        if meta.is_dir() {
+            out.push(entry(true, false, 0));
+            walk_into(&path, real_root, &rel.join(&name), depth + 1, out);
+        } else if meta.is_file() {
+            out.push(entry(false, false, meta.len()));
+        } else if meta.file_type().is_symlink() {
+            let target = fs::canonicalize(&path)
+                .ok()
+                .filter(|t| t.starts_with(real_root));
+            if let Some(m) = target
+                .and_then(|t| fs::metadata(t).ok())
+                .filter(|m| m.is_file())
+            {
+                out.push(entry(false, true, m.len()));
+            }
+        }
+    }
 }
 
 /// Largest input kustos reads into memory (sops has no limit; this keeps a
@@ -368,6 +466,42 @@ mod tests {
             step: 777,
         };
         assert!(read_zeroizing(r, 0, 5000).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_walker_skips_git_temp_files_and_links_out_of_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir_all(root.join(".git/objects")).unwrap();
+        fs::create_dir_all(root.join("b/c")).unwrap();
+        fs::write(root.join("a.yaml"), "a").unwrap();
+        fs::write(root.join("b/c/d.yaml"), "dd").unwrap();
+        fs::write(root.join(".sops.yaml"), "x").unwrap();
+        fs::write(root.join("x.yaml.1.kustos-tmp"), "tmp").unwrap();
+        fs::write(outside.path().join("key"), "secret").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("key"), root.join("out.yaml")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("outdir")).unwrap();
+        std::os::unix::fs::symlink(root.join("b"), root.join("loop")).unwrap();
+        std::os::unix::fs::symlink(root.join("a.yaml"), root.join("in.yaml")).unwrap();
+        std::os::unix::fs::symlink(root.join("gone"), root.join("dangling.yaml")).unwrap();
+        let got: Vec<(String, bool, usize)> = walk(root)
+            .into_iter()
+            .map(|e| (e.rel.display().to_string(), e.is_dir, e.depth))
+            .collect();
+        let want = [
+            (".sops.yaml", false, 0),
+            ("a.yaml", false, 0),
+            ("b", true, 0),
+            ("b/c", true, 1),
+            ("b/c/d.yaml", false, 2),
+            ("in.yaml", false, 0),
+        ];
+        let want: Vec<(String, bool, usize)> = want
+            .iter()
+            .map(|(p, d, n)| (p.to_string(), *d, *n))
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -28,30 +28,20 @@ fn io(e: std::io::Error) -> CliError {
     CliError::new(exit::GENERIC, e.to_string())
 }
 
-fn tree(dir: &Path, depth: usize, out: &mut String) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    v.sort();
-    for p in v {
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.starts_with(".git") {
-            continue;
-        }
-        out.push_str(&format!(
-            "     {}{}{}\n",
-            "  ".repeat(depth),
-            name,
-            if p.is_dir() { "/" } else { "" }
-        ));
-        if p.is_dir() && depth < 3 {
-            tree(&p, depth + 1, out);
-        }
-    }
+/// The repository as an indented listing, four levels deep.
+fn tree(dir: &Path) -> String {
+    crate::fsutil::walk(dir)
+        .into_iter()
+        .filter(|e| e.depth <= 3)
+        .map(|e| {
+            format!(
+                "     {}{}{}\n",
+                "  ".repeat(e.depth),
+                e.name(),
+                if e.is_dir { "/" } else { "" }
+            )
+        })
+        .collect()
 }
 
 /// Runs the demo.
@@ -145,9 +135,7 @@ pub fn run(a: DemoArgs) -> CliResult {
         "3. kustos tenant add dev-team: credentials encrypted in {:.1?}; the repository now holds:",
         t.elapsed()
     );
-    let mut listing = String::new();
-    tree(&repo, 0, &mut listing);
-    print!("{listing}");
+    print!("{}", tree(&repo));
     let auth = std::fs::read_to_string(repo.join("tenants/base/dev-team/auth.yaml")).map_err(io)?;
     println!("   tenants/base/dev-team/auth.yaml:");
     for line in auth.lines().take(12) {

@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use zeroize::Zeroizing;
 
+use super::flags::{DecryptionOrder, Formats, IgnoreMac, InputFormat, KeyFlags, SelectionFlags};
 use super::sops_cmds::{
-    conflict, decryption_order, encrypt_spec, key_ring, load_config, parse_format, store_options,
-    KeyFlags, SelectionFlags,
+    conflict, encrypt_spec, key_ring, load_config, parse_format, store_options,
 };
 use super::{write_stdout, CliError, CliResult, GlobalArgs};
 use crate::error::exit;
 use crate::formats::{self, Format, StoreOptions};
+use crate::fsutil::show;
 use crate::fsutil::{self, NewFileMode};
 use crate::keys;
 use crate::ops::{self, PathElem};
@@ -21,10 +22,6 @@ use crate::rekey::{diff_groups, rewrap, rotate_tree, KeyChanges};
 use crate::sops::value::{Item, Map, Value};
 use crate::sops::{Cipher, DataKey, Tree};
 use crate::util::escape_for_terminal;
-
-fn show(p: &Path) -> String {
-    escape_for_terminal(&p.display().to_string())
-}
 
 fn must_exist(p: &Path) -> CliResult {
     if !p.exists() {
@@ -41,13 +38,13 @@ fn open(
     g: &GlobalArgs,
     file: &Path,
     fmt: Format,
-    order: Option<&str>,
+    order: &DecryptionOrder,
     ignore_mac: bool,
 ) -> CliResult<(Tree, Cipher)> {
     must_exist(file)?;
     let data = fsutil::read_file(file)?;
     let mut tree = formats::load_encrypted(fmt, &data)?;
-    let ring = key_ring(g, decryption_order(order)?);
+    let ring = key_ring(g, order.resolve()?);
     let cipher = ops::decrypt_tree(&mut tree, &ring, ignore_mac)?;
     Ok((tree, cipher))
 }
@@ -74,12 +71,8 @@ pub struct RotateArgs {
     /// Write the result to this file
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Input format (default: by extension)
-    #[arg(long = "input-type", value_name = "TYPE")]
-    pub input_type: Option<String>,
-    /// Output format (default: the input's)
-    #[arg(long = "output-type", value_name = "TYPE")]
-    pub output_type: Option<String>,
+    #[command(flatten)]
+    pub formats: Formats,
     /// Add age recipients (comma separated) to the first key group
     #[arg(long = "add-age", value_name = "RECIPIENTS")]
     pub add_age: Option<String>,
@@ -119,13 +112,8 @@ pub struct RotateArgs {
     /// Use this name for format detection
     #[arg(long = "filename-override", value_name = "NAME")]
     pub filename_override: Option<PathBuf>,
-    /// Order in which key types are tried, e.g. age,pgp
-    #[arg(
-        long = "decryption-order",
-        env = "SOPS_DECRYPTION_ORDER",
-        value_name = "TYPES"
-    )]
-    pub decryption_order: Option<String>,
+    #[command(flatten)]
+    pub order: DecryptionOrder,
     /// Accepted for compatibility
     #[arg(long = "encryption-context", hide = true)]
     pub encryption_context: Option<String>,
@@ -167,13 +155,12 @@ pub fn rotate(g: &GlobalArgs, a: RotateArgs) -> CliResult {
         .filename_override
         .clone()
         .unwrap_or_else(|| a.file.clone());
-    let in_fmt = parse_format(a.input_type.as_deref(), &name)?;
-    let out_fmt = parse_format(a.output_type.as_deref(), &name)?;
+    let in_fmt = parse_format(a.formats.input_type.as_deref(), &name)?;
+    let out_fmt = parse_format(a.formats.output_type.as_deref(), &name)?;
     let cfg = load_config(g).unwrap_or(None);
     let store = store_options(cfg.as_ref(), None)?;
     let run = || -> CliResult<Vec<u8>> {
-        let (mut tree, mut cipher) =
-            open(g, &a.file, in_fmt, a.decryption_order.as_deref(), false)?;
+        let (mut tree, mut cipher) = open(g, &a.file, in_fmt, &a.order, false)?;
         rotate_tree(&mut tree, &mut cipher, &changes)?;
         Ok(formats::emit_encrypted(out_fmt, &tree, &store)?)
     };
@@ -195,19 +182,13 @@ pub struct UpdatekeysArgs {
     /// Apply without asking
     #[arg(short = 'y', long)]
     pub yes: bool,
-    /// Input format (default: by extension)
-    #[arg(long = "input-type", value_name = "TYPE")]
-    pub input_type: Option<String>,
+    #[command(flatten)]
+    pub formats: InputFormat,
     /// Override the Shamir threshold
     #[arg(long = "shamir-secret-sharing-threshold", value_name = "N")]
     pub shamir_threshold: Option<usize>,
-    /// Order in which key types are tried, e.g. age,pgp
-    #[arg(
-        long = "decryption-order",
-        env = "SOPS_DECRYPTION_ORDER",
-        value_name = "TYPES"
-    )]
-    pub decryption_order: Option<String>,
+    #[command(flatten)]
+    pub order: DecryptionOrder,
 }
 
 /// `kustos updatekeys`.
@@ -217,13 +198,13 @@ pub fn updatekeys(g: &GlobalArgs, a: UpdatekeysArgs) -> CliResult {
             .with_hint("updatekeys needs a .sops.yaml with creation rules (or --config)")
     })?;
     let store = cfg.stores;
-    let ring = key_ring(g, decryption_order(a.decryption_order.as_deref())?);
+    let ring = key_ring(g, a.order.resolve()?);
     let mut first_err: Option<CliError> = None;
     for file in &a.files {
         let label = show(file);
         let res = (|| -> CliResult {
             must_exist(file)?;
-            let fmt = parse_format(a.input_type.as_deref(), file)?;
+            let fmt = parse_format(a.formats.input_type.as_deref(), file)?;
             let data = fsutil::read_file(file)?;
             let mut tree = formats::load_encrypted(fmt, &data)?;
             let rule = cfg.rule_for(file)?.ok_or_else(|| {
@@ -354,22 +335,12 @@ pub struct SetArgs {
     /// Do not write the file when the value does not change
     #[arg(long)]
     pub idempotent: bool,
-    /// Input format (default: by extension)
-    #[arg(long = "input-type", value_name = "TYPE")]
-    pub input_type: Option<String>,
-    /// Output format (default: the input's)
-    #[arg(long = "output-type", value_name = "TYPE")]
-    pub output_type: Option<String>,
-    /// Order in which key types are tried
-    #[arg(
-        long = "decryption-order",
-        env = "SOPS_DECRYPTION_ORDER",
-        value_name = "TYPES"
-    )]
-    pub decryption_order: Option<String>,
-    /// Proceed even if the MAC does not match
-    #[arg(long = "ignore-mac")]
-    pub ignore_mac: bool,
+    #[command(flatten)]
+    pub formats: Formats,
+    #[command(flatten)]
+    pub order: DecryptionOrder,
+    #[command(flatten)]
+    pub mac: IgnoreMac,
 }
 
 fn tree_path(s: &str) -> CliResult<Vec<PathElem>> {
@@ -405,18 +376,12 @@ pub fn set(g: &GlobalArgs, a: SetArgs) -> CliResult {
     let path = tree_path(&a.path)?;
     let value = formats::json::parse_value(&raw)
         .map_err(|e| CliError::new(exit::GENERIC, format!("the value is not valid JSON: {e}")))?;
-    let in_fmt = parse_format(a.input_type.as_deref(), &a.file)?;
-    let out_fmt = parse_format(a.output_type.as_deref(), &a.file)?;
+    let in_fmt = parse_format(a.formats.input_type.as_deref(), &a.file)?;
+    let out_fmt = parse_format(a.formats.output_type.as_deref(), &a.file)?;
     let cfg = load_config(g).unwrap_or(None);
     let store = store_options(cfg.as_ref(), None)?;
     let run = || -> CliResult<Option<Vec<u8>>> {
-        let (mut tree, mut cipher) = open(
-            g,
-            &a.file,
-            in_fmt,
-            a.decryption_order.as_deref(),
-            a.ignore_mac,
-        )?;
+        let (mut tree, mut cipher) = open(g, &a.file, in_fmt, &a.order, a.mac.ignore_mac)?;
         let mut root = Value::Map(tree.branches.first().cloned().unwrap_or_default());
         let changed = ops::set_path(&mut root, &path, value.clone());
         if !changed && a.idempotent {
@@ -450,40 +415,24 @@ pub struct UnsetArgs {
     /// Succeed without writing when the path does not exist
     #[arg(long)]
     pub idempotent: bool,
-    /// Input format (default: by extension)
-    #[arg(long = "input-type", value_name = "TYPE")]
-    pub input_type: Option<String>,
-    /// Output format (default: the input's)
-    #[arg(long = "output-type", value_name = "TYPE")]
-    pub output_type: Option<String>,
-    /// Order in which key types are tried
-    #[arg(
-        long = "decryption-order",
-        env = "SOPS_DECRYPTION_ORDER",
-        value_name = "TYPES"
-    )]
-    pub decryption_order: Option<String>,
-    /// Proceed even if the MAC does not match
-    #[arg(long = "ignore-mac")]
-    pub ignore_mac: bool,
+    #[command(flatten)]
+    pub formats: Formats,
+    #[command(flatten)]
+    pub order: DecryptionOrder,
+    #[command(flatten)]
+    pub mac: IgnoreMac,
 }
 
 /// `kustos unset`.
 pub fn unset(g: &GlobalArgs, a: UnsetArgs) -> CliResult {
     let label = show(&a.file);
     let path = tree_path(&a.path)?;
-    let in_fmt = parse_format(a.input_type.as_deref(), &a.file)?;
-    let out_fmt = parse_format(a.output_type.as_deref(), &a.file)?;
+    let in_fmt = parse_format(a.formats.input_type.as_deref(), &a.file)?;
+    let out_fmt = parse_format(a.formats.output_type.as_deref(), &a.file)?;
     let cfg = load_config(g).unwrap_or(None);
     let store = store_options(cfg.as_ref(), None)?;
     let run = || -> CliResult<Option<Vec<u8>>> {
-        let (mut tree, mut cipher) = open(
-            g,
-            &a.file,
-            in_fmt,
-            a.decryption_order.as_deref(),
-            a.ignore_mac,
-        )?;
+        let (mut tree, mut cipher) = open(g, &a.file, in_fmt, &a.order, a.mac.ignore_mac)?;
         let mut root = Value::Map(tree.branches.first().cloned().unwrap_or_default());
         match ops::unset_path(&mut root, &path) {
             Ok(()) => {}
@@ -513,22 +462,12 @@ pub struct EditArgs {
     /// Show (and let you edit) the sops metadata too
     #[arg(short = 's', long = "show-master-keys")]
     pub show_master_keys: bool,
-    /// Input format (default: by extension)
-    #[arg(long = "input-type", value_name = "TYPE")]
-    pub input_type: Option<String>,
-    /// Output format (default: the input's)
-    #[arg(long = "output-type", value_name = "TYPE")]
-    pub output_type: Option<String>,
-    /// Proceed even if the MAC does not match
-    #[arg(long = "ignore-mac")]
-    pub ignore_mac: bool,
-    /// Order in which key types are tried
-    #[arg(
-        long = "decryption-order",
-        env = "SOPS_DECRYPTION_ORDER",
-        value_name = "TYPES"
-    )]
-    pub decryption_order: Option<String>,
+    #[command(flatten)]
+    pub formats: Formats,
+    #[command(flatten)]
+    pub mac: IgnoreMac,
+    #[command(flatten)]
+    pub order: DecryptionOrder,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub keys: KeyFlags,
@@ -630,19 +569,12 @@ fn scrub(path: &Path) {
 /// `kustos edit`.
 pub fn edit(g: &GlobalArgs, a: EditArgs) -> CliResult {
     let label = show(&a.file);
-    let in_fmt = parse_format(a.input_type.as_deref(), &a.file)?;
-    let out_fmt = parse_format(a.output_type.as_deref(), &a.file)?;
+    let in_fmt = parse_format(a.formats.input_type.as_deref(), &a.file)?;
+    let out_fmt = parse_format(a.formats.output_type.as_deref(), &a.file)?;
     let cfg = load_config(g).unwrap_or(None);
     let store = store_options(cfg.as_ref(), None)?;
     let (mut tree, mut cipher) = if a.file.exists() {
-        open(
-            g,
-            &a.file,
-            in_fmt,
-            a.decryption_order.as_deref(),
-            a.ignore_mac,
-        )
-        .map_err(|e| e.in_file(&label))?
+        open(g, &a.file, in_fmt, &a.order, a.mac.ignore_mac).map_err(|e| e.in_file(&label))?
     } else {
         let cfg = load_config(g)?;
         let spec = encrypt_spec(
@@ -805,15 +737,14 @@ pub struct FilestatusArgs {
     /// The file to check
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// Input format (default: by extension)
-    #[arg(long = "input-type", value_name = "TYPE")]
-    pub input_type: Option<String>,
+    #[command(flatten)]
+    pub formats: InputFormat,
 }
 
 /// `kustos filestatus`: `{"encrypted":true|false}`.
 pub fn filestatus(_g: &GlobalArgs, a: FilestatusArgs) -> CliResult {
     must_exist(&a.file)?;
-    let fmt = parse_format(a.input_type.as_deref(), &a.file)?;
+    let fmt = parse_format(a.formats.input_type.as_deref(), &a.file)?;
     let data = fsutil::read_file(&a.file).map_err(|e| CliError::from(e).in_file(&show(&a.file)))?;
     let enc = ops::is_encrypted(&data, fmt);
     write_stdout(format!("{{\"encrypted\":{enc}}}\n").as_bytes())
@@ -840,19 +771,12 @@ pub struct ExecEnvArgs {
     /// Run as another user (not supported)
     #[arg(long, hide = true)]
     pub user: Option<String>,
-    /// Input format (default: by extension)
-    #[arg(long = "input-type", value_name = "TYPE")]
-    pub input_type: Option<String>,
-    /// Order in which key types are tried
-    #[arg(
-        long = "decryption-order",
-        env = "SOPS_DECRYPTION_ORDER",
-        value_name = "TYPES"
-    )]
-    pub decryption_order: Option<String>,
-    /// Proceed even if the MAC does not match
-    #[arg(long = "ignore-mac")]
-    pub ignore_mac: bool,
+    #[command(flatten)]
+    pub formats: InputFormat,
+    #[command(flatten)]
+    pub order: DecryptionOrder,
+    #[command(flatten)]
+    pub mac: IgnoreMac,
 }
 
 fn child_code(status: std::process::ExitStatus) -> i32 {
@@ -875,9 +799,9 @@ pub fn exec_env(g: &GlobalArgs, a: ExecEnvArgs) -> CliResult {
             "Error: The --same-process flag cannot be used with --background",
         ));
     }
-    let fmt = parse_format(a.input_type.as_deref(), &a.file)?;
-    let (tree, _) = open(g, &a.file, fmt, a.decryption_order.as_deref(), a.ignore_mac)
-        .map_err(|e| e.in_file(&show(&a.file)))?;
+    let fmt = parse_format(a.formats.input_type.as_deref(), &a.file)?;
+    let (tree, _) =
+        open(g, &a.file, fmt, &a.order, a.mac.ignore_mac).map_err(|e| e.in_file(&show(&a.file)))?;
     let mut vars: Vec<(String, Zeroizing<String>)> = Vec::new();
     for item in tree.branches.first().map(|b| b.0.as_slice()).unwrap_or(&[]) {
         let key = match &item.key {
@@ -964,22 +888,12 @@ pub struct ExecFileArgs {
     /// Run as another user (not supported)
     #[arg(long, hide = true)]
     pub user: Option<String>,
-    /// Input format (default: by extension)
-    #[arg(long = "input-type", value_name = "TYPE")]
-    pub input_type: Option<String>,
-    /// Output format of the plaintext (default: the input's)
-    #[arg(long = "output-type", value_name = "TYPE")]
-    pub output_type: Option<String>,
-    /// Order in which key types are tried
-    #[arg(
-        long = "decryption-order",
-        env = "SOPS_DECRYPTION_ORDER",
-        value_name = "TYPES"
-    )]
-    pub decryption_order: Option<String>,
-    /// Proceed even if the MAC does not match
-    #[arg(long = "ignore-mac")]
-    pub ignore_mac: bool,
+    #[command(flatten)]
+    pub formats: Formats,
+    #[command(flatten)]
+    pub order: DecryptionOrder,
+    #[command(flatten)]
+    pub mac: IgnoreMac,
 }
 
 /// `kustos exec-file`.
@@ -990,18 +904,12 @@ pub fn exec_file(g: &GlobalArgs, a: ExecFileArgs) -> CliResult {
             "--user is not supported by kustos",
         ));
     }
-    let in_fmt = parse_format(a.input_type.as_deref(), &a.file)?;
-    let out_fmt = parse_format(a.output_type.as_deref(), &a.file)?;
+    let in_fmt = parse_format(a.formats.input_type.as_deref(), &a.file)?;
+    let out_fmt = parse_format(a.formats.output_type.as_deref(), &a.file)?;
     let cfg = load_config(g).unwrap_or(None);
     let store = store_options(cfg.as_ref(), None)?;
-    let (tree, _) = open(
-        g,
-        &a.file,
-        in_fmt,
-        a.decryption_order.as_deref(),
-        a.ignore_mac,
-    )
-    .map_err(|e| e.in_file(&show(&a.file)))?;
+    let (tree, _) = open(g, &a.file, in_fmt, &a.order, a.mac.ignore_mac)
+        .map_err(|e| e.in_file(&show(&a.file)))?;
     let plain = formats::emit_plain(out_fmt, &tree.branches, &store)?;
     let dir = tempfile::Builder::new()
         .prefix(".sops")

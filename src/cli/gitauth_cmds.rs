@@ -10,9 +10,11 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 use zeroize::Zeroizing;
 
-use super::sops_cmds::{self, KeyFlags, SelectionFlags};
+use super::flags::{KeyFlags, SelectionFlags};
+use super::sops_cmds;
 use super::{write_stdout, CliError, CliResult, GlobalArgs};
 use crate::error::exit;
+use crate::fsutil::show;
 use crate::fsutil::{self, NewFileMode};
 use crate::gitauth::keygen::{EcdsaCurve, KeyAlgorithm};
 use crate::gitauth::knownhosts::ScanOptions;
@@ -237,10 +239,6 @@ fn note(msg: &str) {
 
 fn generic(msg: impl Into<String>) -> CliError {
     CliError::new(exit::GENERIC, msg)
-}
-
-fn show(p: &Path) -> String {
-    escape_for_terminal(&p.display().to_string())
 }
 
 /// A secret from stdin: UTF-8, trailing newline(s) removed, not empty.

@@ -7,6 +7,7 @@
 
 mod demo;
 mod file_cmds;
+mod flags;
 mod fleet_cmds;
 mod gitauth_cmds;
 mod legacy;

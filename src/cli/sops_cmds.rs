@@ -6,118 +6,17 @@ use clap::Args;
 use rayon::prelude::*;
 use zeroize::Zeroizing;
 
+use super::flags::{DecryptionOrder, Formats, IgnoreMac, KeyFlags, SelectionFlags};
 use super::{write_stdout, CliError, CliResult, GlobalArgs};
 use crate::config::{self, Config};
 use crate::error::exit;
 use crate::formats::{Format, StoreOptions};
+use crate::fsutil::show;
 use crate::fsutil::{self, NewFileMode};
-use crate::keys::{KeyRing, Recipient};
+use crate::keys::KeyRing;
 use crate::ops::{self, DecryptOptions, EncryptSpec};
 use crate::sops::metadata::SelectionRules;
 use crate::util::escape_for_terminal;
-
-/// Key flags (and their sops environment variables).
-#[derive(Args, Debug, Clone, Default)]
-pub struct KeyFlags {
-    /// Comma separated list of age recipients
-    #[arg(
-        short = 'a',
-        long,
-        env = "SOPS_AGE_RECIPIENTS",
-        value_name = "RECIPIENTS"
-    )]
-    pub age: Option<String>,
-    /// Comma separated list of PGP fingerprints
-    #[arg(short = 'p', long, env = "SOPS_PGP_FP", value_name = "FPRS")]
-    pub pgp: Option<String>,
-    /// AWS KMS ARNs (not supported by kustos; kept so scripts get a clear error)
-    #[arg(short = 'k', long, env = "SOPS_KMS_ARN", hide = true)]
-    pub kms: Option<String>,
-    /// GCP KMS resource IDs (not supported)
-    #[arg(long = "gcp-kms", env = "SOPS_GCP_KMS_IDS", hide = true)]
-    pub gcp_kms: Option<String>,
-    /// Azure Key Vault URLs (not supported)
-    #[arg(long = "azure-kv", env = "SOPS_AZURE_KEYVAULT_URLS", hide = true)]
-    pub azure_kv: Option<String>,
-    /// Vault transit URIs (not supported)
-    #[arg(long = "hc-vault-transit", env = "SOPS_VAULT_URIS", hide = true)]
-    pub hc_vault_transit: Option<String>,
-    /// AWS profile (accepted for compatibility)
-    #[arg(long = "aws-profile", hide = true)]
-    pub aws_profile: Option<String>,
-    /// KMS encryption context (accepted for compatibility)
-    #[arg(long = "encryption-context", hide = true)]
-    pub encryption_context: Option<String>,
-}
-
-impl KeyFlags {
-    /// The single key group the flags name, or `None` when no key flag is set.
-    pub fn group(&self) -> CliResult<Option<Vec<Recipient>>> {
-        for (name, v) in [
-            ("AWS KMS", &self.kms),
-            ("GCP KMS", &self.gcp_kms),
-            ("Azure Key Vault", &self.azure_kv),
-            ("HashiCorp Vault", &self.hc_vault_transit),
-        ] {
-            if v.as_deref().is_some_and(|s| !s.is_empty()) {
-                return Err(CliError::new(
-                    exit::GENERIC,
-                    format!("{name} keys are not supported by kustos; use age or PGP recipients"),
-                ));
-            }
-        }
-        let age = self.age.as_deref().filter(|s| !s.is_empty());
-        let pgp = self.pgp.as_deref().filter(|s| !s.is_empty());
-        if age.is_none() && pgp.is_none() {
-            return Ok(None);
-        }
-        let mut group = Vec::new();
-        for fp in pgp
-            .unwrap_or("")
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            group.push(Recipient::pgp(fp));
-        }
-        for r in age
-            .unwrap_or("")
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            crate::keys::age::validate_recipient(r)?;
-            group.push(Recipient::Age(r.to_string()));
-        }
-        Ok(Some(group))
-    }
-}
-
-/// Which values to encrypt.
-#[derive(Args, Debug, Clone, Default)]
-pub struct SelectionFlags {
-    /// Keys ending with this suffix stay plaintext (default _unencrypted)
-    #[arg(long = "unencrypted-suffix", value_name = "SUFFIX")]
-    pub unencrypted_suffix: Option<String>,
-    /// Only keys ending with this suffix are encrypted
-    #[arg(long = "encrypted-suffix", value_name = "SUFFIX")]
-    pub encrypted_suffix: Option<String>,
-    /// Keys matching this regex stay plaintext
-    #[arg(long = "unencrypted-regex", value_name = "REGEX")]
-    pub unencrypted_regex: Option<String>,
-    /// Only keys matching this regex are encrypted, e.g. '^(data|stringData)$' for Kubernetes Secrets
-    #[arg(long = "encrypted-regex", value_name = "REGEX")]
-    pub encrypted_regex: Option<String>,
-    /// Values after a comment matching this regex stay plaintext
-    #[arg(long = "unencrypted-comment-regex", value_name = "REGEX")]
-    pub unencrypted_comment_regex: Option<String>,
-    /// Only values after a comment matching this regex are encrypted
-    #[arg(long = "encrypted-comment-regex", value_name = "REGEX")]
-    pub encrypted_comment_regex: Option<String>,
-    /// Only encrypted values are covered by the MAC
-    #[arg(long = "mac-only-encrypted")]
-    pub mac_only_encrypted: bool,
-}
 
 /// Arguments of `encrypt`.
 #[derive(Args, Debug)]
@@ -134,12 +33,8 @@ pub struct EncryptArgs {
     /// Write each result into this folder (several files at once)
     #[arg(long = "output-dir", value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
-    /// Input format: yaml, json, dotenv, ini or binary (default: by extension)
-    #[arg(long = "input-type", value_name = "TYPE")]
-    pub input_type: Option<String>,
-    /// Output format (default: the input's)
-    #[arg(long = "output-type", value_name = "TYPE")]
-    pub output_type: Option<String>,
+    #[command(flatten)]
+    pub formats: Formats,
     /// Use this name for format detection and .sops.yaml matching (needed with stdin)
     #[arg(long = "filename-override", value_name = "NAME")]
     pub filename_override: Option<PathBuf>,
@@ -179,25 +74,15 @@ pub struct DecryptArgs {
     /// Write each plaintext into this folder (several files at once)
     #[arg(long = "output-dir", value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
-    /// Input format: yaml, json, dotenv, ini or binary (default: by extension)
-    #[arg(long = "input-type", value_name = "TYPE")]
-    pub input_type: Option<String>,
-    /// Output format (default: the input's)
-    #[arg(long = "output-type", value_name = "TYPE")]
-    pub output_type: Option<String>,
-    /// Decrypt even if the MAC does not match (dangerous)
-    #[arg(long = "ignore-mac")]
-    pub ignore_mac: bool,
+    #[command(flatten)]
+    pub formats: Formats,
+    #[command(flatten)]
+    pub mac: IgnoreMac,
     /// Use this name for format detection (useful with stdin)
     #[arg(long = "filename-override", value_name = "NAME")]
     pub filename_override: Option<PathBuf>,
-    /// Order in which key types are tried, e.g. age,pgp
-    #[arg(
-        long = "decryption-order",
-        env = "SOPS_DECRYPTION_ORDER",
-        value_name = "TYPES"
-    )]
-    pub decryption_order: Option<String>,
+    #[command(flatten)]
+    pub order: DecryptionOrder,
     /// Indentation of the output (legacy sops flag)
     #[arg(long, hide = true)]
     pub indent: Option<i64>,
@@ -249,31 +134,10 @@ pub(crate) fn store_options(cfg: Option<&Config>, indent: Option<i64>) -> CliRes
     Ok(s)
 }
 
-pub(crate) fn decryption_order(s: Option<&str>) -> CliResult<Vec<String>> {
-    let Some(s) = s.filter(|s| !s.is_empty()) else {
-        return Ok(vec!["age".into(), "pgp".into()]);
-    };
-    let mut out: Vec<String> = Vec::new();
-    for t in s.split(',') {
-        if out.iter().any(|o| o == t) {
-            return Err(CliError::new(
-                exit::DUPLICATE_DECRYPTION_KEY_TYPE,
-                format!("Duplicate decryption key type: {}", escape_for_terminal(t)),
-            ));
-        }
-        out.push(t.to_string());
-    }
-    Ok(out)
-}
-
 pub(crate) fn key_ring(g: &GlobalArgs, order: Vec<String>) -> KeyRing {
     let mut ring = KeyRing::from_env(g.keys_dir.clone());
     ring.decryption_order = order;
     ring
-}
-
-fn show(p: &Path) -> String {
-    p.display().to_string()
 }
 
 /// The encryption spec for a file: CLI keys replace config keys; CLI
@@ -502,8 +366,8 @@ pub fn encrypt(g: &GlobalArgs, a: EncryptArgs) -> CliResult {
             (None, Some(p)) => p.to_path_buf(),
             (None, None) => PathBuf::new(),
         };
-        let in_fmt = parse_format(a.input_type.as_deref(), &name)?;
-        let out_fmt = parse_format(a.output_type.as_deref(), &name)?;
+        let in_fmt = parse_format(a.formats.input_type.as_deref(), &name)?;
+        let out_fmt = parse_format(a.formats.output_type.as_deref(), &name)?;
         let spec = encrypt_spec(
             &a.keys,
             &a.selection,
@@ -552,7 +416,7 @@ pub fn decrypt(g: &GlobalArgs, a: DecryptArgs) -> CliResult {
     if a.files.len() > 1 && !a.in_place && a.output_dir.is_none() {
         return Err(conflict("several files need --in-place or --output-dir"));
     }
-    let order = decryption_order(a.decryption_order.as_deref())?;
+    let order = a.order.resolve()?;
     let extract = match a.extract.as_deref() {
         Some(p) => Some(ops::parse_tree_path(p).map_err(|e| {
             CliError::new(
@@ -567,7 +431,7 @@ pub fn decrypt(g: &GlobalArgs, a: DecryptArgs) -> CliResult {
     let store = store_options(cfg.as_ref(), a.indent)?;
     let ring = key_ring(g, order);
     let opts = DecryptOptions {
-        ignore_mac: a.ignore_mac,
+        ignore_mac: a.mac.ignore_mac,
         extract,
     };
     let one = |input: Option<&Path>| -> CliResult<Zeroizing<Vec<u8>>> {
@@ -576,8 +440,8 @@ pub fn decrypt(g: &GlobalArgs, a: DecryptArgs) -> CliResult {
             (None, Some(p)) => p.to_path_buf(),
             (None, None) => PathBuf::new(),
         };
-        let in_fmt = parse_format(a.input_type.as_deref(), &name)?;
-        let out_fmt = parse_format(a.output_type.as_deref(), &name)?;
+        let in_fmt = parse_format(a.formats.input_type.as_deref(), &name)?;
+        let out_fmt = parse_format(a.formats.output_type.as_deref(), &name)?;
         let data = match input {
             Some(p) => {
                 check_exists(p)?;

@@ -36,29 +36,15 @@ pub struct SopsFile {
     pub format: Format,
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    v.sort();
-    for p in v {
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name == ".git" || name.ends_with(".kustos-tmp") {
-            continue;
-        }
-        let Ok(meta) = std::fs::symlink_metadata(&p) else {
-            continue;
-        };
-        if meta.is_dir() {
-            walk(&p, out);
-        } else if meta.is_file() && meta.len() <= MAX_FILE {
-            out.push(p);
-        }
-    }
+/// The files a fleet operation looks at: regular files of a sane size
+/// (links are skipped: rewriting one would replace it with a file, and what
+/// it names is visited under its own name).
+fn candidates(root: &Path) -> Vec<PathBuf> {
+    crate::fsutil::walk(root)
+        .into_iter()
+        .filter(|e| !e.is_dir && !e.is_link && e.len <= MAX_FILE)
+        .map(|e| e.path)
+        .collect()
 }
 
 /// The store a file's content says it is in, if it is a SOPS file.
@@ -81,9 +67,7 @@ pub fn detect(data: &[u8]) -> Option<Format> {
 
 /// Every SOPS file under `root`, by content.
 pub fn find(root: &Path) -> Vec<SopsFile> {
-    let mut files = Vec::new();
-    walk(root, &mut files);
-    files
+    candidates(root)
         .into_par_iter()
         .filter_map(|p| {
             let data = std::fs::read(&p).ok()?;
@@ -137,8 +121,7 @@ fn names(groups: &[Vec<MasterKey>]) -> Vec<Vec<String>> {
 
 /// Lists the SOPS files and the plaintext Secrets of a fleet.
 pub fn status(root: &Path, cfg: Option<&Config>) -> Result<Status> {
-    let mut files = Vec::new();
-    walk(root, &mut files);
+    let files = candidates(root);
     let rows: Vec<(Option<FileStatus>, Vec<String>)> = files
         .par_iter()
         .map(|p| {

@@ -58,26 +58,18 @@ impl Default for ValidateOptions {
     }
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for p in entries {
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.starts_with('.') && name != ".sops.yaml" {
-            continue;
-        }
-        if p.is_dir() {
-            walk(&p, out);
-        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
-            out.push(p);
-        }
-    }
+/// The YAML files of the repository (and `.sops.yaml`), hidden folders
+/// such as `.github/` left out.
+fn yaml_files(root: &Path) -> Vec<PathBuf> {
+    crate::fsutil::walk(root)
+        .into_iter()
+        .filter(|e| !e.is_dir && (!e.is_hidden() || e.rel == Path::new(".sops.yaml")))
+        .filter(|e| {
+            let n = e.name();
+            n.ends_with(".yaml") || n.ends_with(".yml")
+        })
+        .map(|e| e.path)
+        .collect()
 }
 
 fn rel(root: &Path, p: &Path) -> String {
@@ -158,8 +150,7 @@ fn looks_remote(entry: &str) -> bool {
 
 /// Validates the fleet repository at `root`.
 pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
-    let mut files = Vec::new();
-    walk(root, &mut files);
+    let files = yaml_files(root);
     let mut findings: Vec<Finding> = Vec::new();
     let mut add = |file: &str, rule: &'static str, message: String| {
         findings.push(Finding {

@@ -40,29 +40,19 @@ pub struct Check {
     pub fix: String,
 }
 
-fn find_kustomizations(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for p in entries {
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.starts_with('.') {
-            continue;
-        }
-        if p.is_dir() {
-            find_kustomizations(&p, out);
-        } else if matches!(
-            name.as_str(),
-            "kustomization.yaml" | "kustomization.yml" | "Kustomization"
-        ) {
-            out.push(p);
-        }
-    }
+/// The kustomization files under `dir`, hidden folders left out.
+fn find_kustomizations(dir: &Path) -> Vec<PathBuf> {
+    crate::fsutil::walk(dir)
+        .into_iter()
+        .filter(|e| !e.is_dir && !e.is_hidden())
+        .filter(|e| {
+            matches!(
+                e.name().as_ref(),
+                "kustomization.yaml" | "kustomization.yml" | "Kustomization"
+            )
+        })
+        .map(|e| e.path)
+        .collect()
 }
 
 fn executable(p: &Path) -> bool {
@@ -98,8 +88,7 @@ pub fn doctor(dir: &Path, build_flags: Option<&str>, ring: &KeyRing) -> Vec<Chec
             fix: fix.to_string(),
         })
     };
-    let mut ks = Vec::new();
-    find_kustomizations(dir, &mut ks);
+    let ks = find_kustomizations(dir);
     let flags = build_flags.unwrap_or("");
     let has = |f: &str| {
         flags
