@@ -19,6 +19,7 @@ pub mod fsutil;
 pub mod fuzzing;
 pub mod gitauth;
 pub mod keys;
+pub mod kustomize;
 pub mod ops;
 pub mod platform;
 pub mod plugin;

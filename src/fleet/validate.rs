@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::config;
 use crate::formats::{self, Format};
-use crate::sops::value::Value;
+use crate::sops::value::{Map, Value};
 use crate::Result;
 
 /// One problem found.
@@ -139,222 +139,336 @@ fn allowed_sources(root: &Path) -> Option<Vec<String>> {
     Some(out)
 }
 
-fn looks_remote(entry: &str) -> bool {
-    entry.contains("://")
-        || entry.starts_with("github.com/")
-        || entry.starts_with("gitlab.com/")
-        || entry.starts_with("git@")
-        || entry.starts_with("git::")
-        || entry.contains("?ref=")
+/// Findings of one run, sorted at the end.
+#[derive(Default)]
+struct Findings(Vec<Finding>);
+
+impl Findings {
+    fn add(&mut self, file: &str, rule: &'static str, message: String) {
+        self.0.push(Finding {
+            file: file.to_string(),
+            rule,
+            message,
+        });
+    }
+}
+
+/// What the checks of one run share.
+struct Repo {
+    /// The root `.sops.yaml`, if it parsed.
+    sops_cfg: Option<config::Config>,
+    /// The allowed source URL patterns, if the policy exists.
+    allowed: Option<Vec<String>>,
+}
+
+/// One YAML file and where it sits.
+struct File<'a> {
+    path: &'a Path,
+    rel: String,
+    /// Under `tenants/` or `clusters/`, where Secrets must be encrypted.
+    in_tenancy: bool,
+    /// Flux's own bootstrap manifests (`*/flux-system/*`).
+    bootstrap: bool,
+}
+
+/// One object of a file.
+struct Object<'a> {
+    doc: &'a Map,
+    kind: &'a str,
+    api: &'a str,
+    namespace: &'a str,
+    /// `Kind/name`, for messages.
+    name: String,
+}
+
+impl<'a> Object<'a> {
+    fn of(doc: &'a Map) -> Object<'a> {
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+        Object {
+            doc,
+            kind,
+            api: doc.get("apiVersion").and_then(Value::as_str).unwrap_or(""),
+            namespace: doc.str_at(&["metadata", "namespace"]).unwrap_or(""),
+            name: format!(
+                "{kind}/{}",
+                doc.str_at(&["metadata", "name"]).unwrap_or("?")
+            ),
+        }
+    }
+
+    fn is_flux_kustomization(&self) -> bool {
+        self.kind == "Kustomization" && self.api.starts_with("kustomize.toolkit.fluxcd.io/")
+    }
+
+    fn is_helm_release(&self) -> bool {
+        self.kind == "HelmRelease" && self.api.starts_with("helm.toolkit.fluxcd.io/")
+    }
+}
+
+/// A check of one object.
+type ObjectCheck = fn(&Repo, &File, &Object, &mut Findings);
+
+/// The checks every object goes through, in order.
+const OBJECT_CHECKS: &[ObjectCheck] = &[
+    secret_is_encrypted,
+    service_account_is_set,
+    sources_stay_in_namespace,
+    source_url_is_allowed,
+];
+
+/// Secrets under `tenants/` and `clusters/` are SOPS-encrypted, with sane
+/// metadata, every value encrypted, and a `.sops.yaml` rule covering them.
+fn secret_is_encrypted(repo: &Repo, f: &File, o: &Object, out: &mut Findings) {
+    if o.kind != "Secret" || o.api != "v1" || !f.in_tenancy {
+        return;
+    }
+    let Some(md) = o.doc.get("sops") else {
+        out.add(
+            &f.rel,
+            "secret-not-encrypted",
+            format!(
+                "{} is not SOPS-encrypted; run `kustos encrypt -i {}`",
+                o.name, f.rel
+            ),
+        );
+        return;
+    };
+    match crate::sops::metadata::from_value(md) {
+        Err(e) => out.add(&f.rel, "sops-metadata", format!("{}: {e}", o.name)),
+        Ok(m) if m.mac.is_empty() => out.add(
+            &f.rel,
+            "sops-metadata",
+            format!("{}: the sops block has no MAC", o.name),
+        ),
+        Ok(_) => {}
+    }
+    for field in ["data", "stringData"] {
+        if let Some(Value::Map(vals)) = o.doc.get(field) {
+            for (k, v) in vals.entries() {
+                let encrypted = v
+                    .as_str()
+                    .is_some_and(|s| s.is_empty() || crate::sops::cipher::is_encrypted_value(s));
+                if !encrypted {
+                    out.add(
+                        &f.rel,
+                        "secret-not-encrypted",
+                        format!("{}: {field}.{k} is plaintext", o.name),
+                    );
+                }
+            }
+        }
+    }
+    match &repo.sops_cfg {
+        None => out.add(
+            &f.rel,
+            "sops-rule",
+            "no .sops.yaml at the repository root covers this Secret".into(),
+        ),
+        Some(c) => {
+            if let Err(e) = c.rule_for(f.path) {
+                out.add(
+                    &f.rel,
+                    "sops-rule",
+                    format!(
+                        "{}: .sops.yaml has no creation rule for this file ({e})",
+                        o.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Flux Kustomizations and HelmReleases name the account they apply as.
+fn service_account_is_set(_: &Repo, f: &File, o: &Object, out: &mut Findings) {
+    if !(o.is_flux_kustomization() || o.is_helm_release()) || f.bootstrap {
+        return;
+    }
+    if !o
+        .doc
+        .str_at(&["spec", "serviceAccountName"])
+        .unwrap_or("")
+        .is_empty()
+    {
+        return;
+    }
+    // Patches (no sourceRef/chart) inherit the base's account.
+    let is_patch = o.doc.get("spec").and_then(Value::as_map).is_some_and(|sp| {
+        !sp.contains_key("sourceRef") && !sp.contains_key("chart") && !sp.contains_key("chartRef")
+    });
+    if !is_patch {
+        out.add(&f.rel, "service-account", format!("{} has no spec.serviceAccountName; with --default-service-account it runs as the unprivileged default account", o.name));
+    }
+}
+
+/// Kustomizations and HelmReleases use sources in their own namespace.
+fn sources_stay_in_namespace(_: &Repo, f: &File, o: &Object, out: &mut Findings) {
+    let refs: Vec<Option<&str>> = if o.is_flux_kustomization() {
+        vec![o.doc.str_at(&["spec", "sourceRef", "namespace"])]
+    } else if o.is_helm_release() {
+        vec![
+            o.doc
+                .get("spec")
+                .and_then(Value::as_map)
+                .and_then(|sp| sp.get("chart"))
+                .and_then(Value::as_map)
+                .and_then(|c| c.str_at(&["spec", "sourceRef", "namespace"])),
+            o.doc.str_at(&["spec", "chartRef", "namespace"]),
+        ]
+    } else {
+        return;
+    };
+    for target in refs.into_iter().flatten() {
+        if !o.namespace.is_empty() && target != o.namespace {
+            out.add(&f.rel, "cross-namespace-ref", format!("{} in {:?} references a source in {target:?}; blocked by --no-cross-namespace-refs", o.name, o.namespace));
+        }
+    }
+}
+
+/// Tenant sources point at URLs the fleet's Kyverno policy allows.
+fn source_url_is_allowed(repo: &Repo, f: &File, o: &Object, out: &mut Findings) {
+    let is_source = matches!(o.kind, "GitRepository" | "HelmRepository" | "OCIRepository")
+        && o.api.starts_with("source.toolkit.fluxcd.io/");
+    if !is_source || o.namespace == "flux-system" || f.bootstrap {
+        return;
+    }
+    if let (Some(url), Some(pats)) = (o.doc.str_at(&["spec", "url"]), &repo.allowed) {
+        if !pats.iter().any(|p| wildcard_match(p, url)) {
+            out.add(
+                &f.rel,
+                "source-url",
+                format!(
+                    "{} url {url:?} matches none of the allowed patterns ({})",
+                    o.name,
+                    pats.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// A kustomization lists no remote bases (kustomize-controller runs with
+/// `--no-remote-bases`).
+fn no_remote_bases(f: &File, docs: &[Map], out: &mut Findings) {
+    for d in docs {
+        if d.get("kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k != "Kustomization")
+        {
+            continue;
+        }
+        for field in ["resources", "components", "bases"] {
+            if let Some(Value::Seq(items)) = d.get(field) {
+                for it in items {
+                    if let Some(e) = it.as_str().filter(|e| crate::kustomize::looks_remote(e)) {
+                        out.add(&f.rel, "remote-base", format!("{field} entry {e:?} is a remote base; kustomize-controller runs with --no-remote-bases"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every kustomization folder builds with `kubectl kustomize`, in parallel.
+fn kustomizations_build(
+    root: &Path,
+    dirs: &[PathBuf],
+    opts: &ValidateOptions,
+    out: &mut Findings,
+) -> usize {
+    let results: Vec<(&PathBuf, std::result::Result<(), String>)> = dirs
+        .par_iter()
+        .map(|dir| {
+            let res = Command::new(&opts.kubectl)
+                .args(["kustomize", "--load-restrictor", "LoadRestrictionsNone"])
+                .arg(dir)
+                .output();
+            let r = match res {
+                Ok(o) if o.status.success() => Ok(()),
+                Ok(o) => Err(String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .next()
+                    .unwrap_or("kustomize failed")
+                    .to_string()),
+                Err(e) => Err(format!("cannot run {}: {e}", opts.kubectl.display())),
+            };
+            (dir, r)
+        })
+        .collect();
+    for (dir, r) in &results {
+        if let Err(msg) = r {
+            out.add(
+                &format!("{}/kustomization.yaml", rel(root, dir)),
+                "kustomize-build",
+                msg.clone(),
+            );
+        }
+    }
+    results.len()
 }
 
 /// Validates the fleet repository at `root`.
 pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
     let files = yaml_files(root);
-    let mut findings: Vec<Finding> = Vec::new();
-    let mut add = |file: &str, rule: &'static str, message: String| {
-        findings.push(Finding {
-            file: file.to_string(),
-            rule,
-            message,
-        })
-    };
+    let mut out = Findings::default();
     let sops_cfg = match config::load(&root.join(".sops.yaml")) {
         Ok(c) => Some(c),
         Err(crate::Error::Io { .. }) => None,
         Err(e) => {
-            add(".sops.yaml", "sops-config", e.to_string());
+            out.add(".sops.yaml", "sops-config", e.to_string());
             None
         }
     };
-    let allowed = allowed_sources(root);
+    let repo = Repo {
+        sops_cfg,
+        allowed: allowed_sources(root),
+    };
     let mut kustomization_dirs = Vec::new();
-    for f in &files {
-        let r = rel(root, f);
-        let name = f
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let bytes = match std::fs::read(f) {
-            Ok(b) => b,
-            Err(e) => {
-                add(&r, "read", e.to_string());
-                continue;
-            }
+    for path in &files {
+        let r = rel(root, path);
+        let file = File {
+            path,
+            in_tenancy: r.starts_with("tenants/") || r.starts_with("clusters/"),
+            bootstrap: r.contains("/flux-system/"),
+            rel: r,
         };
-        let docs = match formats::load_plain(Format::Yaml, &bytes) {
-            Ok(d) => d,
-            Err(e) => {
-                add(&r, "yaml-syntax", e.to_string());
-                continue;
-            }
-        };
-        let in_tenancy = r.starts_with("tenants/") || r.starts_with("clusters/");
-        let bootstrap = r.contains("/flux-system/");
-        if name == "kustomization.yaml" || name == "kustomization.yml" {
-            if let Some(dir) = f.parent() {
-                kustomization_dirs.push(dir.to_path_buf());
-            }
-            for d in &docs {
-                if d.get("kind")
-                    .and_then(Value::as_str)
-                    .is_some_and(|k| k != "Kustomization")
-                {
+        let docs = match std::fs::read(path) {
+            Ok(bytes) => match formats::load_plain(Format::Yaml, &bytes) {
+                Ok(d) => d,
+                Err(e) => {
+                    out.add(&file.rel, "yaml-syntax", e.to_string());
                     continue;
                 }
-                for field in ["resources", "components", "bases"] {
-                    if let Some(Value::Seq(items)) = d.get(field) {
-                        for it in items {
-                            if let Some(e) = it.as_str().filter(|e| looks_remote(e)) {
-                                add(&r, "remote-base", format!("{field} entry {e:?} is a remote base; kustomize-controller runs with --no-remote-bases"));
-                            }
-                        }
-                    }
-                }
+            },
+            Err(e) => {
+                out.add(&file.rel, "read", e.to_string());
+                continue;
             }
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        if crate::kustomize::is_kustomization_file(&name) {
+            if let Some(dir) = path.parent() {
+                kustomization_dirs.push(dir.to_path_buf());
+            }
+            no_remote_bases(&file, &docs, &mut out);
             continue;
         }
         for d in &docs {
-            let kind = d.get("kind").and_then(Value::as_str).unwrap_or("");
-            let api = d.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-            let ns = d.str_at(&["metadata", "namespace"]).unwrap_or("");
-            let obj = format!("{kind}/{}", d.str_at(&["metadata", "name"]).unwrap_or("?"));
-            if kind == "Secret" && api == "v1" && in_tenancy {
-                match d.get("sops") {
-                    None => add(
-                        &r,
-                        "secret-not-encrypted",
-                        format!("{obj} is not SOPS-encrypted; run `kustos encrypt -i {r}`"),
-                    ),
-                    Some(md) => {
-                        match crate::sops::metadata::from_value(md) {
-                            Err(e) => add(&r, "sops-metadata", format!("{obj}: {e}")),
-                            Ok(m) if m.mac.is_empty() => add(
-                                &r,
-                                "sops-metadata",
-                                format!("{obj}: the sops block has no MAC"),
-                            ),
-                            Ok(_) => {}
-                        }
-                        for field in ["data", "stringData"] {
-                            if let Some(Value::Map(vals)) = d.get(field) {
-                                for (k, v) in vals.entries() {
-                                    let encrypted = v.as_str().is_some_and(|s| {
-                                        s.is_empty() || crate::sops::cipher::is_encrypted_value(s)
-                                    });
-                                    if !encrypted {
-                                        add(
-                                            &r,
-                                            "secret-not-encrypted",
-                                            format!("{obj}: {field}.{k} is plaintext"),
-                                        );
-                                    }
-                                }
-                            }
-                        }
-                        match &sops_cfg {
-                            None => add(
-                                &r,
-                                "sops-rule",
-                                "no .sops.yaml at the repository root covers this Secret".into(),
-                            ),
-                            Some(c) => {
-                                if let Err(e) = c.rule_for(f) {
-                                    add(&r, "sops-rule", format!("{obj}: .sops.yaml has no creation rule for this file ({e})"));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            let flux_ks =
-                kind == "Kustomization" && api.starts_with("kustomize.toolkit.fluxcd.io/");
-            let helm = kind == "HelmRelease" && api.starts_with("helm.toolkit.fluxcd.io/");
-            if (flux_ks || helm)
-                && !bootstrap
-                && d.str_at(&["spec", "serviceAccountName"])
-                    .unwrap_or("")
-                    .is_empty()
-            {
-                // Patches (no sourceRef/chart) inherit the base's account.
-                let is_patch = d.get("spec").and_then(|v| v.as_map()).is_some_and(|sp| {
-                    !sp.contains_key("sourceRef")
-                        && !sp.contains_key("chart")
-                        && !sp.contains_key("chartRef")
-                });
-                if !is_patch {
-                    add(&r, "service-account", format!("{obj} has no spec.serviceAccountName; with --default-service-account it runs as the unprivileged default account"));
-                }
-            }
-            let refs: Vec<Option<&str>> = if flux_ks {
-                vec![d.str_at(&["spec", "sourceRef", "namespace"])]
-            } else if helm {
-                vec![
-                    d.get("spec")
-                        .and_then(|v| v.as_map())
-                        .and_then(|sp| sp.get("chart"))
-                        .and_then(|v| v.as_map())
-                        .and_then(|c| c.str_at(&["spec", "sourceRef", "namespace"])),
-                    d.str_at(&["spec", "chartRef", "namespace"]),
-                ]
-            } else {
-                vec![]
-            };
-            for target in refs.into_iter().flatten() {
-                if !ns.is_empty() && target != ns {
-                    add(&r, "cross-namespace-ref", format!("{obj} in {ns:?} references a source in {target:?}; blocked by --no-cross-namespace-refs"));
-                }
-            }
-            let is_source = matches!(kind, "GitRepository" | "HelmRepository" | "OCIRepository")
-                && api.starts_with("source.toolkit.fluxcd.io/");
-            if is_source && ns != "flux-system" && !bootstrap {
-                if let (Some(url), Some(pats)) = (d.str_at(&["spec", "url"]), &allowed) {
-                    if !pats.iter().any(|p| wildcard_match(p, url)) {
-                        add(
-                            &r,
-                            "source-url",
-                            format!(
-                                "{obj} url {url:?} matches none of the allowed patterns ({})",
-                                pats.join(", ")
-                            ),
-                        );
-                    }
-                }
+            let o = Object::of(d);
+            for check in OBJECT_CHECKS {
+                check(&repo, &file, &o, &mut out);
             }
         }
     }
-    let mut built = 0;
-    if opts.build {
-        let results: Vec<(PathBuf, std::result::Result<(), String>)> = kustomization_dirs
-            .par_iter()
-            .map(|dir| {
-                let res = Command::new(&opts.kubectl)
-                    .args(["kustomize", "--load-restrictor", "LoadRestrictionsNone"])
-                    .arg(dir)
-                    .output();
-                let r = match res {
-                    Ok(o) if o.status.success() => Ok(()),
-                    Ok(o) => Err(String::from_utf8_lossy(&o.stderr)
-                        .lines()
-                        .next()
-                        .unwrap_or("kustomize failed")
-                        .to_string()),
-                    Err(e) => Err(format!("cannot run {}: {e}", opts.kubectl.display())),
-                };
-                (dir.clone(), r)
-            })
-            .collect();
-        for (dir, r) in results {
-            built += 1;
-            if let Err(msg) = r {
-                add(
-                    &format!("{}/kustomization.yaml", rel(root, &dir)),
-                    "kustomize-build",
-                    msg,
-                );
-            }
-        }
-    }
+    let built = if opts.build {
+        kustomizations_build(root, &kustomization_dirs, opts, &mut out)
+    } else {
+        0
+    };
+    let mut findings = out.0;
     findings.sort_by(|a, b| (&a.file, a.rule).cmp(&(&b.file, b.rule)));
     Ok(Report {
         ok: findings.is_empty(),

@@ -45,12 +45,7 @@ fn find_kustomizations(dir: &Path) -> Vec<PathBuf> {
     crate::fsutil::walk(dir)
         .into_iter()
         .filter(|e| !e.is_dir && !e.is_hidden())
-        .filter(|e| {
-            matches!(
-                e.name().as_ref(),
-                "kustomization.yaml" | "kustomization.yml" | "Kustomization"
-            )
-        })
+        .filter(|e| crate::kustomize::is_kustomization_file(&e.name()))
         .map(|e| e.path)
         .collect()
 }

@@ -18,12 +18,9 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::formats::{self, Format};
+use crate::kustomize::{host_like, looks_remote, KUSTOMIZATION_FILES};
 use crate::sops::value::{Map, Value};
 use crate::util::escape_for_terminal;
-
-/// The names kustomize accepts for a kustomization file, in its order.
-pub const KUSTOMIZATION_FILES: [&str; 3] =
-    ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 /// The most files one build may read.
 pub const MAX_FILES: usize = 20_000;
@@ -202,23 +199,6 @@ enum Kind {
 fn is_inline(entry: &str) -> bool {
     let t = entry.trim_start();
     entry.contains('\n') || t.starts_with('{') || t.starts_with('[')
-}
-
-/// Whether an entry is a URL or Git reference kustomize would fetch.
-fn looks_remote(entry: &str) -> bool {
-    entry.contains("://")
-        || entry.starts_with("git@")
-        || entry.contains("?ref=")
-        || entry.contains("?version=")
-        || entry.contains("?timeout=")
-        || entry.contains("?submodules=")
-}
-
-/// Whether a missing entry's first component is a host name
-/// (`github.com/org/repo`), i.e. something kustomize would clone.
-fn host_like(entry: &str) -> bool {
-    let first = entry.split('/').next().unwrap_or("");
-    first.contains('.') && !first.starts_with('.') && entry.contains('/')
 }
 
 fn strings(v: &Value) -> Vec<(usize, &str)> {
@@ -636,22 +616,6 @@ mod tests {
         assert_eq!(clean(Path::new("a/../..")), None);
         assert_eq!(clean(Path::new("/etc")), None);
         assert_eq!(clean(Path::new("")), Some(PathBuf::new()));
-    }
-
-    #[test]
-    fn remote_entries() {
-        for e in [
-            "https://github.com/org/repo",
-            "git@github.com:org/repo.git",
-            "github.com/org/repo//dir?ref=v1",
-            "file:///srv/repo.git",
-        ] {
-            assert!(looks_remote(e), "{e}");
-        }
-        assert!(!looks_remote("../base"));
-        assert!(host_like("github.com/org/repo"));
-        assert!(!host_like("./base/x.yaml"));
-        assert!(!host_like("app.yaml"));
     }
 
     #[test]
