@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Offline dependency policy check (runs in scripts/test.sh).
 
-Every crate in Cargo.lock must come from crates.io and carry a license
-expression that is satisfiable with the allow-list below. This is a small,
+Every crate in Cargo.lock must come from crates.io, be a released version
+(no release candidates), and carry a license expression that is
+satisfiable with the allow-list below. This is a small,
 network-free subset of `cargo deny check licenses sources`. Advisories are
 checked offline too, against the committed RustSec snapshot
 (scripts/advisories.py, scripts/rustsec-snapshot.json) with deny.toml's
@@ -28,6 +29,9 @@ ALLOWED = {
 # Crates that may use a license outside the permissive set above.
 LGPL_CRATES = {"sequoia-openpgp", "buffered-reader"}
 ALLOWED_SOURCE = "registry+https://github.com/rust-lang/crates.io-index"
+# Release candidates and other pre-releases: a semver pre-release part
+# (after "-", before any "+build" metadata, which is not one).
+PRERELEASE = re.compile(r"^[^+]*-")
 
 
 def tokens(expr):
@@ -79,6 +83,8 @@ def main():
             continue  # this crate
         if source != ALLOWED_SOURCE:
             problems.append(f"{name} {pkg['version']}: source {source} is not crates.io")
+        if PRERELEASE.search(pkg["version"]):
+            problems.append(f"{name} {pkg['version']}: a pre-release; only released versions ship")
         lic = pkg.get("license")
         if not lic:
             problems.append(f"{name} {pkg['version']}: no SPDX license expression")

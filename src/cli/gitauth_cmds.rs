@@ -458,17 +458,7 @@ fn secret_git(g: &GlobalArgs, a: GitSecretArgs) -> CliResult {
                 all_host_keys: a.all_host_keys,
             }),
         };
-        gitauth::ssh_credentials(&url, key, hosts).map_err(|e| {
-            let hint = matches!(&e, crate::Error::Other(m) if m.starts_with("cannot scan"));
-            let c = CliError::from(e);
-            if hint {
-                c.with_hint(
-                    "check the URL and that the host is reachable, or pass --known-hosts-file",
-                )
-            } else {
-                c
-            }
-        })?
+        gitauth::ssh_credentials(&url, key, hosts)?
     } else {
         let (password, bearer) = if a.bearer_token_stdin {
             (

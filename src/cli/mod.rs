@@ -77,6 +77,19 @@ impl From<Error> for CliError {
     }
 }
 
+impl From<crate::gitauth::CredentialsError> for CliError {
+    fn from(e: crate::gitauth::CredentialsError) -> Self {
+        match e {
+            crate::gitauth::CredentialsError::Scan(s) => {
+                CliError::new(crate::error::exit::GENERIC, s.to_string()).with_hint(
+                    "check the URL and that the host is reachable, or pass --known-hosts-file",
+                )
+            }
+            crate::gitauth::CredentialsError::Input(e) => e.into(),
+        }
+    }
+}
+
 /// Result type of command handlers.
 pub type CliResult<T = ()> = std::result::Result<T, CliError>;
 

@@ -1,40 +1,34 @@
-//! known_hosts for Git over SSH: the server's host keys, scanned in-process
-//! with russh (no `ssh-keyscan`), or checked when the user brings them.
+//! known_hosts for Git over SSH: the server's host keys, scanned with
+//! OpenSSH's `ssh-keyscan`, or checked when the user brings them.
 //!
-//! A scan is the start of an SSH handshake: key exchange runs until the
-//! server has proven it holds the host key (russh verifies the signature
-//! over the exchange hash before handing the key over), then the
-//! connection is dropped without authenticating.
+//! The scan itself (SSH key exchange up to the server's proof that it holds
+//! its host key) is OpenSSH's: kustos first connects over TCP itself, so
+//! unreachable hosts get a clear one-line reason, then runs `ssh-keyscan`
+//! and checks every key it prints with the `ssh-key` crate.
 //!
 //! Lines are `host keytype base64`, unhashed, with the host written as Go's
 //! `knownhosts.Normalize` does: `host` for port 22, `[host]:port` otherwise.
 //!
 //! By default one key is recorded, like `flux create secret git`: the one
-//! negotiated with Go x/crypto's host-key preference (see
+//! Go x/crypto's host-key preference would negotiate (see
 //! [`HOST_KEY_PREFERENCE`]), so kustos and Flux record the same key for the
-//! same server. With `all_host_keys` one handshake per key type collects
-//! every host key the server has.
+//! same server. With `all_host_keys` every host key type is recorded.
 
-use std::borrow::Cow;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
-use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PublicKey, PublicKeyOrCertificate};
 
 use crate::{Error, Result};
 
-/// The client's host-key algorithm preference, as in Go's x/crypto
-/// (`defaultHostKeyAlgos` without certificates): ECDSA P-256, P-384,
-/// P-521, then RSA (SHA-256, SHA-512, SHA-1 signatures), then Ed25519.
-/// The server picks the first one of these it has a key for.
+/// The host-key types in Go x/crypto's preference (`defaultHostKeyAlgos`
+/// without certificates): ECDSA P-256, P-384, P-521, then RSA, then
+/// Ed25519. The server's key of the first type it has is the one Flux sees.
 pub const HOST_KEY_PREFERENCE: &[&str] = &[
     "ecdsa-sha2-nistp256",
     "ecdsa-sha2-nistp384",
     "ecdsa-sha2-nistp521",
-    "rsa-sha2-256",
-    "rsa-sha2-512",
     "ssh-rsa",
     "ssh-ed25519",
 ];
@@ -42,10 +36,20 @@ pub const HOST_KEY_PREFERENCE: &[&str] = &[
 /// Default time allowed to connect and finish the key exchange.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a scan failed; the message names `host:port` and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot scan the SSH host keys of {target}: {reason}")]
+pub struct ScanError {
+    /// `host:port`.
+    pub target: String,
+    /// Why.
+    pub reason: String,
+}
+
 /// How to scan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScanOptions {
-    /// Limit for resolving, connecting and each key exchange.
+    /// Limit for connecting and for the key exchange.
     pub timeout: Duration,
     /// Record every host key type the server offers, not just one.
     pub all_host_keys: bool,
@@ -82,71 +86,6 @@ fn host_port(host: &str, port: u16) -> String {
     }
 }
 
-fn algorithm(name: &str) -> Algorithm {
-    match name {
-        "ecdsa-sha2-nistp256" => Algorithm::Ecdsa {
-            curve: EcdsaCurve::NistP256,
-        },
-        "ecdsa-sha2-nistp384" => Algorithm::Ecdsa {
-            curve: EcdsaCurve::NistP384,
-        },
-        "ecdsa-sha2-nistp521" => Algorithm::Ecdsa {
-            curve: EcdsaCurve::NistP521,
-        },
-        "rsa-sha2-256" => Algorithm::Rsa {
-            hash: Some(HashAlg::Sha256),
-        },
-        "rsa-sha2-512" => Algorithm::Rsa {
-            hash: Some(HashAlg::Sha512),
-        },
-        "ssh-rsa" => Algorithm::Rsa { hash: None },
-        _ => Algorithm::Ed25519,
-    }
-}
-
-/// One handshake per host key type for `all_host_keys` (every RSA
-/// signature scheme presents the same RSA key).
-const PER_TYPE: &[&[&str]] = &[
-    &["ecdsa-sha2-nistp256"],
-    &["ecdsa-sha2-nistp384"],
-    &["ecdsa-sha2-nistp521"],
-    &["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"],
-    &["ssh-ed25519"],
-];
-
-struct Catch {
-    key: Arc<Mutex<Option<PublicKey>>>,
-}
-
-impl russh::client::Handler for Catch {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        key: &PublicKeyOrCertificate,
-    ) -> std::result::Result<bool, Self::Error> {
-        // Only plain key algorithms are offered, so a certificate is not
-        // expected; its key is what known_hosts would hold anyway.
-        let key = match key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            PublicKeyOrCertificate::Certificate(cert) => {
-                PublicKey::new(cert.public_key().clone(), "")
-            }
-        };
-        if let Ok(mut slot) = self.key.lock() {
-            *slot = Some(key);
-        }
-        // Stop here: the key is all a scan needs.
-        Ok(false)
-    }
-}
-
-enum Outcome {
-    Key(PublicKey),
-    /// The server has no key of the requested types.
-    NoSuchType,
-}
-
 fn fmt_secs(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
@@ -155,30 +94,12 @@ fn fmt_secs(d: Duration) -> String {
     }
 }
 
-async fn connect(
-    addrs: &[SocketAddr],
-    timeout: Duration,
-) -> std::result::Result<tokio::net::TcpStream, String> {
-    let mut last = String::from("no address to connect to");
-    for a in addrs {
-        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(a)).await {
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                return Ok(s);
-            }
-            Ok(Err(e)) => last = io_reason(&e),
-            Err(_) => last = format!("connection timed out after {}", fmt_secs(timeout)),
-        }
-    }
-    Err(last)
-}
-
 fn io_reason(e: &std::io::Error) -> String {
     use std::io::ErrorKind::*;
     match e.kind() {
         ConnectionRefused => "connection refused".into(),
         ConnectionReset => "connection reset by the server".into(),
-        TimedOut => "connection timed out".into(),
+        TimedOut | WouldBlock => "connection timed out".into(),
         _ => {
             let s = e.to_string();
             // "Connection refused (os error 111)" -> keep the words only.
@@ -190,115 +111,98 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-async fn handshake(
-    addrs: &[SocketAddr],
-    algs: &[&str],
-    timeout: Duration,
-) -> std::result::Result<Outcome, String> {
-    let stream = connect(addrs, timeout).await?;
-    let slot = Arc::new(Mutex::new(None));
-    let config = russh::client::Config {
-        preferred: russh::Preferred {
-            key: Cow::Owned(algs.iter().map(|a| algorithm(a)).collect()),
-            ..Default::default()
-        },
-        inactivity_timeout: Some(timeout),
-        ..Default::default()
-    };
-    let handler = Catch { key: slot.clone() };
-    let res = tokio::time::timeout(
-        timeout,
-        russh::client::connect_stream(Arc::new(config), stream, handler),
-    )
-    .await;
-    if let Some(k) = slot.lock().ok().and_then(|mut s| s.take()) {
-        return Ok(Outcome::Key(k));
-    }
-    match res {
-        Err(_) => Err(format!("no SSH key exchange within {}", fmt_secs(timeout))),
-        Ok(Ok(_)) => Err("the server did not present a host key".into()),
-        Ok(Err(russh::Error::NoCommonAlgo {
-            kind: russh::AlgorithmKind::Key,
-            ..
-        })) => Ok(Outcome::NoSuchType),
-        Ok(Err(russh::Error::NoCommonAlgo { kind, .. })) => {
-            Err(format!("no common SSH {kind:?} algorithm with the server").to_lowercase())
+/// Resolves and connects once, so an unreachable host fails with its
+/// reason rather than with `ssh-keyscan`'s silence.
+fn reachable(host: &str, port: u16, timeout: Duration) -> std::result::Result<(), String> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {}", io_reason(&e)))?
+        .collect();
+    let mut last = format!("cannot resolve {host}");
+    for a in &addrs {
+        match TcpStream::connect_timeout(a, timeout) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                ) =>
+            {
+                last = format!("connection timed out after {}", fmt_secs(timeout))
+            }
+            Err(e) => last = io_reason(&e),
         }
-        Ok(Err(russh::Error::IO(e))) => Err(io_reason(&e)),
-        Ok(Err(russh::Error::Disconnect)) | Ok(Err(russh::Error::HUP)) => Err(
-            "the server closed the connection during the SSH handshake (is it an SSH server?)"
-                .into(),
-        ),
-        Ok(Err(e)) => Err(format!("SSH handshake failed: {e}")),
     }
+    Err(last)
 }
 
-fn line_for(pattern: &str, key: &PublicKey) -> Result<String> {
-    let openssh = key
-        .to_openssh()
-        .map_err(|e| Error::Other(format!("cannot encode the host key: {e}")))?;
-    let mut f = openssh.split_whitespace();
-    let (Some(t), Some(b)) = (f.next(), f.next()) else {
-        return Err(Error::Other("cannot encode the host key".into()));
-    };
-    Ok(format!("{pattern} {t} {b}"))
+/// The key type's rank in [`HOST_KEY_PREFERENCE`].
+fn preference(keytype: &str) -> Option<usize> {
+    HOST_KEY_PREFERENCE.iter().position(|t| *t == keytype)
+}
+
+/// `keytype base64` pairs `ssh-keyscan` printed, each checked as an
+/// OpenSSH public key, in preference order, one per key.
+fn parse_keyscan(out: &str) -> Vec<(String, String)> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for line in out.lines().filter(|l| !l.starts_with('#')) {
+        let mut f = line.split_whitespace();
+        let (Some(_host), Some(t), Some(b)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if preference(t).is_none()
+            || ssh_key::PublicKey::from_openssh(&format!("{t} {b}")).is_err()
+            || keys.iter().any(|(_, have)| have == b)
+        {
+            continue;
+        }
+        keys.push((t.to_string(), b.to_string()));
+    }
+    keys.sort_by_key(|(t, _)| preference(t));
+    keys
 }
 
 /// Scans `host:port` and returns known_hosts lines (one, or one per key
-/// type with `all_host_keys`). Errors are one line naming `host:port`.
-pub fn scan(host: &str, port: u16, opts: &ScanOptions) -> Result<Vec<String>> {
-    let target = host_port(host, port);
-    let fail = |reason: String| {
-        Error::Other(format!(
-            "cannot scan the SSH host keys of {target}: {reason}"
-        ))
+/// type with `all_host_keys`).
+pub fn scan(
+    host: &str,
+    port: u16,
+    opts: &ScanOptions,
+) -> std::result::Result<Vec<String>, ScanError> {
+    let fail = |reason: String| ScanError {
+        target: host_port(host, port),
+        reason,
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| fail(format!("cannot start the network runtime: {e}")))?;
-    let pattern = host_pattern(host, port);
-    let bare = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let timeout = opts.timeout;
-    let keys = rt.block_on(async move {
-        let addrs: Vec<SocketAddr> =
-            match tokio::time::timeout(timeout, tokio::net::lookup_host((bare.as_str(), port)))
-                .await
-            {
-                Ok(Ok(it)) => it.collect(),
-                Ok(Err(e)) => return Err(format!("cannot resolve {bare}: {}", io_reason(&e))),
-                Err(_) => {
-                    return Err(format!(
-                        "cannot resolve {bare} within {}",
-                        fmt_secs(timeout)
-                    ))
-                }
-            };
-        let mut keys: Vec<PublicKey> = Vec::new();
-        if opts.all_host_keys {
-            for algs in PER_TYPE {
-                if let Outcome::Key(k) = handshake(&addrs, algs, timeout).await? {
-                    if !keys.iter().any(|have| have.key_data() == k.key_data()) {
-                        keys.push(k);
-                    }
-                }
-            }
-        } else if let Outcome::Key(k) = handshake(&addrs, HOST_KEY_PREFERENCE, timeout).await? {
-            keys.push(k);
-        }
-        Ok(keys)
-    });
-    let keys = keys.map_err(fail)?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    reachable(bare, port, opts.timeout).map_err(fail)?;
+    let secs = opts.timeout.as_secs().max(1).to_string();
+    let out = Command::new("ssh-keyscan")
+        .args(["-T", &secs, "-p", &port.to_string(), "-t", "ecdsa,rsa,ed25519", "--", bare])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            fail(if e.kind() == std::io::ErrorKind::NotFound {
+                "ssh-keyscan (OpenSSH) is not installed; install the OpenSSH client, or pass --known-hosts-file".into()
+            } else {
+                format!("cannot run ssh-keyscan: {e}")
+            })
+        })?;
+    let mut keys = parse_keyscan(&String::from_utf8_lossy(&out.stdout));
     if keys.is_empty() {
         return Err(fail(format!(
-            "the server offers none of the host key types kustos knows ({})",
-            HOST_KEY_PREFERENCE.join(", ")
+            "no SSH key exchange within {} (is it an SSH server with an {} key?)",
+            fmt_secs(opts.timeout),
+            "ECDSA, RSA or Ed25519"
         )));
     }
-    keys.iter().map(|k| line_for(&pattern, k)).collect()
+    if !opts.all_host_keys {
+        keys.truncate(1);
+    }
+    let pattern = host_pattern(host, port);
+    Ok(keys
+        .into_iter()
+        .map(|(t, b)| format!("{pattern} {t} {b}"))
+        .collect())
 }
 
 /// Checks user-supplied known_hosts text (`--known-hosts-file`): every
@@ -358,6 +262,20 @@ mod tests {
         assert_eq!(host_pattern("::1", 22), "[::1]");
         assert_eq!(host_pattern("[::1]", 2222), "[::1]:2222");
         assert_eq!(host_port("::1", 22), "[::1]:22");
+    }
+
+    #[test]
+    fn keyscan_output_is_checked_and_ordered_like_go() {
+        let ed = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+        let out = format!(
+            "# host:22 SSH-2.0-OpenSSH_9.2\nhost ssh-ed25519 {ed}\nhost ssh-rsa !!!\nhost ssh-dss AAAA\nhost ssh-ed25519 {ed}\n"
+        );
+        assert_eq!(
+            parse_keyscan(&out),
+            vec![("ssh-ed25519".to_string(), ed.to_string())]
+        );
+        assert!(preference("ecdsa-sha2-nistp256") < preference("ssh-rsa"));
+        assert!(preference("ssh-rsa") < preference("ssh-ed25519"));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!   anything is written).
 //! - [`keygen`]: SSH deploy keys, generated (PKCS#8 PEM like Flux) or loaded
 //!   from an OpenSSH/PEM file.
-//! - [`knownhosts`]: the Git host's SSH host keys, scanned in-process.
+//! - [`knownhosts`]: the Git host's SSH host keys, scanned with OpenSSH's
+//!   `ssh-keyscan`.
 //! - [`clusterkey`]: the cluster's age or OpenPGP decryption key and its
 //!   `sops-age` / `sops-gpg` Secret.
 //!
@@ -354,15 +355,27 @@ pub enum KnownHostsSource<'a> {
     Given(&'a str),
 }
 
+/// Why SSH credentials could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// The Git host's keys could not be scanned (the network's fault, not
+    /// the input's: the CLI suggests `--known-hosts-file`).
+    #[error(transparent)]
+    Scan(#[from] knownhosts::ScanError),
+    /// The URL, the key or the given known_hosts.
+    #[error(transparent)]
+    Input(#[from] Error),
+}
+
 /// Builds SSH credentials: the deploy key first (so local mistakes are
 /// reported before any network access), then known_hosts.
 pub fn ssh_credentials(
     url: &GitUrl,
     key: SshKeySource,
     hosts: KnownHostsSource,
-) -> Result<GitCredentials> {
+) -> std::result::Result<GitCredentials, CredentialsError> {
     if url.scheme != GitScheme::Ssh {
-        return Err(Error::Other("SSH credentials need an ssh:// URL".into()));
+        return Err(Error::Other("SSH credentials need an ssh:// URL".into()).into());
     }
     let (deploy, password) = match key {
         SshKeySource::Generate(alg) => (keygen::generate(alg)?, None),
