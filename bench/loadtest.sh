@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load test of the decryption sidecar on loopback: starts `kustos serve`
-# (release build) on generated keys, drives it with `kustos serve loadtest` and
+# (release build) on generated keys, drives it with the load generator
+# (`cargo run --example loadtest`, bench/loadtest/main.rs) and
 # prints throughput, p50/p99 latency and errors.
 #   bench/loadtest.sh [CONCURRENCY] [DURATION]      (default 16 10s)
 # Env: SERVER_CPUS / CLIENT_CPUS (taskset lists, e.g. 0 and 1) pin the two
@@ -11,8 +12,9 @@ cd "$(dirname "$0")/.."
 conc="${1:-16}"
 dur="${2:-10s}"
 
-[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet --bin kustos --example loadtest
 K="$PWD/target/release/kustos"
+L="$PWD/target/release/examples/loadtest"
 W="$(mktemp -d)"; pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
@@ -43,8 +45,8 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
-echo "kustos serve loadtest --url http://127.0.0.1:$port --file small.enc.yaml --concurrency $conc --duration $dur ($(nproc) cores)"
-cli=("$K" serve loadtest)
+echo "loadtest --url http://127.0.0.1:$port --file small.enc.yaml --concurrency $conc --duration $dur ($(nproc) cores)"
+cli=("$L")
 [ -n "${CLIENT_CPUS:-}" ] && command -v taskset >/dev/null && cli=(taskset -c "$CLIENT_CPUS" "${cli[@]}")
 "${cli[@]}" --url "http://127.0.0.1:$port" --file "$W/small.enc.yaml" \
   --concurrency "$conc" --duration "$dur"

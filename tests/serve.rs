@@ -1039,8 +1039,14 @@ fn not_ready_until_keys_arrive() {
     });
 }
 
+/// The load generator (`examples/` of this crate, built by `cargo test`).
+fn loadtest_bin() -> PathBuf {
+    let deps = Path::new(env!("CARGO_BIN_EXE_kustos")).parent().unwrap();
+    deps.join("examples/loadtest")
+}
+
 #[test]
-fn loadtest_command_reports_figures() {
+fn the_load_generator_reports_figures() {
     let Some(_) = curl() else { return };
     let env = Env::new();
     copy_key(&env.key_file, &env.path("keys/age.agekey"));
@@ -1048,10 +1054,8 @@ fn loadtest_command_reports_figures() {
     let enc = env.kustos(&["encrypt", "--age", &env.recipient, plain.to_str().unwrap()]);
     let file = env.write("s.enc.yaml", &ok(&enc));
     let srv = Server::start(&env.path("keys"), None, &["--no-access-log"]);
-    let out = Command::new(kustos_bin())
+    let out = Command::new(loadtest_bin())
         .args([
-            "serve",
-            "loadtest",
             "--url",
             &srv.url(""),
             "--concurrency",
@@ -1071,15 +1075,8 @@ fn loadtest_command_reports_figures() {
     assert!(v["ok"].as_u64().unwrap() > 10, "{v}");
     assert!(v["p99_ms"].as_f64().unwrap() > 0.0, "{v}");
     // Only loopback targets.
-    let out = Command::new(kustos_bin())
-        .args([
-            "serve",
-            "loadtest",
-            "--url",
-            "http://192.0.2.1:80",
-            "--duration",
-            "1s",
-        ])
+    let out = Command::new(loadtest_bin())
+        .args(["--url", "http://192.0.2.1:80", "--duration", "1s"])
         .arg("--file")
         .arg(&file)
         .output()

@@ -1,16 +1,13 @@
-//! `kustos serve` (the decryption sidecar) and its hidden load test,
-//! `kustos serve loadtest` (a sub-command of `serve` because sops' legacy
-//! flag style claims every unknown first word as a file name).
+//! `kustos serve`: the decryption sidecar.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::Args;
 
-use super::{write_stdout, CliError, CliResult, GlobalArgs};
+use super::{CliError, CliResult, GlobalArgs};
 use crate::error::exit;
-use crate::formats::Format;
-use crate::serve::{self, loadtest, parse_duration, parse_size, Listen, ServeConfig};
+use crate::serve::{self, parse_duration, parse_size, Listen, ServeConfig};
 
 fn parse_mode(s: &str) -> Result<u32, String> {
     u32::from_str_radix(s.trim_start_matches("0o"), 8)
@@ -28,11 +25,7 @@ Tenants: --listen 'unix:///run/kustos/{tenant}.sock' opens one socket per tenant
 tenant ns's socket uses ns's keys only. A shared listener takes X-Kustos-Tenant only with --trust-tenant-header.\n\
 API: POST /v1/decrypt (X-Kustos-Format), POST /v1/render {\"path\"}, GET /healthz, /readyz, /metrics."
 )]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct ServeArgs {
-    /// Tools around the sidecar
-    #[command(subcommand)]
-    pub tool: Option<ServeTool>,
     /// Where to serve the API: unix:///path/to.sock, unix:///dir/{tenant}.sock (one socket per tenant), or HOST:PORT (repeatable)
     #[arg(
         long,
@@ -93,23 +86,12 @@ pub struct ServeArgs {
     pub require_landlock: bool,
 }
 
-/// Tools under `serve`.
-#[derive(Subcommand, Debug)]
-pub enum ServeTool {
-    /// Drive a running sidecar with concurrent keep-alive clients; print throughput, p50/p99 latency and errors
-    #[command(hide = true)]
-    Loadtest(LoadtestArgs),
-}
-
 fn usage(msg: impl Into<String>) -> CliError {
     CliError::new(exit::GENERIC, msg)
 }
 
 /// `kustos serve`.
 pub fn serve(g: &GlobalArgs, a: ServeArgs) -> CliResult {
-    if let Some(ServeTool::Loadtest(l)) = a.tool {
-        return loadtest(l);
-    }
     let keys_dir = match g.keys_dir.as_slice() {
         [d] => d.clone(),
         [] => {
@@ -164,80 +146,4 @@ pub fn serve(g: &GlobalArgs, a: ServeArgs) -> CliResult {
         return Err(usage("--timeout must be more than 0"));
     }
     serve::run(cfg).map_err(CliError::from)
-}
-
-/// Arguments of the hidden `serve loadtest` command.
-#[derive(Args, Debug)]
-pub struct LoadtestArgs {
-    /// The sidecar: http://127.0.0.1:PORT[/path] or unix:///path.sock[:/path] (loopback only)
-    #[arg(long)]
-    pub url: String,
-    /// The encrypted document sent with every request
-    #[arg(long, value_name = "FILE")]
-    pub file: PathBuf,
-    /// Concurrent keep-alive connections
-    #[arg(long, default_value_t = 32)]
-    pub concurrency: usize,
-    /// How long to run
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub duration: Duration,
-    /// X-Kustos-Format (default: from the file name)
-    #[arg(long)]
-    pub format: Option<String>,
-    /// X-Kustos-Tenant
-    #[arg(long)]
-    pub tenant: Option<String>,
-    /// Client threads
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
-    /// Print the figures as JSON
-    #[arg(long)]
-    pub json: bool,
-    /// Exit 1 when any request failed
-    #[arg(long)]
-    pub fail_on_error: bool,
-}
-
-/// `kustos serve loadtest`.
-pub fn loadtest(a: LoadtestArgs) -> CliResult {
-    let (target, path) = loadtest::parse_url(&a.url)?;
-    let body = std::fs::read(&a.file).map_err(|e| {
-        CliError::new(
-            exit::COULD_NOT_READ_INPUT_FILE,
-            format!("cannot read it: {e}"),
-        )
-        .in_file(&a.file.display().to_string())
-    })?;
-    let format = match a.format {
-        Some(f) => Format::from_name(&f).ok_or_else(|| {
-            usage(format!(
-                "invalid --format {f:?}: yaml, json, dotenv, ini or binary"
-            ))
-        })?,
-        None => Format::from_path(&a.file),
-    };
-    let mut headers = vec![("X-Kustos-Format".to_string(), format.name().to_string())];
-    if let Some(t) = a.tenant {
-        headers.push(("X-Kustos-Tenant".into(), t));
-    }
-    let cfg = loadtest::LoadtestConfig {
-        target,
-        path,
-        body,
-        headers,
-        concurrency: a.concurrency,
-        duration: a.duration,
-        threads: a.threads,
-    };
-    let report = loadtest::run(&cfg)?;
-    let out = if a.json {
-        format!("{}\n", report.json(cfg.concurrency))
-    } else {
-        report.text(cfg.concurrency)
-    };
-    write_stdout(out.as_bytes())?;
-    if a.fail_on_error && report.errors > 0 {
-        return Err(CliError::silent(exit::GENERIC));
-    }
-    Ok(())
 }

@@ -29,7 +29,6 @@
 pub mod cache;
 pub mod http;
 pub mod keys;
-pub mod loadtest;
 pub mod log;
 pub mod metrics;
 

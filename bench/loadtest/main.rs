@@ -1,5 +1,8 @@
-//! `kustos loadtest`: drives a sidecar with N keep-alive clients and
+//! The sidecar's load generator (a development tool, not part of the
+//! shipped binary): drives `kustos serve` with N keep-alive clients and
 //! reports throughput, latency percentiles and errors.
+//!
+//!   cargo run --release --example loadtest -- --url http://127.0.0.1:8080 --file s.enc.yaml
 //!
 //! The client is a minimal HTTP/1.1 one over a TCP or Unix socket: the
 //! request bytes are built once, each connection sends one request at a
@@ -12,16 +15,18 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::{Error, Result};
+use clap::Parser;
+
+type Result<T> = std::result::Result<T, String>;
 
 /// Longest run.
-pub const MAX_DURATION: Duration = Duration::from_secs(600);
+const MAX_DURATION: Duration = Duration::from_secs(600);
 /// Most connections.
-pub const MAX_CONCURRENCY: usize = 1024;
+const MAX_CONCURRENCY: usize = 1024;
 
 /// Where the sidecar is.
 #[derive(Clone, Debug)]
-pub enum Target {
+enum Target {
     /// A loopback TCP address.
     Tcp(SocketAddr),
     /// A Unix socket.
@@ -30,26 +35,26 @@ pub enum Target {
 
 /// A load test.
 #[derive(Clone, Debug)]
-pub struct LoadtestConfig {
+struct LoadtestConfig {
     /// The server.
-    pub target: Target,
+    target: Target,
     /// Request path (`/v1/decrypt`).
-    pub path: String,
+    path: String,
     /// The body sent with every request.
-    pub body: Vec<u8>,
+    body: Vec<u8>,
     /// Extra headers (`X-Kustos-Format`, `X-Kustos-Tenant`).
-    pub headers: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
     /// Connections.
-    pub concurrency: usize,
+    concurrency: usize,
     /// How long.
-    pub duration: Duration,
+    duration: Duration,
     /// Client runtime threads.
-    pub threads: usize,
+    threads: usize,
 }
 
 /// Parses `http://127.0.0.1:8080[/path]` or `unix:///run/k.sock[:/path]`
 /// into a target and a path (default `/v1/decrypt`). Only loopback hosts.
-pub fn parse_url(url: &str) -> Result<(Target, String)> {
+fn parse_url(url: &str) -> Result<(Target, String)> {
     let default_path = "/v1/decrypt".to_string();
     if let Some(rest) = url.strip_prefix("unix://") {
         let (sock, path) = match rest.split_once(":/") {
@@ -59,9 +64,7 @@ pub fn parse_url(url: &str) -> Result<(Target, String)> {
         return Ok((Target::Unix(PathBuf::from(sock)), path));
     }
     let rest = url.strip_prefix("http://").ok_or_else(|| {
-        Error::Other(format!(
-            "invalid url {url:?}: use http://127.0.0.1:PORT[/path] or unix:///path.sock"
-        ))
+        format!("invalid url {url:?}: use http://127.0.0.1:PORT[/path] or unix:///path.sock")
     })?;
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], rest[i..].to_string()),
@@ -70,43 +73,39 @@ pub fn parse_url(url: &str) -> Result<(Target, String)> {
     use std::net::ToSocketAddrs;
     let addrs: Vec<SocketAddr> = hostport
         .to_socket_addrs()
-        .map_err(|e| Error::Other(format!("invalid address {hostport:?}: {e}")))?
+        .map_err(|e| format!("invalid address {hostport:?}: {e}"))?
         .collect();
     let addr = addrs
         .iter()
         .find(|a| a.ip().is_loopback())
         .copied()
-        .ok_or_else(|| {
-            Error::Other(format!(
-                "{hostport}: the load test only targets loopback addresses"
-            ))
-        })?;
+        .ok_or_else(|| format!("{hostport}: the load test only targets loopback addresses"))?;
     Ok((Target::Tcp(addr), path))
 }
 
 /// What a run measured.
 #[derive(Clone, Debug, Default)]
-pub struct Report {
+struct Report {
     /// Requests answered 2xx.
-    pub ok: u64,
+    ok: u64,
     /// Non-2xx answers and transport errors.
-    pub errors: u64,
+    errors: u64,
     /// The first error seen.
-    pub first_error: Option<String>,
+    first_error: Option<String>,
     /// Wall time.
-    pub elapsed: Duration,
+    elapsed: Duration,
     /// Latencies of every answered request, sorted, in microseconds.
     latencies_us: Vec<u32>,
 }
 
 impl Report {
     /// Answered requests per second (errors included).
-    pub fn throughput(&self) -> f64 {
+    fn throughput(&self) -> f64 {
         (self.ok + self.errors) as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
     /// The `p`-th percentile latency (0–100).
-    pub fn percentile(&self, p: f64) -> Duration {
+    fn percentile(&self, p: f64) -> Duration {
         if self.latencies_us.is_empty() {
             return Duration::ZERO;
         }
@@ -116,12 +115,12 @@ impl Report {
     }
 
     /// The slowest request.
-    pub fn max(&self) -> Duration {
+    fn max(&self) -> Duration {
         Duration::from_micros(self.latencies_us.last().copied().unwrap_or(0) as u64)
     }
 
     /// One line per figure, for people.
-    pub fn text(&self, concurrency: usize) -> String {
+    fn text(&self, concurrency: usize) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         format!(
             "requests: {} ok, {} errors in {:.2}s with {} connections\nthroughput: {:.0} req/s\nlatency: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms\n{}",
@@ -142,7 +141,7 @@ impl Report {
     }
 
     /// The figures as JSON.
-    pub fn json(&self, concurrency: usize) -> serde_json::Value {
+    fn json(&self, concurrency: usize) -> serde_json::Value {
         let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
         serde_json::json!({
             "ok": self.ok,
@@ -309,45 +308,39 @@ async fn worker(target: Target, req: std::sync::Arc<Vec<u8>>, until: Instant) ->
 }
 
 /// Runs a load test.
-pub fn run(cfg: &LoadtestConfig) -> Result<Report> {
+fn run(cfg: &LoadtestConfig) -> Result<Report> {
     if cfg.concurrency == 0 || cfg.concurrency > MAX_CONCURRENCY {
-        return Err(Error::Other(format!(
+        return Err(format!(
             "--concurrency must be between 1 and {MAX_CONCURRENCY}"
-        )));
+        ));
     }
     if cfg.duration.is_zero() || cfg.duration > MAX_DURATION {
-        return Err(Error::Other(
-            "--duration must be between 1ms and 10m".into(),
-        ));
+        return Err("--duration must be between 1ms and 10m".into());
     }
     if let Target::Tcp(a) = &cfg.target {
         if !a.ip().is_loopback() {
-            return Err(Error::Other(
-                "the load test only targets loopback addresses".into(),
-            ));
+            return Err("the load test only targets loopback addresses".into());
         }
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.threads.max(1))
         .enable_all()
         .build()
-        .map_err(|e| Error::Other(format!("cannot start the runtime: {e}")))?;
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let req = std::sync::Arc::new(request_bytes(cfg));
     rt.block_on(async {
         // One warm-up request, so a wrong URL fails fast and clearly.
         let mut c = connect(&cfg.target)
             .await
-            .map_err(|e| Error::Other(format!("cannot connect to the sidecar: {e}")))?;
+            .map_err(|e| format!("cannot connect to the sidecar: {e}"))?;
         let mut buf = Vec::new();
         let status = match &mut c {
             Conn::Tcp(s) => round_trip(s, &req, &mut buf).await,
             Conn::Unix(s) => round_trip(s, &req, &mut buf).await,
         }
-        .map_err(|e| Error::Other(format!("warm-up request failed: {e}")))?;
+        .map_err(|e| format!("warm-up request failed: {e}"))?;
         if !(200..300).contains(&status) {
-            return Err(Error::Other(format!(
-                "warm-up request answered HTTP {status}"
-            )));
+            return Err(format!("warm-up request answered HTTP {status}"));
         }
         drop(c);
         let start = Instant::now();
@@ -358,7 +351,7 @@ pub fn run(cfg: &LoadtestConfig) -> Result<Report> {
         }
         let mut report = Report::default();
         while let Some(r) = set.join_next().await {
-            let w = r.map_err(|e| Error::Other(format!("client task failed: {e}")))?;
+            let w = r.map_err(|e| format!("client task failed: {e}"))?;
             report.ok += w.ok;
             report.errors += w.errors;
             if report.first_error.is_none() {
@@ -370,6 +363,82 @@ pub fn run(cfg: &LoadtestConfig) -> Result<Report> {
         report.latencies_us.sort_unstable();
         Ok(report)
     })
+}
+
+/// Drive a running sidecar with concurrent keep-alive clients; print
+/// throughput, p50/p99 latency and errors.
+#[derive(Parser, Debug)]
+#[command(name = "loadtest")]
+struct Args {
+    /// The sidecar: http://127.0.0.1:PORT[/path] or unix:///path.sock[:/path] (loopback only)
+    #[arg(long)]
+    url: String,
+    /// The encrypted document sent with every request
+    #[arg(long, value_name = "FILE")]
+    file: PathBuf,
+    /// Concurrent keep-alive connections
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// How long to run (e.g. 10s, 500ms)
+    #[arg(long, default_value = "10s", value_parser = kustos::serve::parse_duration)]
+    duration: Duration,
+    /// X-Kustos-Format (default: from the file name)
+    #[arg(long)]
+    format: Option<String>,
+    /// X-Kustos-Tenant (only for a sidecar started with --trust-tenant-header)
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Client threads
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Print the figures as JSON
+    #[arg(long)]
+    json: bool,
+    /// Exit 1 when any request failed
+    #[arg(long)]
+    fail_on_error: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let a = Args::parse();
+    match run_args(a) {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("loadtest: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn run_args(a: Args) -> Result<u8> {
+    let (target, path) = parse_url(&a.url)?;
+    let body = std::fs::read(&a.file).map_err(|e| format!("{}: {e}", a.file.display()))?;
+    let format = match a.format {
+        Some(f) => f,
+        None => kustos::formats::Format::from_path(&a.file)
+            .name()
+            .to_string(),
+    };
+    let mut headers = vec![("X-Kustos-Format".to_string(), format)];
+    if let Some(t) = a.tenant {
+        headers.push(("X-Kustos-Tenant".into(), t));
+    }
+    let cfg = LoadtestConfig {
+        target,
+        path,
+        body,
+        headers,
+        concurrency: a.concurrency,
+        duration: a.duration,
+        threads: a.threads,
+    };
+    let report = run(&cfg)?;
+    if a.json {
+        println!("{}", report.json(cfg.concurrency));
+    } else {
+        print!("{}", report.text(cfg.concurrency));
+    }
+    Ok(u8::from(a.fail_on_error && report.errors > 0))
 }
 
 #[cfg(test)]
