@@ -23,7 +23,6 @@ pub mod kustomize;
 pub mod ops;
 pub mod platform;
 pub mod plugin;
-pub mod rekey;
 pub mod render;
 pub mod serve;
 pub mod sops;

@@ -680,7 +680,7 @@ pub fn fleet_cmd(g: &GlobalArgs, cmd: FleetCommand) -> CliResult {
         FleetCommand::Updatekeys(a) => run_fleet(g, &a, fleet::bulk::Operation::UpdateKeys),
         FleetCommand::Rotate(a) => {
             let changes =
-                crate::rekey::KeyChanges::parse(&a.add_age, &a.rm_age, &a.add_pgp, &a.rm_pgp)?;
+                crate::ops::rekey::KeyChanges::parse(&a.add_age, &a.rm_age, &a.add_pgp, &a.rm_pgp)?;
             run_fleet(g, &a.run, fleet::bulk::Operation::Rotate(changes))
         }
     }

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use crate::config::Config;
 use crate::formats::{self, Format};
 use crate::keys::{self, KeyRing, MasterKey};
-use crate::rekey::{self, KeyChanges};
+use crate::ops::rekey::{self, KeyChanges};
 use crate::sops::{tree, Cipher, DataKey, Tree};
 use crate::{fsutil, Error, Result};
 

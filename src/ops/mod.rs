@@ -1,6 +1,9 @@
 //! Whole-document operations shared by the CLI, the kustomize plugin, the
 //! sidecar and fleet runs: encrypt plaintext bytes, decrypt encrypted bytes,
-//! re-encrypt a decrypted tree (reusing IVs), and tree paths.
+//! re-encrypt a decrypted tree (reusing IVs), tree paths, and changing who
+//! can decrypt a file ([`rekey`]: rotate and updatekeys).
+
+pub mod rekey;
 
 use zeroize::Zeroizing;
 
