@@ -608,19 +608,6 @@ fn unreachable_hosts_fail_fast_and_clearly() {
 // Deploy keys
 // ---------------------------------------------------------------------------
 
-/// The public key of a PKCS#8 Ed25519 key, read by OpenSSL (OpenSSH before
-/// 9.6 does not read Ed25519 keys in PEM).
-fn openssl_ed25519_public(key: &Path) -> Option<Vec<u8>> {
-    let openssl = require("openssl", which("openssl"))?;
-    let out = Command::new(openssl)
-        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
-        .arg(key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "openssl pkey: {}", stderr(&out));
-    Some(out.stdout[out.stdout.len() - 32..].to_vec())
-}
-
 #[test]
 fn generated_deploy_keys_load_with_ssh_keygen() {
     let Some(keygen) = ssh_keygen() else {
@@ -661,10 +648,14 @@ fn generated_deploy_keys_load_with_ssh_keygen() {
         let data = string_data(&ok(&o));
         let identity = field(&data, "identity");
         let public = field(&data, "identity.pub");
-        assert!(
-            identity.starts_with("-----BEGIN PRIVATE KEY-----\n"),
-            "{flags:?}: PKCS#8 PEM like Flux"
-        );
+        // PKCS#8 PEM like Flux; Ed25519 in the OpenSSH format, which every
+        // OpenSSH loads (Flux reads both).
+        let header = if *key_type == "ssh-ed25519" {
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+        } else {
+            "-----BEGIN PRIVATE KEY-----\n"
+        };
+        assert!(identity.starts_with(header), "{flags:?}");
         assert!(
             public.starts_with(&format!("{key_type} AAAA")) && public.ends_with('\n'),
             "{flags:?}: {public}"
@@ -696,29 +687,98 @@ fn generated_deploy_keys_load_with_ssh_keygen() {
             .arg(&file)
             .output()
             .unwrap();
-        if out.status.success() {
-            assert_eq!(String::from_utf8(out.stdout).unwrap(), public, "{flags:?}");
-        } else if *key_type == "ssh-ed25519" {
-            // This OpenSSH cannot read PKCS#8 Ed25519; check the key with OpenSSL instead.
-            let Some(raw) = openssl_ed25519_public(&file) else {
-                continue;
-            };
-            let mut blob = b"\0\0\0\x0bssh-ed25519\0\0\0\x20".to_vec();
-            blob.extend_from_slice(&raw);
-            use base64::Engine as _;
-            assert_eq!(
-                public,
-                format!(
-                    "ssh-ed25519 {}\n",
-                    base64::engine::general_purpose::STANDARD.encode(blob)
-                )
-            );
-        } else {
-            panic!("ssh-keygen -y failed for {flags:?}: {}", stderr(&out));
-        }
+        assert!(
+            out.status.success(),
+            "ssh-keygen -y failed for {flags:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), public, "{flags:?}");
         // Nothing about the private key reaches stderr.
         let body: String = identity.lines().nth(1).unwrap().to_string();
         assert!(!stderr(&o).contains(&body));
+    }
+}
+
+/// The generated Secret works for a real `git clone` over SSH: its
+/// identity logs in, its known_hosts is the one OpenSSH checks strictly.
+#[test]
+fn generated_credentials_clone_over_ssh() {
+    let (Some(_), Some(git), Some(ssh)) = (
+        ssh_keygen(),
+        require("git", which("git")),
+        require("ssh (openssh-client)", which("ssh")),
+    ) else {
+        return;
+    };
+    let Some(sshd) = TestSshd::start_for_git(&["ecdsa", "ed25519", "rsa"]) else {
+        return;
+    };
+    let env = Env::new();
+    // A repository with one commit, reachable as an absolute path.
+    let repo = env.path("origin.git");
+    let git_ok = |args: &[&str], dir: &Path| {
+        let o = Command::new(&git)
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+    };
+    std::fs::create_dir_all(&repo).unwrap();
+    git_ok(&["init", "-q", "-b", "main"], &repo);
+    std::fs::write(repo.join("README"), "hello over ssh\n").unwrap();
+    git_ok(&["add", "README"], &repo);
+    git_ok(&["commit", "-q", "-m", "first"], &repo);
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            let o = Command::new("id").arg("-un").output().unwrap();
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        });
+    let url = format!("ssh://{user}@127.0.0.1:{}{}", sshd.port, repo.display());
+    for alg in ["ecdsa", "ed25519", "rsa"] {
+        let o = run(
+            &env,
+            &[],
+            &[
+                "secret",
+                "git",
+                "auth",
+                "--url",
+                &url,
+                "--ssh-key-algorithm",
+                alg,
+            ],
+        );
+        let data = string_data(&ok(&o));
+        let dir = env.path(&format!("client-{alg}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let identity = private_file(&dir, "identity", &field(&data, "identity"));
+        let known_hosts = dir.join("known_hosts");
+        std::fs::write(&known_hosts, format!("{}\n", field(&data, "known_hosts"))).unwrap();
+        std::fs::write(sshd.authorized_keys(), field(&data, "identity.pub")).unwrap();
+        let ssh_cmd = format!(
+            "{} -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes -F /dev/null",
+            ssh.display(),
+            identity.display(),
+            known_hosts.display()
+        );
+        let o = Command::new(&git)
+            .args(["clone", "-q", &url])
+            .arg(dir.join("work"))
+            .env("GIT_SSH_COMMAND", &ssh_cmd)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{alg}: git clone: {}", stderr(&o));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("work/README")).unwrap(),
+            "hello over ssh\n"
+        );
     }
 }
 

@@ -1,9 +1,10 @@
 //! SSH deploy keys: generated like Flux (`fluxcd/pkg/ssh`), or loaded from
 //! a file the user already has.
 //!
-//! - Generated keys are PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`) for every
-//!   algorithm, which is what Flux's `x509.MarshalPKCS8PrivateKey` writes
-//!   (Ed25519 as a v1 PKCS#8 structure without the public key, like Go).
+//! - Generated ECDSA and RSA keys are PKCS#8 PEM (`-----BEGIN PRIVATE
+//!   KEY-----`), which is what Flux's `x509.MarshalPKCS8PrivateKey` writes;
+//!   Ed25519 keys are in the OpenSSH format, since OpenSSH before 9.6
+//!   cannot load a PKCS#8 Ed25519 key (Flux reads both).
 //! - A key file is kept byte for byte (Flux stores the original bytes as
 //!   `identity`); it may be OpenSSH (`BEGIN OPENSSH PRIVATE KEY`, plain or
 //!   passphrase-protected), PKCS#8 (plain or encrypted), PKCS#1 RSA or SEC1
@@ -111,7 +112,8 @@ fn rsa_key_data(pk: &rsa::RsaPublicKey) -> Result<KeyData> {
     Ok(KeyData::Rsa(k))
 }
 
-/// Generates a deploy key (PKCS#8 PEM, like Flux).
+/// Generates a deploy key: PKCS#8 PEM like Flux for ECDSA and RSA, the
+/// OpenSSH format for Ed25519.
 pub fn generate(alg: KeyAlgorithm) -> Result<DeployKey> {
     let (pem, data): (Zeroizing<String>, KeyData) = match alg {
         KeyAlgorithm::Ecdsa(EcdsaCurve::P256) => {
@@ -148,13 +150,14 @@ pub fn generate(alg: KeyAlgorithm) -> Result<DeployKey> {
             )
         }
         KeyAlgorithm::Ed25519 => {
+            // The OpenSSH format: Flux's Go parser reads it, and so does
+            // every OpenSSH (PKCS#8 Ed25519 only from OpenSSH 9.6), so an
+            // admin can test the key with `ssh -i`.
             let sk = ed25519_dalek::SigningKey::generate(&mut OsRng);
-            // v1 PKCS#8 without the public key, as Go writes it.
-            let kp = ed25519_dalek::pkcs8::KeypairBytes {
-                secret_key: sk.to_bytes(),
-                public_key: None,
-            };
-            let pem = kp.to_pkcs8_pem(LineEnding::LF).map_err(pem_err)?;
+            let kp = ssh_key::private::Ed25519Keypair::from(&sk);
+            let key = ssh_key::PrivateKey::new(ssh_key::private::KeypairData::Ed25519(kp), "")
+                .map_err(pem_err)?;
+            let pem = key.to_openssh(ssh_key::LineEnding::LF).map_err(pem_err)?;
             let data = KeyData::Ed25519(Ed25519PublicKey::from(sk.verifying_key()));
             (pem, data)
         }
@@ -338,10 +341,12 @@ mod tests {
             KeyAlgorithm::Ed25519,
         ] {
             let k = generate(alg).unwrap();
-            assert!(
-                k.identity.starts_with("-----BEGIN PRIVATE KEY-----\n"),
-                "{alg:?}"
-            );
+            let header = if alg == KeyAlgorithm::Ed25519 {
+                "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+            } else {
+                "-----BEGIN PRIVATE KEY-----\n"
+            };
+            assert!(k.identity.starts_with(header), "{alg:?}");
             assert!(k.identity_pub.ends_with('\n') && !k.identity_pub.trim_end().contains('\n'));
             let again = load_private_key(k.identity.as_bytes(), None).unwrap();
             assert_eq!(again.identity_pub, k.identity_pub, "{alg:?}");

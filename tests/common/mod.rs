@@ -256,11 +256,40 @@ pub struct TestSshd {
     pub dir: tempfile::TempDir,
     child: std::process::Child,
     pub port: u16,
+    keys_dir: Option<tempfile::TempDir>,
 }
 
 impl TestSshd {
     /// Starts sshd with host keys of these `ssh-keygen -t` types, or skips.
     pub fn start(types: &[&str]) -> Option<TestSshd> {
+        Self::start_with(types, "")
+    }
+
+    /// Starts sshd that lets the current user log in with the keys later
+    /// written to [`TestSshd::authorized_keys`] (Git over SSH).
+    pub fn start_for_git(types: &[&str]) -> Option<TestSshd> {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("authorized_keys");
+        std::fs::write(&keys, "").unwrap();
+        let extra = format!(
+            "AuthorizedKeysFile {}\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n",
+            keys.display()
+        );
+        let mut s = Self::start_with(types, &extra)?;
+        s.keys_dir = Some(dir);
+        Some(s)
+    }
+
+    /// The file sshd reads authorized keys from (see `start_for_git`).
+    pub fn authorized_keys(&self) -> PathBuf {
+        self.keys_dir
+            .as_ref()
+            .expect("started with start_for_git")
+            .path()
+            .join("authorized_keys")
+    }
+
+    fn start_with(types: &[&str], extra_config: &str) -> Option<TestSshd> {
         use std::io::Read;
         let sshd = require(
             "sshd (openssh-server)",
@@ -292,7 +321,7 @@ impl TestSshd {
             std::fs::write(
                 &cfg,
                 format!(
-                    "Port {port}\nListenAddress 127.0.0.1\n{host_keys}PidFile {}\nUsePAM no\nStrictModes no\nLogLevel ERROR\n",
+                    "Port {port}\nListenAddress 127.0.0.1\n{host_keys}PidFile {}\nUsePAM no\nStrictModes no\nLogLevel ERROR\n{extra_config}",
                     dir.path().join("sshd.pid").display()
                 ),
             )
@@ -316,7 +345,12 @@ impl TestSshd {
                     panic!("sshd exited: {e}");
                 }
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Some(TestSshd { dir, child, port });
+                    return Some(TestSshd {
+                        dir,
+                        child,
+                        port,
+                        keys_dir: None,
+                    });
                 }
                 assert!(std::time::Instant::now() < deadline, "sshd did not start");
                 std::thread::sleep(std::time::Duration::from_millis(50));
