@@ -372,10 +372,62 @@ fn many_files_in_one_process_with_output_dir() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("plain.yaml"), "{err}");
     assert!(out.stdout.is_empty());
-    assert!(!env.path("dec/plain.yaml").exists());
+    // (The inputs' common folder is the environment: outputs mirror enc/
+    // and stray/ below dec/.)
+    assert!(!env.path("dec/stray/plain.yaml").exists());
+    assert!(env.path("dec/enc/t000.yaml").exists());
     // No temporary files left behind.
-    for e in std::fs::read_dir(env.path("dec")).unwrap() {
+    for e in std::fs::read_dir(env.path("dec/enc")).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
         assert!(!name.ends_with(".kustos-tmp"), "{name}");
     }
+}
+
+/// `decrypt --output-dir out tenants/*/auth.yaml`, the way every fleet
+/// names its files: each output keeps its path below the inputs' common
+/// folder, the folder is created private, and two inputs that would land
+/// on one output are refused before anything is written.
+#[test]
+fn output_dir_keeps_every_input() {
+    let env = Env::new();
+    let mut inputs = Vec::new();
+    for t in ["a", "b", "c"] {
+        let p = env.write(
+            &format!("tenants/{t}/auth.yaml"),
+            format!("stringData:\n    password: pw-{t}\n").as_bytes(),
+        );
+        let enc = ok(&env.kustos(&["encrypt", "--age", &env.recipient, p.to_str().unwrap()]));
+        std::fs::write(&p, enc).unwrap();
+        inputs.push(p.display().to_string());
+    }
+    let out = env.path("out/plain");
+    let mut argv = vec!["decrypt", "--output-dir", out.to_str().unwrap()];
+    argv.extend(inputs.iter().map(String::as_str));
+    ok(&env.kustos(&argv));
+    for t in ["a", "b", "c"] {
+        let got = std::fs::read_to_string(out.join(t).join("auth.yaml")).unwrap();
+        assert!(got.contains(&format!("pw-{t}")), "{got}");
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    for d in [out.clone(), out.join("a")] {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+    }
+    // The same input twice would overwrite its own output: refused first.
+    let twice = env.path("twice");
+    let o = env.kustos(&[
+        "decrypt",
+        "--output-dir",
+        twice.to_str().unwrap(),
+        &inputs[0],
+        &inputs[0],
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(8),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("would both be written"));
+    assert!(!twice.exists(), "nothing is written");
 }

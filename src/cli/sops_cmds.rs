@@ -279,7 +279,7 @@ fn check_exists(p: &Path) -> CliResult {
 /// half-written).
 fn run_many<F>(files: &[PathBuf], in_place: bool, job: F) -> CliResult
 where
-    F: Fn(&Path, &fsutil::Batch) -> CliResult + Sync,
+    F: Fn(usize, &Path, &fsutil::Batch) -> CliResult + Sync,
 {
     let batch = if in_place {
         fsutil::Batch::new()
@@ -289,7 +289,7 @@ where
     let results: Vec<(usize, CliResult)> = files
         .par_iter()
         .enumerate()
-        .map(|(i, f)| (i, job(f, &batch).map_err(|e| e.in_file(&show(f)))))
+        .map(|(i, f)| (i, job(i, f, &batch).map_err(|e| e.in_file(&show(f)))))
         .collect();
     let mut first: Option<i32> = None;
     let mut failed = 0;
@@ -320,20 +320,77 @@ where
     }
 }
 
-/// Stages one file's result in a multi-file run (`--in-place` or
-/// `--output-dir`; the CLI refuses several files otherwise).
-fn stage_for(
-    batch: &fsutil::Batch,
-    file: &Path,
+/// Where each input's result goes with `--output-dir DIR`: its path
+/// relative to the inputs' closest common folder, under `DIR`, so
+/// `tenants/*/auth.yaml` keeps every tenant's file. Refuses, before
+/// anything is written, two inputs that would land on one output; creates
+/// `DIR` and the folders below it 0700 (they may hold plaintext).
+fn output_paths(files: &[PathBuf], dir: &Path) -> CliResult<Vec<PathBuf>> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let absolute: Vec<PathBuf> = files
+        .iter()
+        .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| cwd.join(f)))
+        .collect();
+    let mut common = absolute
+        .first()
+        .and_then(|p| p.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    for p in &absolute {
+        while !p.starts_with(&common) {
+            if !common.pop() {
+                break;
+            }
+        }
+    }
+    let mut outs: Vec<PathBuf> = Vec::with_capacity(files.len());
+    for (i, p) in absolute.iter().enumerate() {
+        let rel = p.strip_prefix(&common).unwrap_or(p);
+        let out = dir.join(rel);
+        if let Some(j) = outs.iter().position(|o| *o == out) {
+            return Err(conflict(&format!(
+                "{} and {} would both be written to {}",
+                show(&files[j]),
+                show(&files[i]),
+                show(&out)
+            )));
+        }
+        outs.push(out);
+    }
+    for o in &outs {
+        if let Some(parent) = o.parent() {
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| CliError::from(crate::Error::io(show(parent), e)))?;
+        }
+    }
+    Ok(outs)
+}
+
+/// Runs `job` for every input of a multi-file run (`--in-place` or
+/// `--output-dir`; the CLI refuses several files otherwise) and stages its
+/// result at the input itself or at its `--output-dir` path.
+fn run_staged<F>(
+    files: &[PathBuf],
+    in_place: bool,
     output_dir: Option<&Path>,
     mode: NewFileMode,
-    data: &[u8],
-) -> CliResult {
-    let target = match output_dir {
-        Some(dir) => dir.join(file.file_name().unwrap_or_default()),
-        None => file.to_path_buf(),
+    job: F,
+) -> CliResult
+where
+    F: Fn(&Path) -> CliResult<Zeroizing<Vec<u8>>> + Sync,
+{
+    let targets = match output_dir {
+        Some(dir) => output_paths(files, dir)?,
+        None => files.to_vec(),
     };
-    Ok(batch.stage(&target, data, mode)?)
+    run_many(files, in_place, |i, f, batch| {
+        let out = job(f)?;
+        Ok(batch.stage(&targets[i], &out, mode)?)
+    })
 }
 
 /// `kustos encrypt`.
@@ -395,10 +452,13 @@ pub fn encrypt(g: &GlobalArgs, a: EncryptArgs) -> CliResult {
         };
         return write_dest(&dest, &out).map_err(|e| e.in_file(&label));
     }
-    run_many(&a.files, a.in_place, |f, batch| {
-        let out = one(Some(f))?;
-        stage_for(batch, f, a.output_dir.as_deref(), NewFileMode::Shared, &out)
-    })
+    run_staged(
+        &a.files,
+        a.in_place,
+        a.output_dir.as_deref(),
+        NewFileMode::Shared,
+        |f| Ok(Zeroizing::new(one(Some(f))?)),
+    )
 }
 
 /// `kustos decrypt`.
@@ -464,14 +524,11 @@ pub fn decrypt(g: &GlobalArgs, a: DecryptArgs) -> CliResult {
         };
         return write_dest(&dest, &out).map_err(|e| e.in_file(&label));
     }
-    run_many(&a.files, a.in_place, |f, batch| {
-        let out = one(Some(f))?;
-        stage_for(
-            batch,
-            f,
-            a.output_dir.as_deref(),
-            NewFileMode::Private,
-            &out,
-        )
-    })
+    run_staged(
+        &a.files,
+        a.in_place,
+        a.output_dir.as_deref(),
+        NewFileMode::Private,
+        |f| one(Some(f)),
+    )
 }
