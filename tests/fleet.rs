@@ -322,9 +322,17 @@ fn onboarding_flow_with_ssh_and_basic_auth() {
     ]));
     same_tree(&snapshot(&repo), &after_add);
 
+    // Deleting credentials needs -y and names the file; nothing before.
+    let o = env.kustos(&["tenant", "remove", "web", "--repo", r]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("tenants/base/web/auth.yaml") && err.contains("-y"),
+        "{err}"
+    );
+    same_tree(&snapshot(&repo), &after_add);
     // remove restores the tree byte for byte.
-    ok(&env.kustos(&["tenant", "remove", "web", "--repo", r]));
-    ok(&env.kustos(&["tenant", "remove", "dev-team", "--repo", r]));
+    ok(&env.kustos(&["tenant", "remove", "web", "--repo", r, "-y"]));
+    ok(&env.kustos(&["tenant", "remove", "dev-team", "--repo", r, "-y"]));
     same_tree(&snapshot(&repo), &pristine);
 }
 
@@ -405,4 +413,250 @@ fn validate_names_each_mistake() {
     );
     check("tenants/base/team/broken.yaml", "a: [1, 2\n", "yaml-syntax");
     ok(&env.kustos(&["validate", r]));
+}
+
+/// A copy of the flux2-multi-tenancy reference repository (testdata/).
+fn reference_repo(env: &Env) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/flux2-multi-tenancy");
+    let dst = env.path("reference");
+    for (rel, data) in snapshot(&src) {
+        let p = dst.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    dst
+}
+
+fn names(objs: &[Map], kind: &str) -> Vec<String> {
+    objs.iter()
+        .filter(|o| o.str_at(&["kind"]) == Some(kind))
+        .map(|o| o.str_at(&["metadata", "name"]).unwrap_or("").to_string())
+        .collect()
+}
+
+/// `tenant add` on a repository nobody made with kustos: the reference
+/// layout's overlay-level `namespace:` moves into the tenants' bases only
+/// with consent, every environment still builds with each tenant in its
+/// own namespace, the source policy and namespace ownership are enforced
+/// before anything is written, and `remove` restores the overlays.
+#[test]
+fn tenant_add_on_the_reference_repository() {
+    let Some(kubectl) = kubectl() else { return };
+    let env = Env::new();
+    let repo = reference_repo(&env);
+    let r = repo.to_str().unwrap();
+    let original = snapshot(&repo);
+    let add = |extra: &[&str]| {
+        let mut args = vec![
+            "tenant", "add", "web", "-n", "web", "--auth", "none", "--repo", r,
+        ];
+        args.extend_from_slice(extra);
+        env.kustos(&args)
+    };
+    // Outside the reference policy (github.com/fluxcd/ only).
+    let o = add(&["--git-url", "https://github.com/org/web"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("verify-git-repositories.yaml") && err.contains("--allow-source"),
+        "{err}"
+    );
+    same_tree(&original, &snapshot(&repo));
+    // Inside it, but the overlays set `namespace: apps` for everything.
+    let o = add(&["--git-url", "https://github.com/fluxcd/web"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("namespace: apps") && err.contains("--yes"),
+        "{err}"
+    );
+    same_tree(&original, &snapshot(&repo));
+    // With consent.
+    ok(&add(&[
+        "--git-url",
+        "https://github.com/fluxcd/web",
+        "--yes",
+    ]));
+    for e in ["staging", "production"] {
+        let objs = build(&env, &kubectl, &repo.join("tenants").join(e));
+        assert_eq!(
+            find(&objs, "Namespace", "web").str_at(&["metadata", "name"]),
+            Some("web")
+        );
+        assert!(names(&objs, "Namespace").contains(&"apps".to_string()));
+        for (name, ns) in [("web", "web"), ("dev-team", "apps")] {
+            let k = objs
+                .iter()
+                .find(|o| {
+                    o.str_at(&["kind"]) == Some("Kustomization")
+                        && o.str_at(&["metadata", "name"]) == Some(name)
+                })
+                .unwrap();
+            assert_eq!(k.str_at(&["metadata", "namespace"]), Some(ns), "{e}");
+            assert_eq!(k.str_at(&["spec", "path"]), Some(format!("./{e}").as_str()));
+        }
+    }
+    let v = env.kustos(&["validate", r, "-o", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(report["findings"], serde_json::json!([]), "{report}");
+    // Another tenant in dev-team's namespace, or web again elsewhere.
+    let before = snapshot(&repo);
+    for (args, want) in [
+        (
+            vec![
+                "tenant",
+                "add",
+                "clash",
+                "-n",
+                "apps",
+                "--git-url",
+                "https://github.com/fluxcd/x",
+            ],
+            "belongs to tenant \"dev-team\"",
+        ),
+        (
+            vec![
+                "tenant",
+                "add",
+                "web",
+                "-n",
+                "web2",
+                "--git-url",
+                "https://github.com/fluxcd/x",
+            ],
+            "already exists with namespaces web",
+        ),
+    ] {
+        let mut args = args.clone();
+        args.extend_from_slice(&["--auth", "none", "--repo", r]);
+        let o = env.kustos(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "{err}");
+    }
+    same_tree(&before, &snapshot(&repo));
+    // --allow-source extends the reference policy in place.
+    ok(&env.kustos(&[
+        "tenant",
+        "add",
+        "gl",
+        "-n",
+        "gl",
+        "--auth",
+        "none",
+        "--repo",
+        r,
+        "--git-url",
+        "https://gitlab.example.com/org/gl",
+        "--allow-source",
+        "https://gitlab.example.com/org/*",
+    ]));
+    let policy = std::fs::read_to_string(
+        repo.join("infrastructure/kyverno-policies/verify-git-repositories.yaml"),
+    )
+    .unwrap();
+    assert!(
+        policy.contains("https://gitlab.example.com/org/*"),
+        "{policy}"
+    );
+    let v = env.kustos(&["validate", r, "-o", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(report["findings"], serde_json::json!([]), "{report}");
+    // remove takes each tenant's entries out again; the layout change stays.
+    ok(&env.kustos(&["tenant", "remove", "gl", "--repo", r, "-y"]));
+    ok(&env.kustos(&["tenant", "remove", "web", "--repo", r, "-y"]));
+    let now = snapshot(&repo);
+    for e in ["staging", "production"] {
+        let k = PathBuf::from(format!("tenants/{e}/kustomization.yaml"));
+        let before = String::from_utf8(original[&k].clone()).unwrap();
+        assert_eq!(
+            String::from_utf8(now[&k].clone()).unwrap(),
+            before.replace("namespace: apps\n", ""),
+            "{e}"
+        );
+    }
+    assert!(!repo.join("tenants/base/web").exists());
+}
+
+/// A result that would not build is refused before anything is written.
+#[test]
+fn tenant_add_refuses_a_tree_that_does_not_build() {
+    let env = Env::new();
+    let repo = reference_repo(&env);
+    let fake = env.write(
+        "fake-kubectl",
+        b"#!/bin/sh\necho 'Error: accumulating resources: boom' >&2\nexit 1\n",
+    );
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let before = snapshot(&repo);
+    let o = env.kustos(&[
+        "tenant",
+        "add",
+        "web",
+        "-n",
+        "web",
+        "--auth",
+        "none",
+        "--yes",
+        "--git-url",
+        "https://github.com/fluxcd/web",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--kubectl",
+        fake.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("would not build")
+            && err.contains("tenants/production")
+            && err.contains("boom"),
+        "{err}"
+    );
+    same_tree(&before, &snapshot(&repo));
+}
+
+/// Variations people make of the reference layout: `bases:` and
+/// `patchesStrategicMerge:` in an overlay, no overlay namespace, no
+/// `.sops.yaml`, a tenant without credentials.
+#[test]
+fn tenant_add_on_reference_variations() {
+    let Some(kubectl) = kubectl() else { return };
+    let env = Env::new();
+    let repo = reference_repo(&env);
+    std::fs::write(
+        repo.join("tenants/staging/kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nbases:\n  - ../base/dev-team\npatchesStrategicMerge:\n  - dev-team-patch.yaml\n",
+    )
+    .unwrap();
+    ok(&env.kustos(&[
+        "tenant",
+        "add",
+        "web",
+        "-n",
+        "web",
+        "--auth",
+        "none",
+        "--yes",
+        "--git-url",
+        "https://github.com/fluxcd/web",
+        "--repo",
+        repo.to_str().unwrap(),
+    ]));
+    for e in ["staging", "production"] {
+        let objs = build(&env, &kubectl, &repo.join("tenants").join(e));
+        let mut ns = names(&objs, "Namespace");
+        ns.sort();
+        assert_eq!(ns, ["apps", "web"], "{e}");
+        let dev = objs
+            .iter()
+            .find(|o| {
+                o.str_at(&["kind"]) == Some("Kustomization")
+                    && o.str_at(&["metadata", "name"]) == Some("dev-team")
+            })
+            .unwrap();
+        assert_eq!(
+            dev.str_at(&["spec", "path"]),
+            Some(format!("./{e}").as_str())
+        );
+    }
 }

@@ -129,6 +129,7 @@ pub fn run(a: DemoArgs) -> CliResult {
         &spec,
         &Default::default(),
         &tenant::AuthFile::New(enc),
+        &Default::default(),
     )?;
     plan.apply(false)?;
     println!(

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -188,6 +188,15 @@ pub struct TenantAddArgs {
     /// Only show what would change
     #[arg(long = "dry-run")]
     pub dry_run: bool,
+    /// Agree to a layout change the tenant needs (an overlay-level `namespace:` moves into the tenants' bases)
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Add this URL pattern (Kyverno wildcards) to the fleet's source policy, e.g. 'https://gitlab.example.com/org/*'
+    #[arg(long = "allow-source", value_name = "PATTERN")]
+    pub allow_source: Option<String>,
+    /// kubectl binary that builds every environment before anything is written
+    #[arg(long, default_value = "kubectl", env = "KUSTOS_KUBECTL")]
+    pub kubectl: PathBuf,
 }
 
 /// Arguments of `tenant remove`.
@@ -201,6 +210,9 @@ pub struct TenantRemoveArgs {
     /// Only show what would change
     #[arg(long = "dry-run")]
     pub dry_run: bool,
+    /// Delete the tenant's encrypted credentials without asking
+    #[arg(short = 'y', long)]
+    pub yes: bool,
 }
 
 /// Arguments of `tenant list`.
@@ -220,6 +232,9 @@ pub fn tenant(g: &GlobalArgs, cmd: TenantCommand) -> CliResult {
         TenantCommand::Add(a) => tenant_add(g, *a),
         TenantCommand::Remove(a) => {
             let plan = tenant::plan_remove(&a.repo, &a.name)?;
+            if !a.dry_run {
+                confirm_credential_deletion(&plan, a.yes)?;
+            }
             // Removing is what the admin asked for: no --force needed.
             apply_plan(&plan, true, a.dry_run)
         }
@@ -251,6 +266,39 @@ pub fn tenant(g: &GlobalArgs, cmd: TenantCommand) -> CliResult {
             }
         }
     }
+}
+
+/// Deleting a tenant's credentials cannot be undone from the repository
+/// alone (the deploy key is registered with the Git host): it needs `-y`,
+/// or a yes at the terminal, after the files are named.
+fn confirm_credential_deletion(plan: &fleet::Plan, yes: bool) -> CliResult {
+    let secrets: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.kind == fleet::ChangeKind::Delete && c.path.ends_with("auth.yaml"))
+        .map(|c| c.path.display().to_string())
+        .collect();
+    if secrets.is_empty() || yes {
+        return Ok(());
+    }
+    use std::io::IsTerminal as _;
+    let what = format!(
+        "this deletes the tenant's encrypted Git credentials ({})",
+        secrets.join(", ")
+    );
+    if std::io::stdin().is_terminal() {
+        eprint!("{what}. Continue? [y/N] ");
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        if matches!(line.trim(), "y" | "Y" | "yes") {
+            return Ok(());
+        }
+        return Err(CliError::new(exit::GENERIC, "nothing was removed"));
+    }
+    Err(
+        CliError::new(exit::GENERIC, format!("{what}; nothing was removed"))
+            .with_hint("re-run with -y to confirm"),
+    )
 }
 
 fn parse_env_paths(v: &[String]) -> CliResult<BTreeMap<String, String>> {
@@ -405,6 +453,20 @@ pub fn tenant_add(_g: &GlobalArgs, a: TenantAddArgs) -> CliResult {
         service_account: a.service_account.clone().unwrap_or_else(|| a.name.clone()),
     };
     fleet::check_name("tenant", &spec.name)?;
+    let kubectl = find_program(&a.kubectl);
+    if kubectl.is_none() {
+        eprintln!(
+            "note: {} not found: the environments are not built before writing (run `kustos validate` afterwards)",
+            a.kubectl.display()
+        );
+    }
+    let opts = tenant::AddOptions {
+        adopt_layout: a.yes,
+        allow_source: a.allow_source.clone(),
+        kubectl,
+    };
+    // Refusals that need no credentials come before any key or host scan.
+    tenant::check_add(&a.repo, &spec, &opts)?;
     let auth = if auth_kind == AuthKind::None {
         tenant::AuthFile::None
     } else if auth_path.exists() && !a.rotate_credentials {
@@ -412,10 +474,48 @@ pub fn tenant_add(_g: &GlobalArgs, a: TenantAddArgs) -> CliResult {
     } else {
         tenant::AuthFile::New(tenant_credentials(&a, auth_kind, &url, &secret_name)?)
     };
-    let plan = tenant::plan_add(&a.repo, &spec, &parse_env_paths(&a.env_paths)?, &auth)?;
+    let plan = tenant::plan_add(
+        &a.repo,
+        &spec,
+        &parse_env_paths(&a.env_paths)?,
+        &auth,
+        &opts,
+    )?;
     // New credentials replace the old ones on purpose (--rotate-credentials).
     let force = a.force || (a.rotate_credentials && plan.conflicts().iter().all(|c| c.secret));
     apply_plan(&plan, force, a.dry_run)
+}
+
+/// A program given by name (searched in PATH) or path, if it exists.
+fn find_program(p: &Path) -> Option<PathBuf> {
+    if p.components().count() > 1 {
+        return p.is_file().then(|| p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(p))
+        .find(|c| c.is_file())
+}
+
+impl From<tenant::TenantError> for CliError {
+    fn from(e: tenant::TenantError) -> Self {
+        use tenant::TenantError as T;
+        let hint = match &e {
+            T::SourceNotAllowed { .. } => Some(
+                "pass --allow-source 'PATTERN' to add a pattern to the policy, or create the fleet with `kustos init --allowed-source PATTERN`",
+            ),
+            T::LayoutChange { .. } => Some("re-run with --yes to make this change"),
+            _ => None,
+        };
+        let c = match e {
+            T::Other(inner) => return inner.into(),
+            other => CliError::new(exit::GENERIC, other.to_string()),
+        };
+        match hint {
+            Some(h) => c.with_hint(h),
+            None => c,
+        }
+    }
 }
 
 /// Arguments of `validate`.

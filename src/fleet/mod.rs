@@ -7,6 +7,7 @@
 
 pub mod bulk;
 pub mod init;
+pub mod policy;
 pub mod templates;
 pub mod tenant;
 pub mod validate;
@@ -165,6 +166,61 @@ impl Plan {
                 .unwrap_or(false)
             {
                 let _ = std::fs::remove_dir(&full);
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds each kustomization folder of `dirs` (relative to the root)
+    /// with `kubectl kustomize` in a private copy of the repository with
+    /// the plan applied; the first failure as `(folder, message)`.
+    pub fn builds(
+        &self,
+        kubectl: &Path,
+        dirs: &[String],
+    ) -> std::result::Result<(), (String, String)> {
+        let fail = |m: String| (".".to_string(), m);
+        let copy = tempfile::Builder::new()
+            .prefix("kustos-plan-")
+            .tempdir()
+            .map_err(|e| fail(format!("cannot create a scratch copy: {e}")))?;
+        for e in fsutil::walk(&self.root) {
+            let dst = copy.path().join(&e.rel);
+            let r = if e.is_dir {
+                std::fs::create_dir_all(&dst)
+            } else {
+                std::fs::copy(&e.path, &dst).map(|_| ())
+            };
+            r.map_err(|err| fail(format!("cannot copy {}: {err}", e.rel.display())))?;
+        }
+        for c in &self.changes {
+            let dst = copy.path().join(&c.path);
+            let r = match c.kind {
+                ChangeKind::Unchanged => Ok(()),
+                ChangeKind::Delete => std::fs::remove_file(&dst),
+                _ => dst
+                    .parent()
+                    .map(std::fs::create_dir_all)
+                    .unwrap_or(Ok(()))
+                    .and_then(|_| std::fs::write(&dst, &c.content)),
+            };
+            r.map_err(|err| fail(format!("cannot stage {}: {err}", c.path.display())))?;
+        }
+        for d in dirs {
+            let out = std::process::Command::new(kubectl)
+                .args(["kustomize", "--load-restrictor", "LoadRestrictionsNone"])
+                .arg(copy.path().join(d))
+                .stdin(std::process::Stdio::null())
+                .output()
+                .map_err(|e| (d.clone(), format!("cannot run {}: {e}", kubectl.display())))?;
+            if !out.status.success() {
+                let msg = String::from_utf8_lossy(&out.stderr)
+                    .replace(&format!("{}/", copy.path().display()), "");
+                let line = msg
+                    .lines()
+                    .rfind(|l| !l.trim().is_empty())
+                    .unwrap_or("kustomize failed");
+                return Err((d.clone(), line.trim().to_string()));
             }
         }
         Ok(())

@@ -17,6 +17,70 @@ use crate::formats::{self, Format};
 use crate::sops::value::{Map, Value};
 use crate::{Error, Result};
 
+/// Why `tenant add` refused, before anything was written.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    /// Another tenant has the namespace.
+    #[error(
+        "namespace {namespace:?} belongs to tenant {owner:?}; a namespace has exactly one tenant"
+    )]
+    NamespaceTaken {
+        /// The namespace.
+        namespace: String,
+        /// The tenant that has it.
+        owner: String,
+    },
+    /// A tenant of this name exists with other namespaces.
+    #[error("tenant {name:?} already exists with namespaces {existing}; run `kustos tenant remove {name}` first, or pass those namespaces")]
+    NameTaken {
+        /// The tenant.
+        name: String,
+        /// Its namespaces, comma-separated.
+        existing: String,
+    },
+    /// The Git URL is outside the fleet's source policy.
+    #[error("{url} is outside the fleet's source policy ({file} allows {patterns})")]
+    SourceNotAllowed {
+        /// The URL.
+        url: String,
+        /// The policy file.
+        file: String,
+        /// Its patterns, comma-separated.
+        patterns: String,
+    },
+    /// The repository's layout must change first (shown as a diff).
+    #[error("the environment overlays set one namespace for every tenant in them (`namespace:` in {overlays}); adding a tenant in another namespace moves it into each existing tenant's base:\n{diff}")]
+    LayoutChange {
+        /// The overlays that set `namespace:`.
+        overlays: String,
+        /// What would change.
+        diff: String,
+    },
+    /// The planned tree does not build.
+    #[error("the result would not build, nothing was written: {dir}: {message}")]
+    Build {
+        /// The kustomization folder.
+        dir: String,
+        /// kustomize's message.
+        message: String,
+    },
+    /// Anything else.
+    #[error(transparent)]
+    Other(#[from] Error),
+}
+
+/// How `tenant add` may change the repository beyond the tenant's files.
+#[derive(Clone, Debug, Default)]
+pub struct AddOptions {
+    /// Move an overlay-level `namespace:` into the existing tenants' bases
+    /// (`--yes`).
+    pub adopt_layout: bool,
+    /// Add this URL pattern to the fleet's source policy (`--allow-source`).
+    pub allow_source: Option<String>,
+    /// Build every environment with this kubectl before writing.
+    pub kubectl: Option<std::path::PathBuf>,
+}
+
 /// What to do with `auth.yaml`.
 #[derive(Clone, Debug)]
 pub enum AuthFile {
@@ -56,8 +120,15 @@ fn is_patch_for(v: &Value, file: &str) -> bool {
     matches!(v, Value::Map(m) if m.get("path").and_then(Value::as_str) == Some(file))
 }
 
-/// Adds (or removes) a tenant's entries in `tenants/<env>/kustomization.yaml`.
-fn edit_env_kustomization(root: &Path, env: &str, name: &str, add: bool) -> Result<Vec<u8>> {
+/// Adds (or removes) a tenant's entries in `tenants/<env>/kustomization.yaml`
+/// (and drops its overlay-level `namespace:` with `drop_namespace`).
+fn edit_env_kustomization(
+    root: &Path,
+    env: &str,
+    name: &str,
+    add: bool,
+    drop_namespace: bool,
+) -> Result<Vec<u8>> {
     let path = root.join(format!("tenants/{env}/kustomization.yaml"));
     let mut docs = if path.exists() {
         read_yaml(&path)?
@@ -67,6 +138,9 @@ fn edit_env_kustomization(root: &Path, env: &str, name: &str, add: bool) -> Resu
     let doc = docs
         .first_mut()
         .ok_or_else(|| Error::Other(format!("{} has no document", path.display())))?;
+    if drop_namespace {
+        doc.remove("namespace");
+    }
     let resource = Value::str(format!("../base/{name}"));
     let patch_file = format!("{name}-patch.yaml");
     {
@@ -96,18 +170,175 @@ fn edit_env_kustomization(root: &Path, env: &str, name: &str, add: bool) -> Resu
     Ok(formats::yaml::emit_plain(&docs, 2))
 }
 
-/// Plans `tenant add`.
+/// Every other tenant owns none of `spec`'s namespaces, and no tenant of
+/// the same name has other namespaces.
+fn check_ownership(root: &Path, spec: &TenantSpec) -> std::result::Result<(), TenantError> {
+    for t in list(root).unwrap_or_default() {
+        if t.name == spec.name {
+            if t.namespaces != spec.namespaces && !t.namespaces.is_empty() {
+                return Err(TenantError::NameTaken {
+                    name: t.name,
+                    existing: t.namespaces.join(","),
+                });
+            }
+            continue;
+        }
+        if let Some(ns) = spec.namespaces.iter().find(|n| t.namespaces.contains(n)) {
+            return Err(TenantError::NamespaceTaken {
+                namespace: ns.clone(),
+                owner: t.name,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The tenant's Git URL is inside the fleet's source policy, or
+/// `--allow-source` extends the policy (returned as a file edit).
+fn check_source(
+    root: &Path,
+    spec: &TenantSpec,
+    opts: &AddOptions,
+) -> std::result::Result<Option<(std::path::PathBuf, Vec<u8>)>, TenantError> {
+    let Some(policy) = super::policy::read(root) else {
+        return Ok(None);
+    };
+    if let Some(pattern) = &opts.allow_source {
+        let mut extended = policy.clone();
+        extended.patterns.push(pattern.clone());
+        if !extended.allows(&spec.git_url) {
+            return Err(TenantError::SourceNotAllowed {
+                url: spec.git_url.clone(),
+                file: policy.file.display().to_string(),
+                patterns: extended.patterns.join(", "),
+            });
+        }
+        if policy.patterns.contains(pattern) {
+            return Ok(None);
+        }
+        let content = super::policy::with_pattern(root, &policy, pattern)?;
+        return Ok(Some((policy.file, content)));
+    }
+    if policy.allows(&spec.git_url) {
+        return Ok(None);
+    }
+    Err(TenantError::SourceNotAllowed {
+        url: spec.git_url.clone(),
+        file: policy.file.display().to_string(),
+        patterns: policy.patterns.join(", "),
+    })
+}
+
+/// The overlays that set a `namespace:` for everything in them, and the
+/// edits that move it into each listed tenant's base instead (a tenant
+/// in another namespace could not be added next to it).
+fn layout_changes(root: &Path, envs: &[String], spec: &TenantSpec) -> Result<(Vec<String>, Plan)> {
+    let mut overlays = Vec::new();
+    let mut p = Plan::new(root);
+    let mut bases_done: Vec<String> = Vec::new();
+    for env in envs {
+        let path = root.join(format!("tenants/{env}/kustomization.yaml"));
+        let Ok(docs) = read_yaml(&path) else { continue };
+        let Some(doc) = docs.first() else { continue };
+        let Some(ns) = doc.get("namespace").and_then(Value::as_str) else {
+            continue;
+        };
+        if spec.namespaces.len() == 1 && spec.namespaces[0] == ns {
+            continue;
+        }
+        overlays.push(format!("tenants/{env}/kustomization.yaml"));
+        let resources = match doc.get("resources") {
+            Some(Value::Seq(r)) => r
+                .iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect(),
+            _ => Vec::new(),
+        };
+        for r in resources {
+            let Some(tenant) = r.strip_prefix("../base/") else {
+                continue;
+            };
+            let k = format!(
+                "tenants/base/{}/kustomization.yaml",
+                tenant.trim_end_matches('/')
+            );
+            if bases_done.contains(&k) || !root.join(&k).is_file() {
+                continue;
+            }
+            bases_done.push(k.clone());
+            let mut bdocs = read_yaml(&root.join(&k))?;
+            if let Some(b) = bdocs.first_mut() {
+                if b.get("namespace").is_none() {
+                    b.push("namespace", Value::str(ns));
+                    p.merge(k, formats::yaml::emit_plain(&bdocs, 2))?;
+                }
+            }
+        }
+    }
+    Ok((overlays, p))
+}
+
+/// What the checks of `tenant add` found.
+struct Preflight {
+    policy_edit: Option<(std::path::PathBuf, Vec<u8>)>,
+    overlays: Vec<String>,
+    layout: Plan,
+}
+
+fn preflight(
+    root: &Path,
+    envs: &[String],
+    spec: &TenantSpec,
+    opts: &AddOptions,
+) -> std::result::Result<Preflight, TenantError> {
+    check_ownership(root, spec)?;
+    let policy_edit = check_source(root, spec, opts)?;
+    let (overlays, layout) = layout_changes(root, envs, spec)?;
+    if !overlays.is_empty() && !opts.adopt_layout {
+        let mut preview = layout.clone();
+        for env in envs {
+            preview.merge(
+                format!("tenants/{env}/kustomization.yaml"),
+                edit_env_kustomization(root, env, &spec.name, false, true)?,
+            )?;
+        }
+        return Err(TenantError::LayoutChange {
+            overlays: overlays.join(", "),
+            diff: preview.render(),
+        });
+    }
+    Ok(Preflight {
+        policy_edit,
+        overlays,
+        layout,
+    })
+}
+
+/// Runs the checks of [`plan_add`] that need no credentials, so a refusal
+/// comes before any key is generated or host scanned.
+pub fn check_add(
+    root: &Path,
+    spec: &TenantSpec,
+    opts: &AddOptions,
+) -> std::result::Result<(), TenantError> {
+    let envs = environments(root).unwrap_or_default();
+    preflight(root, &envs, spec, opts).map(|_| ())
+}
+
+/// Plans `tenant add`: refuses, before anything is written, a namespace
+/// another tenant has, a URL outside the source policy, a layout change
+/// nobody agreed to, and a result that does not build.
 pub fn plan_add(
     root: &Path,
     spec: &TenantSpec,
     env_paths: &BTreeMap<String, String>,
     auth: &AuthFile,
-) -> Result<Plan> {
+    opts: &AddOptions,
+) -> std::result::Result<Plan, TenantError> {
     check_name("tenant", &spec.name)?;
     if spec.namespaces.is_empty() {
-        return Err(Error::Other(
-            "a tenant needs at least one --namespace".into(),
-        ));
+        return Err(Error::Other("a tenant needs at least one --namespace".into()).into());
     }
     for ns in &spec.namespaces {
         check_name("namespace", ns)?;
@@ -120,29 +351,38 @@ pub fn plan_add(
         ))
     })?;
     if envs.is_empty() {
-        return Err(Error::Other(
-            "no environments under tenants/: run `kustos init` first".into(),
-        ));
+        return Err(
+            Error::Other("no environments under tenants/: run `kustos init` first".into()).into(),
+        );
     }
     for e in env_paths.keys() {
         if !envs.contains(e) {
             return Err(Error::Other(format!(
                 "--env-path names unknown environment {e:?} (known: {})",
                 envs.join(", ")
-            )));
+            ))
+            .into());
         }
     }
+    let Preflight {
+        policy_edit,
+        overlays,
+        layout,
+    } = preflight(root, &envs, spec, opts)?;
     let base = base_dir(&spec.name);
-    let mut p = Plan::new(root);
+    let mut p = layout;
+    if let Some((file, content)) = policy_edit {
+        p.merge(file, content)?;
+    }
     p.put(format!("{base}/rbac.yaml"), t::tenant_rbac(spec))?;
     p.put(format!("{base}/sync.yaml"), t::tenant_sync(spec))?;
     let with_auth = match auth {
         AuthFile::None => false,
         AuthFile::Keep => {
             if !root.join(format!("{base}/auth.yaml")).exists() {
-                return Err(Error::Other(
-                    "auth.yaml does not exist yet; cannot keep it".into(),
-                ));
+                return Err(
+                    Error::Other("auth.yaml does not exist yet; cannot keep it".into()).into(),
+                );
             }
             true
         }
@@ -166,8 +406,14 @@ pub fn plan_add(
         )?;
         p.merge(
             format!("tenants/{env}/kustomization.yaml"),
-            edit_env_kustomization(root, env, &spec.name, true)?,
+            edit_env_kustomization(root, env, &spec.name, true, !overlays.is_empty())?,
         )?;
+    }
+    if let Some(kubectl) = &opts.kubectl {
+        let dirs: Vec<String> = envs.iter().map(|e| format!("tenants/{e}")).collect();
+        if let Err((dir, message)) = p.builds(kubectl, &dirs) {
+            return Err(TenantError::Build { dir, message });
+        }
     }
     Ok(p)
 }
@@ -191,7 +437,7 @@ pub fn plan_remove(root: &Path, name: &str) -> Result<Plan> {
         p.delete(format!("tenants/{env}/{name}-patch.yaml"));
         let k = format!("tenants/{env}/kustomization.yaml");
         if root.join(&k).exists() {
-            p.merge(k, edit_env_kustomization(root, &env, name, false)?)?;
+            p.merge(k, edit_env_kustomization(root, &env, name, false, false)?)?;
         }
     }
     Ok(p)
@@ -245,6 +491,17 @@ pub fn list(root: &Path) -> Result<Vec<TenantInfo>> {
                     if let Some(n) = d.str_at(&["metadata", "name"]) {
                         info.namespaces.push(n.to_string());
                     }
+                }
+            }
+        }
+        if info.namespaces.is_empty() {
+            if let Ok(docs) = read_yaml(&dir.join("kustomization.yaml")) {
+                if let Some(ns) = docs
+                    .first()
+                    .and_then(|d| d.get("namespace"))
+                    .and_then(Value::as_str)
+                {
+                    info.namespaces.push(ns.to_string());
                 }
             }
         }

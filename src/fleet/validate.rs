@@ -76,69 +76,6 @@ fn rel(root: &Path, p: &Path) -> String {
     p.strip_prefix(root).unwrap_or(p).display().to_string()
 }
 
-/// Kyverno wildcard match: `*` any run of characters, `?` one character.
-pub fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(sp) = star {
-            pi = sp + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
-/// The allowed source URL patterns from the `verify-sources` policy.
-fn allowed_sources(root: &Path) -> Option<Vec<String>> {
-    let path = root.join("infrastructure/kyverno-policies/verify-sources.yaml");
-    let bytes = std::fs::read(path).ok()?;
-    let docs = formats::load_plain(Format::Yaml, &bytes).ok()?;
-    let mut out = Vec::new();
-    for d in &docs {
-        let Some(Value::Seq(rules)) = d
-            .get("spec")
-            .and_then(|v| v.as_map())
-            .and_then(|m| m.get("rules"))
-        else {
-            continue;
-        };
-        for r in rules {
-            let Some(Value::Seq(pats)) = r
-                .as_map()
-                .and_then(|m| m.get("validate"))
-                .and_then(|v| v.as_map())
-                .and_then(|m| m.get("anyPattern"))
-            else {
-                continue;
-            };
-            for p in pats {
-                if let Some(u) = p.as_map().and_then(|m| m.str_at(&["spec", "url"])) {
-                    if !out.iter().any(|x| x == u) {
-                        out.push(u.to_string());
-                    }
-                }
-            }
-        }
-    }
-    Some(out)
-}
-
 /// Findings of one run, sorted at the end.
 #[derive(Default)]
 struct Findings(Vec<Finding>);
@@ -157,8 +94,8 @@ impl Findings {
 struct Repo {
     /// The root `.sops.yaml`, if it parsed.
     sops_cfg: Option<config::Config>,
-    /// The allowed source URL patterns, if the policy exists.
-    allowed: Option<Vec<String>>,
+    /// The fleet's source policy, if it has one.
+    policy: Option<super::policy::SourcePolicy>,
 }
 
 /// One YAML file and where it sits.
@@ -332,15 +269,15 @@ fn source_url_is_allowed(repo: &Repo, f: &File, o: &Object, out: &mut Findings) 
     if !is_source || o.namespace == "flux-system" || f.bootstrap {
         return;
     }
-    if let (Some(url), Some(pats)) = (o.doc.str_at(&["spec", "url"]), &repo.allowed) {
-        if !pats.iter().any(|p| wildcard_match(p, url)) {
+    if let (Some(url), Some(policy)) = (o.doc.str_at(&["spec", "url"]), &repo.policy) {
+        if !policy.allows(url) {
             out.add(
                 &f.rel,
                 "source-url",
                 format!(
                     "{} url {url:?} matches none of the allowed patterns ({})",
                     o.name,
-                    pats.join(", ")
+                    policy.patterns.join(", ")
                 ),
             );
         }
@@ -421,7 +358,7 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
     };
     let repo = Repo {
         sops_cfg,
-        allowed: allowed_sources(root),
+        policy: super::policy::read(root),
     };
     let mut kustomization_dirs = Vec::new();
     for path in &files {
@@ -476,26 +413,4 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
         kustomizations_built: built,
         findings,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kyverno_wildcards() {
-        assert!(wildcard_match(
-            "https://github.com/org/?*",
-            "https://github.com/org/repo"
-        ));
-        assert!(!wildcard_match(
-            "https://github.com/org/?*",
-            "https://github.com/org/"
-        ));
-        assert!(!wildcard_match(
-            "https://github.com/org/*",
-            "https://github.com/evil/repo"
-        ));
-        assert!(wildcard_match("*", "anything"));
-    }
 }
