@@ -92,7 +92,8 @@ fn cfg_err(path: &Path, msg: impl std::fmt::Display) -> Error {
 
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| cfg_err(path, format!("could not read config file: {e}")))?;
     parse(&bytes, path)
 }
 

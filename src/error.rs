@@ -142,14 +142,17 @@ impl Error {
             Error::NoDocument => NEED_AT_LEAST_ONE_DOCUMENT,
             Error::MacMismatch => MAC_MISMATCH,
             Error::MacNotFound => MAC_NOT_FOUND,
-            Error::MacDecrypt(_) => ERROR_DECRYPTING_MAC,
+            // sops answers "Cannot decrypt MAC" with its MAC-mismatch code.
+            Error::MacDecrypt(_) => MAC_MISMATCH,
             Error::DecryptValue { .. } => ERROR_DECRYPTING_TREE,
             Error::EncryptTree(_) => ERROR_ENCRYPTING_TREE,
             Error::DataKey(_) => COULD_NOT_RETRIEVE_KEY,
             Error::NoEncryptionKeys(_) => GENERIC,
             Error::Key(_) => GENERIC,
             Error::ConflictingParameters(_) => CONFLICTING_PARAMETERS,
-            Error::Config(_) => ERROR_READING_CONFIG,
+            // sops reports every config problem ("error loading config:
+            // …", no matching rule) with its generic code.
+            Error::Config(_) => GENERIC,
             Error::TreePath(_) => INVALID_TREE_PATH_FORMAT,
             Error::PathNotFound(_) => GENERIC,
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {

@@ -23,14 +23,29 @@ use crate::sops::value::{Item, Map, Value};
 use crate::sops::{Cipher, DataKey, Tree};
 use crate::util::escape_for_terminal;
 
-fn must_exist(p: &Path) -> CliResult {
+/// A missing input file, reported with the code sops uses for the
+/// command: `Error reading file` (2) for commands that load and decrypt it
+/// (set, unset, rotate, exec-env, exec-file), 1 for updatekeys and
+/// filestatus.
+fn must_exist(p: &Path, code: i32) -> CliResult {
     if !p.exists() {
         return Err(CliError::new(
-            exit::NO_FILE_SPECIFIED,
-            format!("Error: cannot operate on non-existent file {:?}", show(p)),
+            code,
+            "Error reading file: no such file or directory",
         ));
     }
     Ok(())
+}
+
+/// An error loading an encrypted file: sops gives a malformed one its
+/// generic code (a plaintext file's parse error, when encrypting, is 2).
+pub(crate) fn loading_encrypted(e: crate::Error) -> CliError {
+    let generic = matches!(e, crate::Error::Parse { .. });
+    let mut c = CliError::from(e);
+    if generic {
+        c.code = exit::GENERIC;
+    }
+    c
 }
 
 /// Loads and decrypts a file, keeping the cipher for re-encryption.
@@ -41,9 +56,9 @@ fn open(
     order: &DecryptionOrder,
     ignore_mac: bool,
 ) -> CliResult<(Tree, Cipher)> {
-    must_exist(file)?;
+    must_exist(file, exit::COULD_NOT_READ_INPUT_FILE)?;
     let data = fsutil::read_file(file)?;
-    let mut tree = formats::load_encrypted(fmt, &data)?;
+    let mut tree = formats::load_encrypted(fmt, &data).map_err(loading_encrypted)?;
     let ring = key_ring(g, order.resolve()?);
     let cipher = ops::decrypt_tree(&mut tree, &ring, ignore_mac)?;
     Ok((tree, cipher))
@@ -157,7 +172,7 @@ pub fn rotate(g: &GlobalArgs, a: RotateArgs) -> CliResult {
         .unwrap_or_else(|| a.file.clone());
     let in_fmt = parse_format(a.formats.input_type.as_deref(), &name)?;
     let out_fmt = parse_format(a.formats.output_type.as_deref(), &name)?;
-    let cfg = load_config(g).unwrap_or(None);
+    let cfg = load_config(g)?;
     let store = store_options(cfg.as_ref(), None)?;
     let run = || -> CliResult<Vec<u8>> {
         let (mut tree, mut cipher) = open(g, &a.file, in_fmt, &a.order, false)?;
@@ -194,7 +209,7 @@ pub struct UpdatekeysArgs {
 /// `kustos updatekeys`.
 pub fn updatekeys(g: &GlobalArgs, a: UpdatekeysArgs) -> CliResult {
     let cfg = load_config(g)?.ok_or_else(|| {
-        CliError::new(exit::CONFIG_FILE_NOT_FOUND, "config file not found")
+        CliError::new(exit::GENERIC, "config file not found")
             .with_hint("updatekeys needs a .sops.yaml with creation rules (or --config)")
     })?;
     let store = cfg.stores;
@@ -203,10 +218,10 @@ pub fn updatekeys(g: &GlobalArgs, a: UpdatekeysArgs) -> CliResult {
     for file in &a.files {
         let label = show(file);
         let res = (|| -> CliResult {
-            must_exist(file)?;
+            must_exist(file, exit::GENERIC)?;
             let fmt = parse_format(a.formats.input_type.as_deref(), file)?;
             let data = fsutil::read_file(file)?;
-            let mut tree = formats::load_encrypted(fmt, &data)?;
+            let mut tree = formats::load_encrypted(fmt, &data).map_err(loading_encrypted)?;
             let rule = cfg.rule_for(file)?.ok_or_else(|| {
                 CliError::new(
                     exit::GENERIC,
@@ -368,17 +383,25 @@ pub fn set(g: &GlobalArgs, a: SetArgs) -> CliResult {
             CliError::new(exit::NO_FILE_SPECIFIED, "Error: no file specified, or index and value are missing. Need precisely 3 positional arguments.")
         })?;
         if a.value_file {
-            fsutil::read_file(Path::new(&v))?
+            fsutil::read_file(Path::new(&v)).map_err(|e| {
+                let mut c = CliError::from(e);
+                c.code = exit::GENERIC;
+                c
+            })?
         } else {
             Zeroizing::new(v.into_bytes())
         }
     };
     let path = tree_path(&a.path)?;
-    let value = formats::json::parse_value(&raw)
-        .map_err(|e| CliError::new(exit::GENERIC, format!("the value is not valid JSON: {e}")))?;
+    let value = formats::json::parse_value(&raw).map_err(|e| {
+        CliError::new(
+            exit::INVALID_SET_FORMAT,
+            format!("the value is not valid JSON: {e}"),
+        )
+    })?;
     let in_fmt = parse_format(a.formats.input_type.as_deref(), &a.file)?;
     let out_fmt = parse_format(a.formats.output_type.as_deref(), &a.file)?;
-    let cfg = load_config(g).unwrap_or(None);
+    let cfg = load_config(g)?;
     let store = store_options(cfg.as_ref(), None)?;
     let run = || -> CliResult<Option<Vec<u8>>> {
         let (mut tree, mut cipher) = open(g, &a.file, in_fmt, &a.order, a.mac.ignore_mac)?;
@@ -429,7 +452,7 @@ pub fn unset(g: &GlobalArgs, a: UnsetArgs) -> CliResult {
     let path = tree_path(&a.path)?;
     let in_fmt = parse_format(a.formats.input_type.as_deref(), &a.file)?;
     let out_fmt = parse_format(a.formats.output_type.as_deref(), &a.file)?;
-    let cfg = load_config(g).unwrap_or(None);
+    let cfg = load_config(g)?;
     let store = store_options(cfg.as_ref(), None)?;
     let run = || -> CliResult<Option<Vec<u8>>> {
         let (mut tree, mut cipher) = open(g, &a.file, in_fmt, &a.order, a.mac.ignore_mac)?;
@@ -571,7 +594,7 @@ pub fn edit(g: &GlobalArgs, a: EditArgs) -> CliResult {
     let label = show(&a.file);
     let in_fmt = parse_format(a.formats.input_type.as_deref(), &a.file)?;
     let out_fmt = parse_format(a.formats.output_type.as_deref(), &a.file)?;
-    let cfg = load_config(g).unwrap_or(None);
+    let cfg = load_config(g)?;
     let store = store_options(cfg.as_ref(), None)?;
     let (mut tree, mut cipher) = if a.file.exists() {
         open(g, &a.file, in_fmt, &a.order, a.mac.ignore_mac).map_err(|e| e.in_file(&label))?
@@ -583,6 +606,7 @@ pub fn edit(g: &GlobalArgs, a: EditArgs) -> CliResult {
             a.shamir_threshold,
             cfg.as_ref(),
             &a.file,
+            super::sops_cmds::RuleMatch::Required,
         )
         .map_err(|e| e.in_file(&label))?;
         let mut md = spec.metadata(in_fmt)?;
@@ -743,10 +767,21 @@ pub struct FilestatusArgs {
 
 /// `kustos filestatus`: `{"encrypted":true|false}`.
 pub fn filestatus(_g: &GlobalArgs, a: FilestatusArgs) -> CliResult {
-    must_exist(&a.file)?;
+    must_exist(&a.file, exit::GENERIC).map_err(|e| e.in_file(&show(&a.file)))?;
     let fmt = parse_format(a.formats.input_type.as_deref(), &a.file)?;
     let data = fsutil::read_file(&a.file).map_err(|e| CliError::from(e).in_file(&show(&a.file)))?;
-    let enc = ops::is_encrypted(&data, fmt);
+    // Like sops: a file without metadata is not encrypted; one that does
+    // not parse cannot be checked.
+    let enc = match formats::load_encrypted(fmt, &data) {
+        Ok(t) => !t.metadata.version.is_empty() && !t.metadata.mac.is_empty(),
+        Err(crate::Error::MetadataNotFound) => false,
+        Err(e) => {
+            return Err(
+                CliError::new(exit::GENERIC, format!("cannot check file status: {e}"))
+                    .in_file(&show(&a.file)),
+            )
+        }
+    };
     write_stdout(format!("{{\"encrypted\":{enc}}}\n").as_bytes())
 }
 
@@ -906,7 +941,7 @@ pub fn exec_file(g: &GlobalArgs, a: ExecFileArgs) -> CliResult {
     }
     let in_fmt = parse_format(a.formats.input_type.as_deref(), &a.file)?;
     let out_fmt = parse_format(a.formats.output_type.as_deref(), &a.file)?;
-    let cfg = load_config(g).unwrap_or(None);
+    let cfg = load_config(g)?;
     let store = store_options(cfg.as_ref(), None)?;
     let (tree, _) = open(g, &a.file, in_fmt, &a.order, a.mac.ignore_mac)
         .map_err(|e| e.in_file(&show(&a.file)))?;

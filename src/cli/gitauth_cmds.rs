@@ -381,6 +381,7 @@ fn secret_git(g: &GlobalArgs, a: GitSecretArgs) -> CliResult {
             None,
             cfg.as_ref(),
             &rule_path,
+            sops_cmds::RuleMatch::UnlessKeysGiven,
         )?;
         let store = sops_cmds::store_options(cfg.as_ref(), None)?;
         Some((spec, store))

@@ -32,8 +32,75 @@ const SUBCOMMANDS: &[&str] = &[
     "publish",
 ];
 
-/// Rewrites legacy invocations; anything else passes through unchanged.
+/// sops' boolean flags (urfave/cli `BoolFlag`s), which also take
+/// `--flag=true|false` with Go's `strconv.ParseBool` spellings.
+const BOOL_FLAGS: &[&str] = &[
+    "background",
+    "decrypt",
+    "disable-version-check",
+    "encrypt",
+    "idempotent",
+    "ignore-mac",
+    "in-place",
+    "mac-only-encrypted",
+    "no-fifo",
+    "pristine",
+    "rotate",
+    "same-process",
+    "show-master-keys",
+    "value-file",
+    "value-stdin",
+    "verbose",
+    "yes",
+];
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// `--flag=true` becomes `--flag` and `--flag=false` disappears, for sops'
+/// boolean flags, before anything else reads the arguments (after `--`
+/// everything is a file name or command).
+fn boolean_values(args: Vec<OsString>) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut literal = false;
+    for a in args {
+        if literal {
+            out.push(a);
+            continue;
+        }
+        let s = a.to_string_lossy();
+        if s == "--" {
+            literal = true;
+            out.push(a);
+            continue;
+        }
+        let flag = s
+            .strip_prefix("--")
+            .and_then(|f| f.split_once('='))
+            .filter(|(name, _)| BOOL_FLAGS.contains(name))
+            .and_then(|(name, v)| parse_go_bool(v).map(|b| (name.to_string(), b)));
+        match flag {
+            Some((name, true)) => out.push(OsString::from(format!("--{name}"))),
+            Some((_, false)) => {}
+            None => out.push(a),
+        }
+    }
+    out
+}
+
+/// Rewrites legacy invocations and boolean flag values; anything else
+/// passes through unchanged.
 pub fn translate(args: Vec<OsString>) -> Vec<OsString> {
+    translate_legacy(boolean_values(args))
+}
+
+fn translate_legacy(args: Vec<OsString>) -> Vec<OsString> {
     let strs: Vec<String> = args
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
@@ -118,6 +185,31 @@ pub fn translate(args: Vec<OsString>) -> Vec<OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boolean_flags_take_go_values() {
+        let v = |a: &[&str]| -> Vec<String> {
+            boolean_values(a.iter().map(OsString::from).collect())
+                .into_iter()
+                .map(|s| s.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            v(&[
+                "kustos",
+                "decrypt",
+                "--ignore-mac=false",
+                "--in-place=T",
+                "f"
+            ]),
+            ["kustos", "decrypt", "--in-place", "f"]
+        );
+        assert_eq!(v(&["k", "--verbose=maybe"]), ["k", "--verbose=maybe"]);
+        assert_eq!(
+            v(&["k", "exec-env", "f", "--", "--ignore-mac=false"]),
+            ["k", "exec-env", "f", "--", "--ignore-mac=false"]
+        );
+    }
 
     fn t(a: &[&str]) -> Vec<String> {
         translate(a.iter().map(OsString::from).collect())

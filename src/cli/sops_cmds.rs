@@ -51,9 +51,16 @@ pub struct EncryptArgs {
     /// Accepted for sops compatibility (kustos has no key service)
     #[arg(long, hide = true)]
     pub keyservice: Vec<String>,
-    /// Accepted for sops compatibility
-    #[arg(long = "enable-local-keyservice", hide = true)]
-    pub enable_local_keyservice: Option<String>,
+    /// Accepted for sops compatibility: a boolean, `--enable-local-keyservice=false` to turn off
+    #[arg(
+        long = "enable-local-keyservice",
+        hide = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub enable_local_keyservice: Option<bool>,
 }
 
 /// Arguments of `decrypt`.
@@ -89,9 +96,16 @@ pub struct DecryptArgs {
     /// Accepted for sops compatibility (kustos has no key service)
     #[arg(long, hide = true)]
     pub keyservice: Vec<String>,
-    /// Accepted for sops compatibility
-    #[arg(long = "enable-local-keyservice", hide = true)]
-    pub enable_local_keyservice: Option<String>,
+    /// Accepted for sops compatibility: a boolean, `--enable-local-keyservice=false` to turn off
+    #[arg(
+        long = "enable-local-keyservice",
+        hide = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub enable_local_keyservice: Option<bool>,
 }
 
 pub(crate) fn conflict(msg: &str) -> CliError {
@@ -140,6 +154,17 @@ pub(crate) fn key_ring(g: &GlobalArgs, order: Vec<String>) -> KeyRing {
     ring
 }
 
+/// Whether a `.sops.yaml` must have a rule for the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RuleMatch {
+    /// Like sops: no matching rule is an error even with keys on the
+    /// command line (the repository says where files may be encrypted).
+    Required,
+    /// Keys on the command line stand in for a rule (kustos's own commands
+    /// whose output has no path of its own yet, like `secret git` to stdout).
+    UnlessKeysGiven,
+}
+
 /// The encryption spec for a file: CLI keys replace config keys; CLI
 /// selection options override the rule's.
 pub(crate) fn encrypt_spec(
@@ -148,17 +173,19 @@ pub(crate) fn encrypt_spec(
     threshold: Option<usize>,
     cfg: Option<&Config>,
     file: &Path,
+    rules: RuleMatch,
 ) -> CliResult<EncryptSpec> {
     let cli_group = keys.group()?;
-    let rule = match cfg {
-        Some(c) => c.rule_for(file).or_else(|e| {
+    let rule = match (cfg, rules) {
+        (Some(c), RuleMatch::Required) => c.rule_for(file)?,
+        (Some(c), RuleMatch::UnlessKeysGiven) => c.rule_for(file).or_else(|e| {
             if cli_group.is_some() {
                 Ok(None)
             } else {
                 Err(e)
             }
         })?,
-        None => None,
+        (None, _) => None,
     };
     let groups = match cli_group {
         Some(g) => vec![g],
@@ -257,14 +284,13 @@ fn write_dest(dest: &Dest, data: &[u8]) -> CliResult {
     }
 }
 
+/// sops' message and code for a missing input of encrypt and decrypt (the
+/// file name comes from the caller's prefix, once).
 fn check_exists(p: &Path) -> CliResult {
     if !p.exists() {
         return Err(CliError::new(
             exit::NO_FILE_SPECIFIED,
-            format!(
-                "Error: cannot operate on non-existent file {:?}",
-                escape_for_terminal(&show(p))
-            ),
+            "Error: cannot operate on non-existent file",
         ));
     }
     Ok(())
@@ -431,6 +457,7 @@ pub fn encrypt(g: &GlobalArgs, a: EncryptArgs) -> CliResult {
             a.shamir_threshold,
             cfg.as_ref(),
             &name,
+            RuleMatch::Required,
         )?;
         let data = match input {
             Some(p) => {
@@ -487,9 +514,15 @@ pub fn decrypt(g: &GlobalArgs, a: DecryptArgs) -> CliResult {
         None => None,
     };
     // Decryption does not need .sops.yaml, but sops reads its store settings.
-    let cfg = load_config(g).unwrap_or(None);
+    let cfg = load_config(g)?;
     let store = store_options(cfg.as_ref(), a.indent)?;
-    let ring = key_ring(g, order);
+    // Without the local key service (and no remote one, which kustos does
+    // not speak yet) no key can unwrap the data key, as with sops.
+    let ring = if a.enable_local_keyservice == Some(false) {
+        crate::keys::folder::folder_ring(Vec::new())
+    } else {
+        key_ring(g, order)
+    };
     let opts = DecryptOptions {
         ignore_mac: a.mac.ignore_mac,
         extract,
@@ -509,9 +542,8 @@ pub fn decrypt(g: &GlobalArgs, a: DecryptArgs) -> CliResult {
             }
             None => fsutil::read_stdin()?,
         };
-        Ok(ops::decrypt_bytes(
-            &data, in_fmt, out_fmt, &ring, &opts, &store,
-        )?)
+        ops::decrypt_bytes(&data, in_fmt, out_fmt, &ring, &opts, &store)
+            .map_err(super::file_cmds::loading_encrypted)
     };
     if a.files.len() <= 1 && a.output_dir.is_none() {
         let input = a.files.first().map(PathBuf::as_path);

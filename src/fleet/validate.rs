@@ -348,9 +348,10 @@ fn kustomizations_build(
 pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
     let files = yaml_files(root);
     let mut out = Findings::default();
-    let sops_cfg = match config::load(&root.join(".sops.yaml")) {
+    let cfg_path = root.join(".sops.yaml");
+    let sops_cfg = match config::load(&cfg_path) {
         Ok(c) => Some(c),
-        Err(crate::Error::Io { .. }) => None,
+        Err(_) if !cfg_path.exists() => None,
         Err(e) => {
             out.add(".sops.yaml", "sops-config", e.to_string());
             None
