@@ -412,7 +412,97 @@ fn validate_names_each_mistake() {
         "remote-base",
     );
     check("tenants/base/team/broken.yaml", "a: [1, 2\n", "yaml-syntax");
+    // A plaintext Secret in any folder, in any document.
+    check(
+        "infrastructure/kyverno/creds.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: c\nstringData:\n  token: plain\n",
+        "secret-not-encrypted",
+    );
+    check(
+        "tenants/base/team/two.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: b\ndata:\n  k: cGxhaW4=\n",
+        "secret-not-encrypted",
+    );
+    // secretGenerator inputs: literals and plaintext files.
+    check(
+        "tenants/base/team/kustomization.yaml",
+        &format!("{k}secretGenerator:\n  - name: g\n    literals:\n      - password=plain\n"),
+        "secret-not-encrypted",
+    );
+    std::fs::write(repo.join("tenants/base/team/app.env"), "PASSWORD=plain\n").unwrap();
+    check(
+        "tenants/base/team/kustomization.yaml",
+        &format!("{k}secretGenerator:\n  - name: g\n    envs:\n      - app.env\n"),
+        "secret-not-encrypted",
+    );
+    std::fs::remove_file(repo.join("tenants/base/team/app.env")).unwrap();
     ok(&env.kustos(&["validate", r]));
+    // init's .sops.yaml covers infrastructure/ too: the plaintext Secret
+    // there can be encrypted in place.
+    let creds = repo.join("infrastructure/kyverno/creds.yaml");
+    std::fs::write(
+        &creds,
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: c\nstringData:\n  token: plain\n",
+    )
+    .unwrap();
+    let o = env
+        .cmd(&kustos_bin())
+        .current_dir(&repo)
+        .args(["encrypt", "-i", "infrastructure/kyverno/creds.yaml"])
+        .output()
+        .unwrap();
+    ok(&o);
+    ok(&env.kustos(&["validate", r]));
+}
+
+/// Files the cluster can no longer open: after a fleet-wide rotation that
+/// drops the cluster's key, validate names every such file.
+#[test]
+fn validate_catches_files_the_cluster_cannot_decrypt() {
+    let Some(_kubectl) = kubectl() else { return };
+    let env = Env::new();
+    let repo = env.path("fleet");
+    let r = repo.to_str().unwrap();
+    ok(&env.kustos(&["init", r, "--age", &env.recipient]));
+    ok(&env.kustos_stdin(
+        &[
+            "tenant",
+            "add",
+            "team",
+            "--repo",
+            r,
+            "-n",
+            "team",
+            "--git-url",
+            "https://github.com/org/team",
+            "--password-stdin",
+        ],
+        b"token\n",
+    ));
+    ok(&env.kustos(&["validate", r]));
+    let (other, _) = new_age_key(env.dir.path(), "other");
+    ok(&env.kustos(&["fleet", "rotate", r, "--add-age", &other, "-y"]));
+    ok(&env.kustos(&["fleet", "rotate", r, "--rm-age", &env.recipient, "-y"]));
+    let o = env.kustos(&["validate", r, "-o", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rules: Vec<(String, String)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["file"].as_str().unwrap().to_string(),
+                f["rule"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for rule in ["sops-recipients", "sops-cluster-key"] {
+        assert!(
+            rules.contains(&("tenants/base/team/auth.yaml".to_string(), rule.to_string())),
+            "{rule}: {v:#}"
+        );
+    }
 }
 
 /// A copy of the flux2-multi-tenancy reference repository (testdata/).

@@ -41,6 +41,9 @@ pub fn plan(root: &Path, o: &InitOptions) -> Result<Plan> {
             t::cluster_infrastructure(env),
         )?;
         p.put(format!("{c}/tenants.yaml"), t::cluster_tenants(env, &o.key))?;
+        if let DecryptionKey::Age(r) = &o.key {
+            p.put(format!("{c}/.sops.pub.age"), t::cluster_public_age_key(r))?;
+        }
         // tenants/<env> may already list tenants: only create it when missing.
         let env_k = format!("tenants/{env}/kustomization.yaml");
         if !root.join(&env_k).exists() {

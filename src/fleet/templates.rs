@@ -334,14 +334,21 @@ pub fn sops_config(key: &DecryptionKey) -> String {
         DecryptionKey::Pgp(fp) => format!("    pgp: {}\n", scalar(fp)),
     };
     format!(
-        "# Written by `kustos init`: every Secret under tenants/ and clusters/ is
-# encrypted for the cluster's decryption key ({}) before it is committed.
+        "# Written by `kustos init`: every Secret under tenants/, clusters/ and
+# infrastructure/ is encrypted for the cluster's decryption key ({}) before
+# it is committed.
 creation_rules:
-  - path_regex: ^(tenants|clusters)/.*\\.ya?ml$
+  - path_regex: ^(tenants|clusters|infrastructure)/.*\\.ya?ml$
     encrypted_regex: ^(data|stringData)$
 {keyline}",
         key.secret_name()
     )
+}
+
+/// `clusters/<env>/.sops.pub.age`: the public half of the cluster's age
+/// key, so `validate` can tell which files the cluster can decrypt.
+pub fn cluster_public_age_key(recipient: &str) -> String {
+    format!("{recipient}\n")
 }
 
 /// `tenants/<env>/kustomization.yaml` with no tenants yet.

@@ -102,8 +102,6 @@ struct Repo {
 struct File<'a> {
     path: &'a Path,
     rel: String,
-    /// Under `tenants/` or `clusters/`, where Secrets must be encrypted.
-    in_tenancy: bool,
     /// Flux's own bootstrap manifests (`*/flux-system/*`).
     bootstrap: bool,
 }
@@ -153,10 +151,20 @@ const OBJECT_CHECKS: &[ObjectCheck] = &[
     source_url_is_allowed,
 ];
 
-/// Secrets under `tenants/` and `clusters/` are SOPS-encrypted, with sane
-/// metadata, every value encrypted, and a `.sops.yaml` rule covering them.
+/// Every Secret with data, in any folder and any document, is
+/// SOPS-encrypted, with sane metadata, every value encrypted, and a
+/// `.sops.yaml` rule covering it.
 fn secret_is_encrypted(repo: &Repo, f: &File, o: &Object, out: &mut Findings) {
-    if o.kind != "Secret" || o.api != "v1" || !f.in_tenancy {
+    if o.kind != "Secret" || o.api != "v1" {
+        return;
+    }
+    let holds_data = ["data", "stringData"].iter().any(|k| {
+        o.doc
+            .get(k)
+            .and_then(Value::as_map)
+            .is_some_and(|m| !m.is_empty())
+    });
+    if !holds_data {
         return;
     }
     let Some(md) = o.doc.get("sops") else {
@@ -306,6 +314,142 @@ fn no_remote_bases(f: &File, docs: &[Map], out: &mut Findings) {
     }
 }
 
+/// `secretGenerator` inputs are SOPS-encrypted: no `literals`, and every
+/// `files`/`envs`/`env` file holds SOPS data (kustomize-controller
+/// decrypts them before the build).
+fn secret_generator_inputs_are_encrypted(root: &Path, f: &File, docs: &[Map], out: &mut Findings) {
+    let dir = f.path.parent().unwrap_or(root);
+    for d in docs {
+        let Some(Value::Seq(gens)) = d.get("secretGenerator") else {
+            continue;
+        };
+        for (i, g) in gens.iter().filter_map(Value::as_map).enumerate() {
+            let name = g.get("name").and_then(Value::as_str).unwrap_or("?");
+            if matches!(g.get("literals"), Some(Value::Seq(l)) if !l.is_empty()) {
+                out.add(&f.rel, "secret-not-encrypted", format!("secretGenerator[{i}] ({name}) has plaintext literals; put them in a file and encrypt it with kustos encrypt"));
+            }
+            let mut inputs: Vec<String> = Vec::new();
+            for field in ["files", "envs"] {
+                if let Some(Value::Seq(items)) = g.get(field) {
+                    inputs.extend(
+                        items
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(|e| e.split_once('=').map(|(_, p)| p).unwrap_or(e).to_string()),
+                    );
+                }
+            }
+            if let Some(e) = g.get("env").and_then(Value::as_str) {
+                inputs.push(e.to_string());
+            }
+            for input in inputs {
+                let Some(rel) = crate::kustomize::closure::clean(
+                    &dir.strip_prefix(root).unwrap_or(dir).join(&input),
+                ) else {
+                    continue;
+                };
+                let Ok(data) = std::fs::read(root.join(&rel)) else {
+                    continue;
+                };
+                if super::bulk::detect(&data).is_none() {
+                    out.add(&f.rel, "secret-not-encrypted", format!("secretGenerator[{i}] ({name}) reads {} in plaintext; run `kustos encrypt -i {}`", rel.display(), rel.display()));
+                }
+            }
+        }
+    }
+}
+
+/// Every SOPS file is encrypted for exactly the keys its `.sops.yaml`
+/// creation rule names (what `kustos updatekeys` would change otherwise).
+fn sops_files_follow_their_rule(root: &Path, repo: &Repo, out: &mut Findings) {
+    let Ok(status) = super::bulk::status(root, repo.sops_cfg.as_ref()) else {
+        return;
+    };
+    for f in status.encrypted.iter().filter(|f| f.rule == "differs") {
+        out.add(&f.file, "sops-recipients", "the file's recipients differ from its .sops.yaml creation rule; run `kustos updatekeys` (see `kustos fleet status`)".into());
+    }
+}
+
+/// The public halves of the clusters' decryption keys: one age recipient
+/// per line of `clusters/<cluster>/.sops.pub.age` (written by `kustos
+/// init`, the convention of Flux's SOPS guide).
+fn cluster_keys(root: &Path) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(root.join("clusters")) else {
+        return out;
+    };
+    let mut dirs: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.sort();
+    for d in dirs {
+        let Ok(text) = std::fs::read_to_string(d.join(".sops.pub.age")) else {
+            continue;
+        };
+        let keys: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("age1"))
+            .map(String::from)
+            .collect();
+        if !keys.is_empty() {
+            out.push((rel(root, &d), keys));
+        }
+    }
+    out
+}
+
+/// Every SOPS file a cluster's decrypting Kustomization builds lists that
+/// cluster's key: otherwise Flux cannot decrypt it.
+fn clusters_can_decrypt(root: &Path, out: &mut Findings) {
+    for (cluster, keys) in cluster_keys(root) {
+        let flux_files = crate::fsutil::walk(&root.join(&cluster))
+            .into_iter()
+            .filter(|e| !e.is_dir && (e.name().ends_with(".yaml") || e.name().ends_with(".yml")));
+        for e in flux_files {
+            let Ok(bytes) = std::fs::read(&e.path) else {
+                continue;
+            };
+            let Ok(docs) = formats::load_plain(Format::Yaml, &bytes) else {
+                continue;
+            };
+            for d in &docs {
+                let o = Object::of(d);
+                if !o.is_flux_kustomization()
+                    || o.doc
+                        .get("spec")
+                        .and_then(Value::as_map)
+                        .and_then(|s| s.get("decryption"))
+                        .is_none()
+                {
+                    continue;
+                }
+                let Some(path) = o.doc.str_at(&["spec", "path"]) else {
+                    continue;
+                };
+                let Some(dir) = crate::kustomize::closure::clean(Path::new(path)) else {
+                    continue;
+                };
+                let Ok(files) = crate::kustomize::closure::closure(root, &dir) else {
+                    continue;
+                };
+                for f in files.files.keys() {
+                    let Ok(data) = std::fs::read(root.join(f)) else {
+                        continue;
+                    };
+                    let Some(format) = super::bulk::detect(&data) else {
+                        continue;
+                    };
+                    let Ok(t) = formats::load_encrypted(format, &data) else {
+                        continue;
+                    };
+                    if !t.metadata.master_keys().any(|k| keys.contains(&k.name())) {
+                        out.add(&f.display().to_string(), "sops-cluster-key", format!("{} ({cluster}) cannot decrypt this file: none of its recipients is the cluster's key in {cluster}/.sops.pub.age", o.name));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Every kustomization folder builds with `kubectl kustomize`, in parallel.
 fn kustomizations_build(
     root: &Path,
@@ -366,7 +510,6 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
         let r = rel(root, path);
         let file = File {
             path,
-            in_tenancy: r.starts_with("tenants/") || r.starts_with("clusters/"),
             bootstrap: r.contains("/flux-system/"),
             rel: r,
         };
@@ -392,6 +535,7 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
                 kustomization_dirs.push(dir.to_path_buf());
             }
             no_remote_bases(&file, &docs, &mut out);
+            secret_generator_inputs_are_encrypted(root, &file, &docs, &mut out);
             continue;
         }
         for d in &docs {
@@ -401,6 +545,8 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
             }
         }
     }
+    sops_files_follow_their_rule(root, &repo, &mut out);
+    clusters_can_decrypt(root, &mut out);
     let built = if opts.build {
         kustomizations_build(root, &kustomization_dirs, opts, &mut out)
     } else {

@@ -3,7 +3,7 @@
 //! plugin), treating every byte of the folder as hostile:
 //!
 //! 1. every path the build would read is found and confined to the root
-//!    before anything runs ([`closure`]);
+//!    before anything runs ([`crate::kustomize::closure`]);
 //! 2. only those files are copied into a private workspace ([`workspace`]);
 //! 3. every SOPS document of the resource and patch files among them is
 //!    MAC-verified, and `secretGenerator` inputs and patches are decrypted in
@@ -21,7 +21,6 @@
 //! the tenant's keys ([`crate::keys::folder`]), so another tenant's files
 //! never open. The workspace is removed when the render returns.
 
-pub mod closure;
 pub mod verify;
 pub mod workspace;
 
@@ -32,15 +31,15 @@ use std::process::Stdio;
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
-use self::closure::{ConfineError, Use};
 use self::verify::{Sources, VerifyError};
 use self::workspace::Workspace;
 use crate::formats::{self, Format};
 use crate::keys::KeyRing;
+use crate::kustomize::closure::{self, ConfineError, Use};
 use crate::platform::{self, Confinement};
 use crate::sops::value::{Map, Value};
 
-pub use self::closure::format_for_key;
+pub use crate::kustomize::closure::format_for_key;
 
 /// Whether the kubectl child must be confined by the kernel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::Path;
 use std::time::Duration;
 
-use super::closure::Closure;
+use crate::kustomize::closure::Closure;
 use crate::{Error, Result};
 
 /// The largest file render reads (kustomize-controller's limit).

@@ -1,5 +1,8 @@
 //! What kustos knows about kustomization files, shared by `render`,
-//! `validate` and the plugin's doctor.
+//! `validate` and the plugin's doctor: their names, remote entries, and
+//! every file a build reads ([`closure`]).
+
+pub mod closure;
 
 /// The names kustomize accepts for a kustomization file, in its order.
 pub const KUSTOMIZATION_FILES: [&str; 3] =

@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
+use super::{host_like, looks_remote, KUSTOMIZATION_FILES};
 use crate::formats::{self, Format};
-use crate::kustomize::{host_like, looks_remote, KUSTOMIZATION_FILES};
 use crate::sops::value::{Map, Value};
 use crate::util::escape_for_terminal;
 
