@@ -431,3 +431,38 @@ fn output_dir_keeps_every_input() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("would both be written"));
     assert!(!twice.exists(), "nothing is written");
 }
+
+/// `fleet updatekeys --dry-run` says what would change, key by key, like
+/// sops updatekeys, and writes nothing.
+#[test]
+fn updatekeys_dry_run_names_the_key_changes() {
+    let env = Env::new();
+    let (other, _) = new_age_key(env.dir.path(), "other");
+    let root = env.path("fleet");
+    std::fs::create_dir_all(root.join("tenants")).unwrap();
+    std::fs::write(
+        root.join(".sops.yaml"),
+        format!("creation_rules:\n  - path_regex: tenants/\n    age: {other}\n"),
+    )
+    .unwrap();
+    let p = env.write("fleet/tenants/s.yaml", b"stringData:\n    password: x\n");
+    let enc = ok(&env.kustos(&[
+        "--config",
+        "/dev/null",
+        "encrypt",
+        "--age",
+        &env.recipient,
+        p.to_str().unwrap(),
+    ]));
+    std::fs::write(&p, &enc).unwrap();
+    let o = env.kustos(&["fleet", "updatekeys", root.to_str().unwrap(), "--dry-run"]);
+    let out = String::from_utf8_lossy(&ok(&o)).into_owned();
+    assert!(
+        out.contains(&format!(
+            "would update tenants/s.yaml (+{other}, -{})",
+            env.recipient
+        )),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&p).unwrap(), enc, "nothing is written");
+}

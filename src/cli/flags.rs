@@ -8,22 +8,25 @@ use crate::error::exit;
 use crate::keys::Recipient;
 use crate::util::escape_for_terminal;
 
+/// The store names `--input-type` and `--output-type` take.
+pub const STORES: [&str; 5] = ["yaml", "json", "dotenv", "ini", "binary"];
+
 /// `--input-type` and `--output-type`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct Formats {
-    /// Input format: yaml, json, dotenv, ini or binary (default: by extension)
-    #[arg(long = "input-type", value_name = "TYPE")]
+    /// Input format (default: by extension)
+    #[arg(long = "input-type", value_name = "TYPE", value_parser = STORES)]
     pub input_type: Option<String>,
     /// Output format (default: the input's)
-    #[arg(long = "output-type", value_name = "TYPE")]
+    #[arg(long = "output-type", value_name = "TYPE", value_parser = STORES)]
     pub output_type: Option<String>,
 }
 
 /// `--input-type` alone (commands that write no other format).
 #[derive(Args, Debug, Clone, Default)]
 pub struct InputFormat {
-    /// Input format: yaml, json, dotenv, ini or binary (default: by extension)
-    #[arg(long = "input-type", value_name = "TYPE")]
+    /// Input format (default: by extension)
+    #[arg(long = "input-type", value_name = "TYPE", value_parser = STORES)]
     pub input_type: Option<String>,
 }
 

@@ -385,6 +385,15 @@ fn tenant_credentials(
                     .ok()
                     .map(zeroize::Zeroizing::new)
             };
+            if password.as_ref().is_none_or(|p| p.is_empty()) {
+                return Err(CliError::new(
+                    exit::GENERIC,
+                    "a tenant on Git over HTTP/S needs a password or token",
+                )
+                .with_hint(
+                    "pipe it to --password-stdin (or set KUSTOS_GIT_PASSWORD), or pass --auth none for a public repository",
+                ));
+            }
             gitauth::http_credentials(gitauth::HttpAuth {
                 username: Some(a.username.clone()),
                 password,
@@ -712,7 +721,21 @@ fn run_fleet(g: &GlobalArgs, a: &FleetRunArgs, op: fleet::bulk::Operation) -> Cl
         OutputFormat::Text => {
             let mut out = String::new();
             for f in report.files.iter().filter(|f| f.result != "unchanged") {
-                out.push_str(&format!("{:<9} {}\n", f.result, f.file));
+                let state = match (f.result, report.dry_run) {
+                    ("updated", true) => "would update",
+                    (r, _) => r,
+                };
+                let keys: Vec<String> = f
+                    .added
+                    .iter()
+                    .map(|k| format!("+{k}"))
+                    .chain(f.removed.iter().map(|k| format!("-{k}")))
+                    .collect();
+                if keys.is_empty() {
+                    out.push_str(&format!("{state:<12} {}\n", f.file));
+                } else {
+                    out.push_str(&format!("{state:<12} {} ({})\n", f.file, keys.join(", ")));
+                }
             }
             let verb = if report.dry_run {
                 "would update"

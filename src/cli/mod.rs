@@ -311,7 +311,7 @@ fn run_inner(args: Vec<OsString>, forget_parser: bool) -> i32 {
         Command::Serve(a) => serve_cmds::serve(&cli.global, a),
         Command::Demo(a) => demo::run(a),
         Command::Completion { shell } => {
-            let mut cmd = Cli::command();
+            let mut cmd = visible(&Cli::command());
             clap_complete::generate(shell, &mut cmd, "kustos", &mut std::io::stdout());
             Ok(())
         }
@@ -323,6 +323,22 @@ fn run_inner(args: Vec<OsString>, forget_parser: bool) -> i32 {
             e.code
         }
     }
+}
+
+/// The command tree without hidden arguments and commands, for shell
+/// completion (clap's generators offer hidden flags too).
+fn visible(cmd: &clap::Command) -> clap::Command {
+    let mut out = clap::Command::new(cmd.get_name().to_string());
+    if let Some(about) = cmd.get_about() {
+        out = out.about(about.clone());
+    }
+    for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        out = out.arg(a.clone());
+    }
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        out = out.subcommand(visible(sub));
+    }
+    out
 }
 
 /// The commands scripts run once per file, thousands of times a day.
@@ -385,6 +401,27 @@ mod tests {
     #[test]
     fn clap_definition_is_valid() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completion_offers_visible_flags_and_store_names() {
+        let mut cmd = visible(&Cli::command());
+        let mut out = Vec::new();
+        clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "kustos", &mut out);
+        let script = String::from_utf8(out).unwrap();
+        for hidden in [
+            "--add-kms",
+            "--keyservice",
+            "--disable-version-check",
+            "--encryption-context",
+        ] {
+            assert!(!script.contains(hidden), "{hidden} is offered");
+        }
+        assert!(script.contains("--input-type"));
+        assert!(
+            script.contains("yaml json dotenv ini binary"),
+            "store names"
+        );
     }
 
     fn full_parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -468,7 +505,6 @@ mod tests {
                 "f",
             ],
             &["kustos", "encrypt", "--", "-f.yaml"],
-            &["kustos", "decrypt", "--input-type", "toml", "f"],
             // Conflicts sops reports with its own exit code are not clap's.
             &[
                 "kustos",
@@ -492,6 +528,7 @@ mod tests {
         // Errors, help and version are left to the full tree.
         for args in [
             &["kustos", "decrypt", "--no-such-flag", "f"][..],
+            &["kustos", "decrypt", "--input-type", "toml", "f"],
             &["kustos", "decrypt", "--help"],
             &["kustos", "encrypt", "-V"],
             &["kustos", "decrypt", "f", "--output"],

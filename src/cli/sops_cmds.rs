@@ -319,13 +319,16 @@ where
         .collect();
     let mut first: Option<i32> = None;
     let mut failed = 0;
-    // One line per failed file; each distinct hint once, at the end.
+    // One line per failed file, its hint right below it the first time
+    // that hint comes up.
     let mut hints: Vec<String> = Vec::new();
     for (_, r) in results {
         if let Err(mut e) = r {
-            if let Some(h) = e.hint.take() {
-                if !hints.contains(&h) {
-                    hints.push(h);
+            if let Some(h) = &e.hint {
+                if hints.contains(h) {
+                    e.hint = None;
+                } else {
+                    hints.push(h.clone());
                 }
             }
             super::print_error(&e);
@@ -336,13 +339,10 @@ where
     batch.commit().map_err(|e| CliError::from(e.error))?;
     match first {
         None => Ok(()),
-        Some(code) => {
-            let mut e = CliError::new(code, format!("{failed} of {} files failed", files.len()));
-            if !hints.is_empty() {
-                e = e.with_hint(&hints.join("\nhint: "));
-            }
-            Err(e)
-        }
+        Some(code) => Err(CliError::new(
+            code,
+            format!("{failed} of {} files failed", files.len()),
+        )),
     }
 }
 

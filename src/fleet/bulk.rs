@@ -213,6 +213,12 @@ pub struct FileResult {
     pub file: String,
     /// `updated`, `unchanged` or `skipped` (no matching rule).
     pub result: &'static str,
+    /// Keys (recipients, fingerprints) the file gains.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<String>,
+    /// Keys the file loses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 /// A finished (or dry) run.
@@ -231,6 +237,26 @@ struct Prepared {
     old: Vec<u8>,
     new: Option<Vec<u8>>,
     skipped: bool,
+    added: Vec<String>,
+    removed: Vec<String>,
+}
+
+impl Prepared {
+    fn unchanged(file: SopsFile, old: Vec<u8>, skipped: bool) -> Prepared {
+        Prepared {
+            file,
+            old,
+            new: None,
+            skipped,
+            added: Vec::new(),
+            removed: Vec::new(),
+        }
+    }
+}
+
+/// The key names of all groups of a file.
+fn key_names(t: &Tree) -> Vec<String> {
+    t.metadata.master_keys().map(MasterKey::name).collect()
 }
 
 /// Checks a new file: MAC under `key`, and every stanza we can open gives `key`.
@@ -267,14 +293,7 @@ fn prepare(
         Operation::UpdateKeys => {
             let rule = match cfg.map(|c| c.rule_for(&f.path)) {
                 Some(Ok(Some(r))) => r,
-                _ => {
-                    return Ok(Prepared {
-                        file: f,
-                        old,
-                        new: None,
-                        skipped: true,
-                    });
-                }
+                _ => return Ok(Prepared::unchanged(f, old, true)),
             };
             let diffs = rekey::diff_groups(&t.metadata.key_groups, &rule.key_groups);
             let threshold = t.metadata.shamir_threshold.min(rule.key_groups.len());
@@ -283,13 +302,10 @@ fn prepare(
                 .any(|d| !d.added.is_empty() || !d.removed.is_empty())
                 || threshold != t.metadata.shamir_threshold;
             if !changes {
-                return Ok(Prepared {
-                    file: f,
-                    old,
-                    new: None,
-                    skipped: false,
-                });
+                return Ok(Prepared::unchanged(f, old, false));
             }
+            let added = diffs.iter().flat_map(|d| d.added.clone()).collect();
+            let removed = diffs.iter().flat_map(|d| d.removed.clone()).collect();
             let key =
                 keys::recover_data_key(&t.metadata.key_groups, t.metadata.shamir_threshold, ring)
                     .map_err(|e| ctx(e.into()))?;
@@ -301,9 +317,12 @@ fn prepare(
                 old,
                 new: Some(new),
                 skipped: false,
+                added,
+                removed,
             })
         }
         Operation::Rotate(changes) => {
+            let before = key_names(&t);
             let key =
                 keys::recover_data_key(&t.metadata.key_groups, t.metadata.shamir_threshold, ring)
                     .map_err(|e| ctx(e.into()))?;
@@ -311,6 +330,7 @@ fn prepare(
             tree::decrypt(&mut t.branches, &t.metadata, &mut cipher, false).map_err(ctx)?;
             rekey::rotate_tree(&mut t, &mut cipher, changes).map_err(ctx)?;
             let new_key = cipher.key().clone();
+            let after = key_names(&t);
             let new = formats::emit_encrypted(f.format, &t, store).map_err(ctx)?;
             verify(&new, f.format, &new_key, ring).map_err(ctx)?;
             Ok(Prepared {
@@ -318,6 +338,16 @@ fn prepare(
                 old,
                 new: Some(new),
                 skipped: false,
+                added: after
+                    .iter()
+                    .filter(|k| !before.contains(k))
+                    .cloned()
+                    .collect(),
+                removed: before
+                    .iter()
+                    .filter(|k| !after.contains(k))
+                    .cloned()
+                    .collect(),
             })
         }
     }
@@ -381,6 +411,8 @@ pub fn run(
             } else {
                 "unchanged"
             },
+            added: p.added.clone(),
+            removed: p.removed.clone(),
         });
     }
     report.updated = ok.iter().filter(|p| p.new.is_some()).count();
