@@ -110,6 +110,16 @@ pub fn serve(g: &GlobalArgs, a: ServeArgs) -> CliResult {
             .map(|s| Listen::parse(s).map_err(CliError::from))
             .collect()
     };
+    let mut seen = std::collections::BTreeSet::new();
+    for l in a.listen.iter().chain(&a.admin_listen) {
+        if !seen.insert(
+            Listen::parse(l)
+                .map(|x| x.to_string())
+                .unwrap_or_else(|_| l.clone()),
+        ) {
+            return Err(usage(format!("--listen {l} is given twice")));
+        }
+    }
     let cfg = ServeConfig {
         keys_dir,
         listen: parse(&a.listen)?,
