@@ -752,6 +752,18 @@ fn the_sidecar_refuses_remote_listeners_and_hides_tenants_from_remote_metrics() 
         err.contains("non-loopback") && err.contains("--allow-remote"),
         "{err}"
     );
+    // The same address twice is named as such.
+    let o = env.kustos(&[
+        "serve",
+        "--keys-dir",
+        keys.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        "tcp://127.0.0.1:0",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("given twice"), "{err}");
     // Probes may be remote; /metrics there does not list tenant names.
     let srv = Sidecar::start(
         &env,
