@@ -70,45 +70,71 @@ fn function_exec_path(m: &Map) -> Option<String> {
     Some(exec)
 }
 
-/// Runs every check on the kustomizations under `dir`. `build_flags` are the
-/// flags `kustomize build` runs with (e.g. from Argo CD's
-/// `kustomize.buildOptions`); `None` when unknown.
-pub fn doctor(dir: &Path, build_flags: Option<&str>, ring: &KeyRing) -> Vec<Check> {
-    let mut checks = Vec::new();
-    let mut add = |level, file: &Path, message: String, fix: &str| {
-        checks.push(Check {
+/// What every check shares: the build flags, the keys, the findings.
+struct Doctor<'a> {
+    /// `kustomize build` flags, when known.
+    flags: Option<&'a str>,
+    ring: &'a KeyRing,
+    checks: Vec<Check>,
+    generators: usize,
+}
+
+/// One generator config and where it came from.
+struct Config<'a> {
+    doc: &'a Map,
+    /// The file (or `kustomization.yaml (inline)`), for messages.
+    name: String,
+    path: PathBuf,
+    /// The folder of the kustomization that lists it.
+    root: &'a Path,
+    /// `generators` or `transformers`.
+    field: &'a str,
+}
+
+impl Doctor<'_> {
+    fn add(&mut self, level: Level, file: &Path, message: String, fix: &str) {
+        self.checks.push(Check {
             level,
             file: file.display().to_string(),
             message,
             fix: fix.to_string(),
-        })
-    };
-    let ks = find_kustomizations(dir);
-    let flags = build_flags.unwrap_or("");
-    let has = |f: &str| {
-        flags
+        });
+    }
+
+    fn has_flag(&self, f: &str) -> bool {
+        self.flags
+            .unwrap_or("")
             .split_whitespace()
             .any(|x| x == f || x.starts_with(&format!("{f}=")))
-    };
-    let mut generators = 0;
-    for k in &ks {
+    }
+
+    /// An error when the build flags are known, a warning when guessed.
+    fn flag_level(&self) -> Level {
+        if self.flags.is_some() {
+            Level::Error
+        } else {
+            Level::Warning
+        }
+    }
+
+    /// Every generator config a kustomization lists.
+    fn kustomization(&mut self, k: &Path, dir: &Path) {
         let root = k.parent().unwrap_or(dir);
         let Ok(bytes) = std::fs::read(k) else {
-            continue;
+            return;
         };
         let Ok(docs) = formats::load_plain(Format::Yaml, &bytes) else {
-            add(Level::Error, k, "not valid YAML".into(), "fix the syntax");
-            continue;
+            self.add(Level::Error, k, "not valid YAML".into(), "fix the syntax");
+            return;
         };
-        let Some(kd) = docs.first() else { continue };
+        let Some(kd) = docs.first() else { return };
         for field in ["generators", "transformers"] {
             let Some(Value::Seq(entries)) = kd.get(field) else {
                 continue;
             };
-            for e in entries {
-                let Some(entry) = e.as_str() else { continue };
+            for entry in entries.iter().filter_map(Value::as_str) {
                 // Inline configs are YAML documents; file entries are paths.
-                let (cfg_docs, cfg_name) = if entry.contains('\n') {
+                let (cfg_docs, name) = if entry.contains('\n') {
                     (
                         formats::load_plain(Format::Yaml, entry.as_bytes()).unwrap_or_default(),
                         format!("{} (inline)", k.display()),
@@ -123,137 +149,195 @@ pub fn doctor(dir: &Path, build_flags: Option<&str>, ring: &KeyRing) -> Vec<Chec
                         Err(_) => continue,
                     }
                 };
-                for cfg in cfg_docs.iter().filter(|d| is_config(d)) {
-                    generators += 1;
-                    let cfg_path = PathBuf::from(&cfg_name);
-                    if field == "transformers" {
-                        add(
-                            Level::Error,
-                            &cfg_path,
-                            "a SOPS generator config is listed under transformers".into(),
-                            "move it to `generators:`",
-                        );
-                    }
-                    if !has("--enable-alpha-plugins") {
-                        let level = if build_flags.is_some() {
-                            Level::Error
-                        } else {
-                            Level::Warning
-                        };
-                        add(level, &cfg_path, "kustomize needs --enable-alpha-plugins to run this generator (without it the build fails with `external plugins disabled`)".into(), "run `kustomize build --enable-alpha-plugins` (Argo CD: kustomize.buildOptions in argocd-cm)");
-                    }
-                    match function_exec_path(cfg) {
-                        Some(exec) => {
-                            add(Level::Warning, &cfg_path, "`kubectl kustomize` (kubectl's built-in kustomize) has no --enable-exec and never runs exec functions".into(), "build with the standalone kustomize binary, or drop the function annotation and use the legacy plugin (`kustos plugin install`)");
-                            if !has("--enable-exec") {
-                                let level = if build_flags.is_some() {
-                                    Level::Error
-                                } else {
-                                    Level::Warning
-                                };
-                                add(level, &cfg_path, "this KRM exec function is SILENTLY SKIPPED unless kustomize runs with --enable-exec: the build succeeds without the Secret".into(), "add --enable-exec next to --enable-alpha-plugins");
-                            }
-                            let exec_path = if exec.contains('/') {
-                                root.join(&exec)
-                            } else {
-                                PathBuf::from(&exec)
-                            };
-                            let found = if exec.contains('/') {
-                                executable(&exec_path)
-                            } else {
-                                std::env::var_os("PATH").is_some_and(|p| {
-                                    std::env::split_paths(&p).any(|d| executable(&d.join(&exec)))
-                                })
-                            };
-                            if found {
-                                add(
-                                    Level::Ok,
-                                    &cfg_path,
-                                    format!("function executable {exec} found"),
-                                    "",
-                                );
-                            } else {
-                                add(Level::Error, &cfg_path, format!("function executable {exec:?} not found or not executable (relative paths resolve from {})", root.display()), "install kustos there or on PATH (`kustos plugin install --path ...`), or fix config.kubernetes.io/function");
-                            }
-                        }
-                        None => {
-                            let api = cfg.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-                            let kind = cfg.get("kind").and_then(Value::as_str).unwrap_or("");
-                            let rel = format!("{api}/{}/{kind}", kind.to_lowercase());
-                            match plugin_home() {
-                                Some(home) if executable(&home.join(&rel)) => {
-                                    add(Level::Ok, &cfg_path, format!("legacy plugin found at {}", home.join(&rel).display()), "")
-                                }
-                                Some(home) => add(Level::Error, &cfg_path, format!("legacy plugin {} is missing (kustomize reports `unable to find plugin root`)", home.join(&rel).display()), "run `kustos plugin install`"),
-                                None => add(Level::Error, &cfg_path, "no kustomize plugin home (set KUSTOMIZE_PLUGIN_HOME or HOME)".into(), "run `kustos plugin install --plugin-home DIR`"),
-                            }
-                        }
-                    }
-                    let Ok(gc) = parse_config(cfg, &cfg_name) else {
-                        add(
-                            Level::Error,
-                            &cfg_path,
-                            "invalid generator config".into(),
-                            "see `kustos plugin --help` for the schema",
-                        );
-                        continue;
+                for doc in cfg_docs.iter().filter(|d| is_config(d)) {
+                    self.generators += 1;
+                    let cfg = Config {
+                        doc,
+                        path: PathBuf::from(&name),
+                        name: name.clone(),
+                        root,
+                        field,
                     };
-                    let mut files: Vec<String> = gc.files.clone();
-                    for s in &gc.secret_from {
-                        files.extend(s.files.iter().chain(&s.binary_files).map(|f| {
-                            f.split_once('=')
-                                .map(|x| x.1.to_string())
-                                .unwrap_or_else(|| f.clone())
-                        }));
-                        files.extend(s.envs.iter().cloned());
-                    }
-                    for f in files {
-                        let full = match resolve_inside(root, &f) {
-                            Ok(p) => p,
-                            Err(e) => {
-                                add(
-                                    Level::Error,
-                                    &cfg_path,
-                                    e.to_string(),
-                                    "keep generator inputs inside the kustomization folder",
-                                );
-                                continue;
-                            }
-                        };
-                        let fmt = Format::from_path(Path::new(&f));
-                        let tree = std::fs::read(&full)
-                            .ok()
-                            .and_then(|b| formats::load_encrypted(fmt, &b).ok());
-                        match tree {
-                            None => add(
-                                Level::Error,
-                                &cfg_path,
-                                format!("{f}: not a SOPS-encrypted {} file", fmt.name()),
-                                "encrypt it with `kustos encrypt -i`",
-                            ),
-                            Some(t) => match keys::recover_data_key(
-                                &t.metadata.key_groups,
-                                t.metadata.shamir_threshold,
-                                ring,
-                            ) {
-                                Ok(_) => add(
-                                    Level::Ok,
-                                    &cfg_path,
-                                    format!("{f}: decryptable with the available keys"),
-                                    "",
-                                ),
-                                Err(e) => {
-                                    add(Level::Error, &cfg_path, format!("{f}: {e}"), &e.hint())
-                                }
-                            },
-                        }
+                    for check in CONFIG_CHECKS {
+                        check(self, &cfg);
                     }
                 }
             }
         }
     }
-    if generators == 0 {
-        add(
+}
+
+/// The checks every generator config goes through, in order.
+const CONFIG_CHECKS: &[fn(&mut Doctor, &Config)] = &[
+    listed_as_a_generator,
+    alpha_plugins_enabled,
+    plugin_runs,
+    inputs_decrypt,
+];
+
+/// A generator listed under `transformers:` never generates anything.
+fn listed_as_a_generator(d: &mut Doctor, c: &Config) {
+    if c.field == "transformers" {
+        d.add(
+            Level::Error,
+            &c.path,
+            "a SOPS generator config is listed under transformers".into(),
+            "move it to `generators:`",
+        );
+    }
+}
+
+/// Plugins need `--enable-alpha-plugins`.
+fn alpha_plugins_enabled(d: &mut Doctor, c: &Config) {
+    if !d.has_flag("--enable-alpha-plugins") {
+        let level = d.flag_level();
+        d.add(level, &c.path, "kustomize needs --enable-alpha-plugins to run this generator (without it the build fails with `external plugins disabled`)".into(), "run `kustomize build --enable-alpha-plugins` (Argo CD: kustomize.buildOptions in argocd-cm)");
+    }
+}
+
+/// The KRM exec function or the legacy plugin the config names exists and
+/// will run.
+fn plugin_runs(d: &mut Doctor, c: &Config) {
+    match function_exec_path(c.doc) {
+        Some(exec) => exec_function_runs(d, c, &exec),
+        None => legacy_plugin_installed(d, c),
+    }
+}
+
+fn exec_function_runs(d: &mut Doctor, c: &Config, exec: &str) {
+    d.add(Level::Warning, &c.path, "`kubectl kustomize` (kubectl's built-in kustomize) has no --enable-exec and never runs exec functions".into(), "build with the standalone kustomize binary, or drop the function annotation and use the legacy plugin (`kustos plugin install`)");
+    if !d.has_flag("--enable-exec") {
+        let level = d.flag_level();
+        d.add(level, &c.path, "this KRM exec function is SILENTLY SKIPPED unless kustomize runs with --enable-exec: the build succeeds without the Secret".into(), "add --enable-exec next to --enable-alpha-plugins");
+    }
+    let found = if exec.contains('/') {
+        executable(&c.root.join(exec))
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|dir| executable(&dir.join(exec))))
+    };
+    if found {
+        d.add(
+            Level::Ok,
+            &c.path,
+            format!("function executable {exec} found"),
+            "",
+        );
+    } else {
+        d.add(Level::Error, &c.path, format!("function executable {exec:?} not found or not executable (relative paths resolve from {})", c.root.display()), "install kustos there or on PATH (`kustos plugin install --path ...`), or fix config.kubernetes.io/function");
+    }
+}
+
+fn legacy_plugin_installed(d: &mut Doctor, c: &Config) {
+    let api = c
+        .doc
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = c.doc.get("kind").and_then(Value::as_str).unwrap_or("");
+    let rel = format!("{api}/{}/{kind}", kind.to_lowercase());
+    match plugin_home() {
+        Some(home) if executable(&home.join(&rel)) => d.add(
+            Level::Ok,
+            &c.path,
+            format!("legacy plugin found at {}", home.join(&rel).display()),
+            "",
+        ),
+        Some(home) => d.add(
+            Level::Error,
+            &c.path,
+            format!(
+                "legacy plugin {} is missing (kustomize reports `unable to find plugin root`)",
+                home.join(&rel).display()
+            ),
+            "run `kustos plugin install`",
+        ),
+        None => d.add(
+            Level::Error,
+            &c.path,
+            "no kustomize plugin home (set KUSTOMIZE_PLUGIN_HOME or HOME)".into(),
+            "run `kustos plugin install --plugin-home DIR`",
+        ),
+    }
+}
+
+/// Every input the config names is inside the kustomization, SOPS
+/// encrypted, and opens with the available keys.
+fn inputs_decrypt(d: &mut Doctor, c: &Config) {
+    let Ok(gc) = parse_config(c.doc, &c.name) else {
+        d.add(
+            Level::Error,
+            &c.path,
+            "invalid generator config".into(),
+            "see `kustos plugin --help` for the schema",
+        );
+        return;
+    };
+    let mut files: Vec<String> = gc.files.clone();
+    for s in &gc.secret_from {
+        files.extend(s.files.iter().chain(&s.binary_files).map(|f| {
+            f.split_once('=')
+                .map(|x| x.1.to_string())
+                .unwrap_or_else(|| f.clone())
+        }));
+        files.extend(s.envs.iter().cloned());
+    }
+    for f in files {
+        let full = match resolve_inside(c.root, &f) {
+            Ok(p) => p,
+            Err(e) => {
+                d.add(
+                    Level::Error,
+                    &c.path,
+                    e.to_string(),
+                    "keep generator inputs inside the kustomization folder",
+                );
+                continue;
+            }
+        };
+        let fmt = Format::from_path(Path::new(&f));
+        let tree = std::fs::read(&full)
+            .ok()
+            .and_then(|b| formats::load_encrypted(fmt, &b).ok());
+        match tree {
+            None => d.add(
+                Level::Error,
+                &c.path,
+                format!("{f}: not a SOPS-encrypted {} file", fmt.name()),
+                "encrypt it with `kustos encrypt -i`",
+            ),
+            Some(t) => match keys::recover_data_key(
+                &t.metadata.key_groups,
+                t.metadata.shamir_threshold,
+                d.ring,
+            ) {
+                Ok(_) => d.add(
+                    Level::Ok,
+                    &c.path,
+                    format!("{f}: decryptable with the available keys"),
+                    "",
+                ),
+                Err(e) => d.add(Level::Error, &c.path, format!("{f}: {e}"), &e.hint()),
+            },
+        }
+    }
+}
+
+/// Runs every check on the kustomizations under `dir`. `build_flags` are the
+/// flags `kustomize build` runs with (e.g. from Argo CD's
+/// `kustomize.buildOptions`); `None` when unknown.
+pub fn doctor(dir: &Path, build_flags: Option<&str>, ring: &KeyRing) -> Vec<Check> {
+    let mut d = Doctor {
+        flags: build_flags,
+        ring,
+        checks: Vec::new(),
+        generators: 0,
+    };
+    for k in find_kustomizations(dir) {
+        d.kustomization(&k, dir);
+    }
+    if d.generators == 0 {
+        d.add(
             Level::Warning,
             dir,
             "no ksops or kustos SopsGenerator config is referenced from any kustomization here"
@@ -261,5 +345,5 @@ pub fn doctor(dir: &Path, build_flags: Option<&str>, ring: &KeyRing) -> Vec<Chec
             "add the config file under `generators:` in kustomization.yaml",
         );
     }
-    checks
+    d.checks
 }
