@@ -295,12 +295,7 @@ pub fn secret(g: &GlobalArgs, c: SecretCommand) -> CliResult {
 }
 
 fn secret_git(g: &GlobalArgs, a: GitSecretArgs) -> CliResult {
-    if a.password_arg.is_some() {
-        return Err(generic("kustos does not take passwords as arguments: use --password-stdin or KUSTOS_GIT_PASSWORD"));
-    }
-    if a.bearer_token_arg.is_some() {
-        return Err(generic("kustos does not take tokens as arguments: use --bearer-token-stdin or KUSTOS_GIT_BEARER_TOKEN"));
-    }
+    refuse_secrets_in_arguments(&a)?;
     let meta = SecretMeta {
         name: a.name.clone(),
         namespace: a.namespace.clone(),
@@ -314,7 +309,46 @@ fn secret_git(g: &GlobalArgs, a: GitSecretArgs) -> CliResult {
             escape_for_terminal(&url.url)
         ));
     }
-    let ssh = url.scheme == GitScheme::Ssh;
+    flags_fit_the_scheme(&a, url.scheme == GitScheme::Ssh)?;
+    output_is_free(&a)?;
+    // Encryption keys first: a missing recipient must fail before a key is made.
+    let enc = encryption(g, &a)?;
+    let creds = if url.scheme == GitScheme::Ssh {
+        ssh_credentials(&a, &url)?
+    } else {
+        http_credentials(&a)?
+    };
+    let plain = creds.render(&meta);
+    let (bytes, mode): (Zeroizing<Vec<u8>>, NewFileMode) = match &enc {
+        Some((spec, store)) => (
+            Zeroizing::new(gitauth::secret::encrypt(plain.as_bytes(), spec, store)?),
+            NewFileMode::Shared,
+        ),
+        None => (
+            Zeroizing::new(plain.as_bytes().to_vec()),
+            NewFileMode::Private,
+        ),
+    };
+    drop(plain);
+    write_secret(&a, &bytes, mode)?;
+    report(&a, &url, &creds, enc.is_some());
+    Ok(())
+}
+
+/// Secrets never come from arguments (they end up in shell history and
+/// `ps`); the hidden flags exist only to say so.
+fn refuse_secrets_in_arguments(a: &GitSecretArgs) -> CliResult {
+    if a.password_arg.is_some() {
+        return Err(generic("kustos does not take passwords as arguments: use --password-stdin or KUSTOS_GIT_PASSWORD"));
+    }
+    if a.bearer_token_arg.is_some() {
+        return Err(generic("kustos does not take tokens as arguments: use --bearer-token-stdin or KUSTOS_GIT_BEARER_TOKEN"));
+    }
+    Ok(())
+}
+
+/// SSH-only flags with an http(s) URL, or the reverse, are mistakes.
+fn flags_fit_the_scheme(a: &GitSecretArgs, ssh: bool) -> CliResult {
     let misplaced: Vec<&str> = if ssh {
         [
             (a.username.is_some(), "--username"),
@@ -350,6 +384,12 @@ fn secret_git(g: &GlobalArgs, a: GitSecretArgs) -> CliResult {
             format!("{first} {why}"),
         ));
     }
+    Ok(())
+}
+
+/// An existing output is replaced only with --force (a deploy key in it
+/// would be lost).
+fn output_is_free(a: &GitSecretArgs) -> CliResult {
     if let Some(o) = &a.output {
         if o.exists() && !a.force {
             return Err(generic(format!(
@@ -358,168 +398,181 @@ fn secret_git(g: &GlobalArgs, a: GitSecretArgs) -> CliResult {
             )));
         }
     }
+    Ok(())
+}
 
-    // Encryption keys first: a missing recipient must fail before a key is made.
-    let encrypt = a.encrypt || a.age.is_some() || a.pgp.is_some();
-    let enc = if encrypt {
-        let flags = KeyFlags {
-            age: a
-                .age
-                .clone()
-                .or_else(|| std::env::var("SOPS_AGE_RECIPIENTS").ok()),
-            pgp: a.pgp.clone().or_else(|| std::env::var("SOPS_PGP_FP").ok()),
-            ..Default::default()
-        };
-        let cfg = sops_cmds::load_config(g)?;
-        let rule_path = a
-            .output
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("{}.yaml", a.name)));
-        let spec = sops_cmds::encrypt_spec(
-            &flags,
-            &SelectionFlags::default(),
-            None,
-            cfg.as_ref(),
-            &rule_path,
-            sops_cmds::RuleMatch::UnlessKeysGiven,
-        )?;
-        let store = sops_cmds::store_options(cfg.as_ref(), None)?;
-        Some((spec, store))
-    } else {
-        None
-    };
-
-    let creds = if ssh {
-        let alg = match a.ssh_key_algorithm.unwrap_or(SshKeyAlgorithmArg::Ecdsa) {
-            SshKeyAlgorithmArg::Ecdsa => {
-                KeyAlgorithm::Ecdsa(match a.ssh_ecdsa_curve.unwrap_or(CurveArg::P384) {
-                    CurveArg::P256 => EcdsaCurve::P256,
-                    CurveArg::P384 => EcdsaCurve::P384,
-                    CurveArg::P521 => EcdsaCurve::P521,
-                })
-            }
-            SshKeyAlgorithmArg::Ed25519 => KeyAlgorithm::Ed25519,
-            SshKeyAlgorithmArg::Rsa => KeyAlgorithm::Rsa(a.ssh_rsa_bits.unwrap_or(2048)),
-        };
-        if a.ssh_ecdsa_curve.is_some() && !matches!(alg, KeyAlgorithm::Ecdsa(_))
-            || a.ssh_rsa_bits.is_some() && !matches!(alg, KeyAlgorithm::Rsa(_))
-        {
-            return Err(CliError::new(
-                exit::CONFLICTING_PARAMETERS,
-                "--ssh-ecdsa-curve goes with --ssh-key-algorithm ecdsa, --ssh-rsa-bits with rsa",
-            ));
-        }
-        if let KeyAlgorithm::Rsa(bits) = alg {
-            gitauth::keygen::validate_rsa_bits(bits)?;
-        }
-        let passphrase = if a.password_stdin {
-            Some(secret_from_stdin("passphrase")?)
-        } else {
-            secret_from_env(PASSWORD_ENV)
-        };
-        let key_bytes;
-        let key = match &a.private_key_file {
-            Some(p) => {
-                if a.ssh_key_algorithm.is_some() {
-                    return Err(CliError::new(
-                        exit::CONFLICTING_PARAMETERS,
-                        "--ssh-key-algorithm is for generated keys, not --private-key-file",
-                    ));
-                }
-                key_bytes = fsutil::read_file(p)
-                    .map_err(|e| generic(format!("cannot read the private key: {e}")))?;
-                SshKeySource::File {
-                    data: &key_bytes,
-                    passphrase,
-                }
-            }
-            None => {
-                if passphrase.is_some() {
-                    let from = if a.password_stdin {
-                        "--password-stdin"
-                    } else {
-                        PASSWORD_ENV
-                    };
-                    return Err(CliError::new(
-                        exit::CONFLICTING_PARAMETERS,
-                        format!("a passphrase ({from}) only applies to --private-key-file; generated deploy keys have none"),
-                    ));
-                }
-                SshKeySource::Generate(alg)
-            }
-        };
-        let hosts_text;
-        let hosts = match &a.known_hosts_file {
-            Some(p) => {
-                hosts_text = read_text_file(p, "known_hosts file")?;
-                KnownHostsSource::Given(&hosts_text)
-            }
-            None => KnownHostsSource::Scan(ScanOptions {
-                timeout: a.ssh_timeout,
-                all_host_keys: a.all_host_keys,
-            }),
-        };
-        gitauth::ssh_credentials(&url, key, hosts)?
-    } else {
-        let (password, bearer) = if a.bearer_token_stdin {
-            (
-                secret_from_env(PASSWORD_ENV),
-                Some(secret_from_stdin("bearer token")?),
-            )
-        } else if a.password_stdin {
-            (
-                Some(secret_from_stdin("password")?),
-                secret_from_env(BEARER_TOKEN_ENV),
-            )
-        } else {
-            (
-                secret_from_env(PASSWORD_ENV),
-                secret_from_env(BEARER_TOKEN_ENV),
-            )
-        };
-        let ca_crt = match &a.ca_crt_file {
-            Some(p) => Some(read_text_file(p, "TLS CA file")?.to_string()),
-            None => None,
-        };
-        gitauth::http_credentials(HttpAuth {
-            username: a.username.clone(),
-            password,
-            bearer_token: bearer,
-            ca_crt,
-        })?
-    };
-
-    let plain = creds.render(&meta);
-    let (bytes, mode): (Zeroizing<Vec<u8>>, NewFileMode) = match &enc {
-        Some((spec, store)) => (
-            Zeroizing::new(gitauth::secret::encrypt(plain.as_bytes(), spec, store)?),
-            NewFileMode::Shared,
-        ),
-        None => (
-            Zeroizing::new(plain.as_bytes().to_vec()),
-            NewFileMode::Private,
-        ),
-    };
-    drop(plain);
-    match &a.output {
-        Some(p) => {
-            if let Some(dir) = p
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-            {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    CliError::new(
-                        exit::COULD_NOT_WRITE_OUTPUT_FILE,
-                        format!("cannot create {}: {e}", show(dir)),
-                    )
-                })?;
-            }
-            fsutil::write_atomic(p, &bytes, mode)?
-        }
-        None => write_stdout(&bytes)?,
+/// The encryption spec and store settings, when the Secret is encrypted.
+fn encryption(
+    g: &GlobalArgs,
+    a: &GitSecretArgs,
+) -> CliResult<Option<(crate::ops::EncryptSpec, crate::formats::StoreOptions)>> {
+    if !(a.encrypt || a.age.is_some() || a.pgp.is_some()) {
+        return Ok(None);
     }
+    let flags = KeyFlags {
+        age: a
+            .age
+            .clone()
+            .or_else(|| std::env::var("SOPS_AGE_RECIPIENTS").ok()),
+        pgp: a.pgp.clone().or_else(|| std::env::var("SOPS_PGP_FP").ok()),
+        ..Default::default()
+    };
+    let cfg = sops_cmds::load_config(g)?;
+    let rule_path = a
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.yaml", a.name)));
+    let spec = sops_cmds::encrypt_spec(
+        &flags,
+        &SelectionFlags::default(),
+        None,
+        cfg.as_ref(),
+        &rule_path,
+        sops_cmds::RuleMatch::UnlessKeysGiven,
+    )?;
+    let store = sops_cmds::store_options(cfg.as_ref(), None)?;
+    Ok(Some((spec, store)))
+}
+
+/// The deploy-key algorithm the flags ask for.
+fn key_algorithm(a: &GitSecretArgs) -> CliResult<KeyAlgorithm> {
+    let alg = match a.ssh_key_algorithm.unwrap_or(SshKeyAlgorithmArg::Ecdsa) {
+        SshKeyAlgorithmArg::Ecdsa => {
+            KeyAlgorithm::Ecdsa(match a.ssh_ecdsa_curve.unwrap_or(CurveArg::P384) {
+                CurveArg::P256 => EcdsaCurve::P256,
+                CurveArg::P384 => EcdsaCurve::P384,
+                CurveArg::P521 => EcdsaCurve::P521,
+            })
+        }
+        SshKeyAlgorithmArg::Ed25519 => KeyAlgorithm::Ed25519,
+        SshKeyAlgorithmArg::Rsa => KeyAlgorithm::Rsa(a.ssh_rsa_bits.unwrap_or(2048)),
+    };
+    if a.ssh_ecdsa_curve.is_some() && !matches!(alg, KeyAlgorithm::Ecdsa(_))
+        || a.ssh_rsa_bits.is_some() && !matches!(alg, KeyAlgorithm::Rsa(_))
+    {
+        return Err(CliError::new(
+            exit::CONFLICTING_PARAMETERS,
+            "--ssh-ecdsa-curve goes with --ssh-key-algorithm ecdsa, --ssh-rsa-bits with rsa",
+        ));
+    }
+    if let KeyAlgorithm::Rsa(bits) = alg {
+        gitauth::keygen::validate_rsa_bits(bits)?;
+    }
+    Ok(alg)
+}
+
+/// The deploy key (generated or from a file) and known_hosts.
+fn ssh_credentials(a: &GitSecretArgs, url: &gitauth::GitUrl) -> CliResult<gitauth::GitCredentials> {
+    let alg = key_algorithm(a)?;
+    let passphrase = if a.password_stdin {
+        Some(secret_from_stdin("passphrase")?)
+    } else {
+        secret_from_env(PASSWORD_ENV)
+    };
+    let key_bytes;
+    let key = match &a.private_key_file {
+        Some(p) => {
+            if a.ssh_key_algorithm.is_some() {
+                return Err(CliError::new(
+                    exit::CONFLICTING_PARAMETERS,
+                    "--ssh-key-algorithm is for generated keys, not --private-key-file",
+                ));
+            }
+            key_bytes = fsutil::read_file(p)
+                .map_err(|e| generic(format!("cannot read the private key: {e}")))?;
+            SshKeySource::File {
+                data: &key_bytes,
+                passphrase,
+            }
+        }
+        None => {
+            if passphrase.is_some() {
+                let from = if a.password_stdin {
+                    "--password-stdin"
+                } else {
+                    PASSWORD_ENV
+                };
+                return Err(CliError::new(
+                    exit::CONFLICTING_PARAMETERS,
+                    format!("a passphrase ({from}) only applies to --private-key-file; generated deploy keys have none"),
+                ));
+            }
+            SshKeySource::Generate(alg)
+        }
+    };
+    let hosts_text;
+    let hosts = match &a.known_hosts_file {
+        Some(p) => {
+            hosts_text = read_text_file(p, "known_hosts file")?;
+            KnownHostsSource::Given(&hosts_text)
+        }
+        None => KnownHostsSource::Scan(ScanOptions {
+            timeout: a.ssh_timeout,
+            all_host_keys: a.all_host_keys,
+        }),
+    };
+    Ok(gitauth::ssh_credentials(url, key, hosts)?)
+}
+
+/// Username and password, or a bearer token, and an optional CA.
+fn http_credentials(a: &GitSecretArgs) -> CliResult<gitauth::GitCredentials> {
+    let (password, bearer) = if a.bearer_token_stdin {
+        (
+            secret_from_env(PASSWORD_ENV),
+            Some(secret_from_stdin("bearer token")?),
+        )
+    } else if a.password_stdin {
+        (
+            Some(secret_from_stdin("password")?),
+            secret_from_env(BEARER_TOKEN_ENV),
+        )
+    } else {
+        (
+            secret_from_env(PASSWORD_ENV),
+            secret_from_env(BEARER_TOKEN_ENV),
+        )
+    };
+    let ca_crt = match &a.ca_crt_file {
+        Some(p) => Some(read_text_file(p, "TLS CA file")?.to_string()),
+        None => None,
+    };
+    Ok(gitauth::http_credentials(HttpAuth {
+        username: a.username.clone(),
+        password,
+        bearer_token: bearer,
+        ca_crt,
+    })?)
+}
+
+/// Writes the Secret to --output (creating its folder) or stdout.
+fn write_secret(a: &GitSecretArgs, bytes: &[u8], mode: NewFileMode) -> CliResult {
+    let Some(p) = &a.output else {
+        return write_stdout(bytes);
+    };
+    if let Some(dir) = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            CliError::new(
+                exit::COULD_NOT_WRITE_OUTPUT_FILE,
+                format!("cannot create {}: {e}", show(dir)),
+            )
+        })?;
+    }
+    Ok(fsutil::write_atomic(p, bytes, mode)?)
+}
+
+/// What was written, the deploy key to register, and a warning when the
+/// Secret is not encrypted.
+fn report(
+    a: &GitSecretArgs,
+    url: &gitauth::GitUrl,
+    creds: &gitauth::GitCredentials,
+    encrypted: bool,
+) {
     if let Some(p) = &a.output {
-        let what = if enc.is_some() {
+        let what = if encrypted {
             "encrypted Secret"
         } else {
             "Secret (NOT encrypted, mode 0600)"
@@ -528,12 +581,11 @@ fn secret_git(g: &GlobalArgs, a: GitSecretArgs) -> CliResult {
     }
     if let Some(public) = &creds.identity_pub {
         note(&format!("deploy key: {}", public.trim_end()));
-        note(&deploy_key_hint(&url));
+        note(&deploy_key_hint(url));
     }
-    if enc.is_none() {
+    if !encrypted {
         note("note: the Secret is not encrypted; use --encrypt (with --age, --pgp or a .sops.yaml rule) before committing it to Git");
     }
-    Ok(())
 }
 
 /// Refuses to overwrite files unless `force`; makes sure a replaced
