@@ -151,6 +151,11 @@ pub fn load_encrypted(format: Format, input: &[u8]) -> Result<Tree> {
             let mut m = json::parse(input)?;
             let md = m.get("sops").cloned().ok_or(Error::MetadataNotFound)?;
             let metadata = metadata::from_value(&md)?;
+            // The MAC covers a plain number as the writer read it: a float
+            // up to sops 3.13.1, an int64 from 3.13.2 on.
+            if reads_json_int64(&metadata.version) {
+                m = json::parse_int64(input)?;
+            }
             m.remove("sops");
             Ok(Tree {
                 branches: vec![m],
@@ -160,6 +165,21 @@ pub fn load_encrypted(format: Format, input: &[u8]) -> Result<Tree> {
         Format::Dotenv => dotenv::load_encrypted(input),
         Format::Ini => ini::load_encrypted(input),
     }
+}
+
+/// True for sops versions whose JSON store reads integers that fit `int64`
+/// as integers (3.13.2 and later).
+fn reads_json_int64(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| {
+        let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u64>().unwrap_or(0)
+    });
+    let v = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    v >= (3, 13, 2)
 }
 
 /// Emits plaintext branches.
@@ -257,5 +277,26 @@ pub fn has_sops_key(format: Format, branches: &[Map]) -> bool {
     match format {
         Format::Dotenv => branches.iter().any(dotenv::has_sops_key),
         _ => branches.iter().any(|b| b.contains_key("sops")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_int64_from_3_13_2_on() {
+        for (v, want) in [
+            ("3.11.0", false),
+            ("3.13.1", false),
+            ("3.13.2", true),
+            ("3.13.10", true),
+            ("3.14.0", true),
+            ("4.0.0-rc1", true),
+            ("", false),
+            ("garbage", false),
+        ] {
+            assert_eq!(reads_json_int64(v), want, "{v}");
+        }
     }
 }
