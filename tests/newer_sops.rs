@@ -125,3 +125,46 @@ fn rewritten_ini_is_311_layout() {
     let plain = String::from_utf8(ok(&env.sops(&sops, &["decrypt", copy]))).unwrap();
     assert!(plain.contains("token    = rotated\n"), "{plain}");
 }
+
+/// `sops --indent N decrypt` is honoured since sops 3.13 (3.11 ignored the
+/// global flag before a subcommand, but honoured it in its legacy form,
+/// which gives the expected bytes).
+#[test]
+fn global_indent_applies_to_subcommands() {
+    let Some(sops) = sops() else { return };
+    let env = env();
+    let f = dir().join("comments.sops-3.11.enc.yaml");
+    let f = f.to_str().unwrap();
+    let want = ok(&env.sops(&sops, &["--indent", "6", "-d", f]));
+    assert!(String::from_utf8_lossy(&want).contains("\n      key: value\n"));
+    assert_eq!(ok(&env.kustos(&["--indent", "6", "decrypt", f])), want);
+    assert_eq!(ok(&env.kustos(&["--indent", "6", "-d", f])), want);
+    // Subcommands that rewrite the file take it too.
+    let copy = env.path("c.yaml");
+    std::fs::copy(f, &copy).unwrap();
+    let copy = copy.to_str().unwrap();
+    ok(&env.kustos(&["--indent", "2", "rotate", "-i", copy]));
+    let text = std::fs::read_to_string(copy).unwrap();
+    assert!(text.contains("\n  key: ENC["), "{text}");
+    let plain = ok(&env.sops(&sops, &["--indent", "6", "-d", copy]));
+    assert_eq!(plain, want);
+}
+
+/// sops 3.13 rejects an `exec-file --filename` that is not a local path.
+#[test]
+fn exec_file_name_stays_in_its_folder() {
+    let env = env();
+    let f = dir().join("comments.sops-3.11.enc.yaml");
+    for name in ["..", ".", "../x", "/tmp/x"] {
+        let o = env.kustos(&[
+            "exec-file",
+            "--no-fifo",
+            "--filename",
+            name,
+            f.to_str().unwrap(),
+            "cat {}",
+        ]);
+        assert!(!o.status.success(), "{name}");
+        assert!(o.stdout.is_empty(), "{name}");
+    }
+}

@@ -129,6 +129,9 @@ pub struct RotateArgs {
     /// Accepted for compatibility
     #[arg(long = "encryption-context", hide = true)]
     pub encryption_context: Option<String>,
+    /// Indentation of YAML/JSON output (sops' global --indent)
+    #[arg(long, hide = true, value_name = "N")]
+    pub indent: Option<i64>,
 }
 
 /// `kustos rotate`.
@@ -170,7 +173,7 @@ pub fn rotate(g: &GlobalArgs, a: RotateArgs) -> CliResult {
     let in_fmt = parse_format(a.input_type.as_deref(), &name)?;
     let out_fmt = parse_format(a.output_type.as_deref(), &name)?;
     let cfg = load_config(g).unwrap_or(None);
-    let store = store_options(cfg.as_ref(), None)?;
+    let store = store_options(cfg.as_ref(), a.indent)?;
     let run = || -> CliResult<Vec<u8>> {
         let (mut tree, mut cipher) =
             open(g, &a.file, in_fmt, a.decryption_order.as_deref(), false)?;
@@ -370,6 +373,9 @@ pub struct SetArgs {
     /// Proceed even if the MAC does not match
     #[arg(long = "ignore-mac")]
     pub ignore_mac: bool,
+    /// Indentation of YAML/JSON output (sops' global --indent)
+    #[arg(long, hide = true, value_name = "N")]
+    pub indent: Option<i64>,
 }
 
 fn tree_path(s: &str) -> CliResult<Vec<PathElem>> {
@@ -408,7 +414,7 @@ pub fn set(g: &GlobalArgs, a: SetArgs) -> CliResult {
     let in_fmt = parse_format(a.input_type.as_deref(), &a.file)?;
     let out_fmt = parse_format(a.output_type.as_deref(), &a.file)?;
     let cfg = load_config(g).unwrap_or(None);
-    let store = store_options(cfg.as_ref(), None)?;
+    let store = store_options(cfg.as_ref(), a.indent)?;
     let run = || -> CliResult<Option<Vec<u8>>> {
         let (mut tree, mut cipher) = open(
             g,
@@ -466,6 +472,9 @@ pub struct UnsetArgs {
     /// Proceed even if the MAC does not match
     #[arg(long = "ignore-mac")]
     pub ignore_mac: bool,
+    /// Indentation of YAML/JSON output (sops' global --indent)
+    #[arg(long, hide = true, value_name = "N")]
+    pub indent: Option<i64>,
 }
 
 /// `kustos unset`.
@@ -475,7 +484,7 @@ pub fn unset(g: &GlobalArgs, a: UnsetArgs) -> CliResult {
     let in_fmt = parse_format(a.input_type.as_deref(), &a.file)?;
     let out_fmt = parse_format(a.output_type.as_deref(), &a.file)?;
     let cfg = load_config(g).unwrap_or(None);
-    let store = store_options(cfg.as_ref(), None)?;
+    let store = store_options(cfg.as_ref(), a.indent)?;
     let run = || -> CliResult<Option<Vec<u8>>> {
         let (mut tree, mut cipher) = open(
             g,
@@ -538,6 +547,9 @@ pub struct EditArgs {
     /// Number of key groups needed to decrypt (Shamir), for new files
     #[arg(long = "shamir-secret-sharing-threshold", value_name = "N")]
     pub shamir_threshold: Option<usize>,
+    /// Indentation of YAML/JSON output (sops' global --indent)
+    #[arg(long, hide = true, value_name = "N")]
+    pub indent: Option<i64>,
 }
 
 fn example(fmt: Format) -> Vec<Map> {
@@ -633,7 +645,7 @@ pub fn edit(g: &GlobalArgs, a: EditArgs) -> CliResult {
     let in_fmt = parse_format(a.input_type.as_deref(), &a.file)?;
     let out_fmt = parse_format(a.output_type.as_deref(), &a.file)?;
     let cfg = load_config(g).unwrap_or(None);
-    let store = store_options(cfg.as_ref(), None)?;
+    let store = store_options(cfg.as_ref(), a.indent)?;
     let (mut tree, mut cipher) = if a.file.exists() {
         open(
             g,
@@ -980,6 +992,9 @@ pub struct ExecFileArgs {
     /// Proceed even if the MAC does not match
     #[arg(long = "ignore-mac")]
     pub ignore_mac: bool,
+    /// Indentation of YAML/JSON output (sops' global --indent)
+    #[arg(long, hide = true, value_name = "N")]
+    pub indent: Option<i64>,
 }
 
 /// `kustos exec-file`.
@@ -993,7 +1008,7 @@ pub fn exec_file(g: &GlobalArgs, a: ExecFileArgs) -> CliResult {
     let in_fmt = parse_format(a.input_type.as_deref(), &a.file)?;
     let out_fmt = parse_format(a.output_type.as_deref(), &a.file)?;
     let cfg = load_config(g).unwrap_or(None);
-    let store = store_options(cfg.as_ref(), None)?;
+    let store = store_options(cfg.as_ref(), a.indent)?;
     let (tree, _) = open(
         g,
         &a.file,
@@ -1012,7 +1027,9 @@ pub fn exec_file(g: &GlobalArgs, a: ExecFileArgs) -> CliResult {
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "tmp-file".into());
-    if name.contains('/') {
+    // Like sops 3.13, which rejects non-local names: nothing may land
+    // outside the private temporary folder.
+    if name.contains('/') || name == "." || name == ".." {
         return Err(CliError::new(
             exit::GENERIC,
             "--filename must be a plain file name",
