@@ -168,3 +168,82 @@ fn exec_file_name_stays_in_its_folder() {
         assert!(o.stdout.is_empty(), "{name}");
     }
 }
+
+/// sops 3.13 refuses to write data holding its metadata key (3.11 wrote a
+/// second `sops` entry that no version reads back); an edit that adds one
+/// goes back to the editor instead of being lost.
+#[test]
+fn the_metadata_key_is_refused_in_data() {
+    let env = env();
+    let copy = env.path("s.yaml");
+    std::fs::copy(dir().join("comments.sops-3.11.enc.yaml"), &copy).unwrap();
+    let before = std::fs::read(&copy).unwrap();
+    let p = copy.to_str().unwrap();
+    let o = env.kustos(&["set", p, "[\"sops\"]", "\"x\""]);
+    assert_eq!(o.status.code(), Some(4), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("reserved key"));
+    let o = env
+        .cmd(&kustos_bin())
+        .env("EDITOR", "sed -i $a\\sops:\\ x")
+        .args(["edit", p])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("reserved key"),
+        "{o:?}"
+    );
+    assert_eq!(std::fs::read(&copy).unwrap(), before);
+}
+
+/// `edit --show-master-keys` on a dotenv file takes the `sops_` lines back
+/// as metadata, not as data.
+#[test]
+fn dotenv_edit_with_master_keys() {
+    let Some(sops) = sops() else { return };
+    let env = env();
+    let plain = env.write("p.env", b"A=1\nB=2\n");
+    let recipient = "age19k3hcxryvq76lp4vmvcmsvazp26spht6pjjayalt05eju2jcs4dqvm2820";
+    let enc = ok(&env.sops(
+        &sops,
+        &["encrypt", "--age", recipient, plain.to_str().unwrap()],
+    ));
+    let f = env.write("e.env", &enc);
+    let o = env
+        .cmd(&kustos_bin())
+        .env("EDITOR", "sed -i s/^A=1/A=3/")
+        .args(["edit", "--show-master-keys", f.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    ok(&o);
+    let text = std::fs::read_to_string(&f).unwrap();
+    assert_eq!(text.matches("sops_mac=").count(), 1, "{text}");
+    assert_eq!(
+        ok(&env.sops(&sops, &["decrypt", f.to_str().unwrap()])),
+        b"A=3\nB=2\n"
+    );
+}
+
+/// Editing a 3.13.2 JSON file keeps integers sops 3.13.2 keeps.
+#[test]
+fn editing_313_json_keeps_every_digit() {
+    let env = env();
+    let copy = env.path("n.json");
+    std::fs::copy(dir().join("numbers.sops-3.13.2.enc.json"), &copy).unwrap();
+    let p = copy.to_str().unwrap();
+    let o = env
+        .cmd(&kustos_bin())
+        .env("EDITOR", "sed -i s/42/44/")
+        .args(["edit", p])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    ok(&o);
+    let text = String::from_utf8(ok(&env.kustos(&["decrypt", p]))).unwrap();
+    assert!(
+        text.contains("\"small\": 44,") && text.contains("\"id\": 1234567890123456789,"),
+        "{text}"
+    );
+}

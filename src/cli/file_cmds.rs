@@ -756,16 +756,19 @@ fn edit_loop(
                 "File has not changed, exiting.",
             ));
         }
-        let parsed = formats::load_plain(fmt, &edited).and_then(|mut b| {
-            if show_keys {
-                let t = formats::load_encrypted(fmt, &edited)?;
+        let parsed = if show_keys {
+            // The metadata comes back from the edited file (all of it: the
+            // `sops_` keys too in dotenv).
+            formats::load_encrypted(fmt, &edited).map(|t| {
                 tree.metadata = t.metadata;
-                for d in b.iter_mut() {
-                    d.remove("sops");
-                }
-            }
-            Ok(b)
-        });
+                t.branches
+            })
+        } else {
+            formats::load_plain_for(fmt, &edited, &tree.metadata.version)
+        }
+        // Caught here, so the editor opens again instead of the edit being
+        // lost when the file is written.
+        .and_then(|b| formats::check_no_metadata_key(fmt, &b).map(|_| b));
         match parsed {
             Ok(b) if !b.is_empty() || fmt != Format::Yaml => {
                 tree.branches = b;
