@@ -140,10 +140,9 @@ impl Error {
             Error::MetadataNotFound | Error::Metadata(_) => GENERIC,
             Error::AlreadyEncrypted => FILE_ALREADY_ENCRYPTED,
             Error::NoDocument => NEED_AT_LEAST_ONE_DOCUMENT,
-            Error::MacMismatch => MAC_MISMATCH,
-            Error::MacNotFound => MAC_NOT_FOUND,
-            // sops answers "Cannot decrypt MAC" with its MAC-mismatch code.
-            Error::MacDecrypt(_) => MAC_MISMATCH,
+            // sops defines codes 52 and 24 but exits 51 for a missing or
+            // undecryptable MAC too (common.DecryptTree).
+            Error::MacMismatch | Error::MacNotFound | Error::MacDecrypt(_) => MAC_MISMATCH,
             Error::DecryptValue { .. } => ERROR_DECRYPTING_TREE,
             Error::EncryptTree(_) => ERROR_ENCRYPTING_TREE,
             Error::DataKey(_) => COULD_NOT_RETRIEVE_KEY,

@@ -132,6 +132,9 @@ pub struct RotateArgs {
     /// Accepted for compatibility
     #[arg(long = "encryption-context", hide = true)]
     pub encryption_context: Option<String>,
+    /// Indentation of YAML/JSON output (sops' global --indent)
+    #[arg(long, hide = true, value_name = "N")]
+    pub indent: Option<i64>,
 }
 
 /// `kustos rotate`.
@@ -173,7 +176,7 @@ pub fn rotate(g: &GlobalArgs, a: RotateArgs) -> CliResult {
     let in_fmt = parse_format(a.formats.input_type.as_deref(), &name)?;
     let out_fmt = parse_format(a.formats.output_type.as_deref(), &name)?;
     let cfg = load_config(g)?;
-    let store = store_options(cfg.as_ref(), None)?;
+    let store = store_options(cfg.as_ref(), a.indent)?;
     let run = || -> CliResult<Vec<u8>> {
         let (mut tree, mut cipher) = open(g, &a.file, in_fmt, &a.order, false)?;
         rotate_tree(&mut tree, &mut cipher, &changes)?;
@@ -356,6 +359,9 @@ pub struct SetArgs {
     pub order: DecryptionOrder,
     #[command(flatten)]
     pub mac: IgnoreMac,
+    /// Indentation of YAML/JSON output (sops' global --indent)
+    #[arg(long, hide = true, value_name = "N")]
+    pub indent: Option<i64>,
 }
 
 fn tree_path(s: &str) -> CliResult<Vec<PathElem>> {
@@ -402,7 +408,7 @@ pub fn set(g: &GlobalArgs, a: SetArgs) -> CliResult {
     let in_fmt = parse_format(a.formats.input_type.as_deref(), &a.file)?;
     let out_fmt = parse_format(a.formats.output_type.as_deref(), &a.file)?;
     let cfg = load_config(g)?;
-    let store = store_options(cfg.as_ref(), None)?;
+    let store = store_options(cfg.as_ref(), a.indent)?;
     let run = || -> CliResult<Option<Vec<u8>>> {
         let (mut tree, mut cipher) = open(g, &a.file, in_fmt, &a.order, a.mac.ignore_mac)?;
         let mut root = Value::Map(tree.branches.first().cloned().unwrap_or_default());
@@ -444,6 +450,9 @@ pub struct UnsetArgs {
     pub order: DecryptionOrder,
     #[command(flatten)]
     pub mac: IgnoreMac,
+    /// Indentation of YAML/JSON output (sops' global --indent)
+    #[arg(long, hide = true, value_name = "N")]
+    pub indent: Option<i64>,
 }
 
 /// `kustos unset`.
@@ -453,7 +462,7 @@ pub fn unset(g: &GlobalArgs, a: UnsetArgs) -> CliResult {
     let in_fmt = parse_format(a.formats.input_type.as_deref(), &a.file)?;
     let out_fmt = parse_format(a.formats.output_type.as_deref(), &a.file)?;
     let cfg = load_config(g)?;
-    let store = store_options(cfg.as_ref(), None)?;
+    let store = store_options(cfg.as_ref(), a.indent)?;
     let run = || -> CliResult<Option<Vec<u8>>> {
         let (mut tree, mut cipher) = open(g, &a.file, in_fmt, &a.order, a.mac.ignore_mac)?;
         let mut root = Value::Map(tree.branches.first().cloned().unwrap_or_default());
@@ -500,6 +509,9 @@ pub struct EditArgs {
     /// Number of key groups needed to decrypt (Shamir), for new files
     #[arg(long = "shamir-secret-sharing-threshold", value_name = "N")]
     pub shamir_threshold: Option<usize>,
+    /// Indentation of YAML/JSON output (sops' global --indent)
+    #[arg(long, hide = true, value_name = "N")]
+    pub indent: Option<i64>,
 }
 
 fn example(fmt: Format) -> Vec<Map> {
@@ -595,7 +607,7 @@ pub fn edit(g: &GlobalArgs, a: EditArgs) -> CliResult {
     let in_fmt = parse_format(a.formats.input_type.as_deref(), &a.file)?;
     let out_fmt = parse_format(a.formats.output_type.as_deref(), &a.file)?;
     let cfg = load_config(g)?;
-    let store = store_options(cfg.as_ref(), None)?;
+    let store = store_options(cfg.as_ref(), a.indent)?;
     let (mut tree, mut cipher) = if a.file.exists() {
         open(g, &a.file, in_fmt, &a.order, a.mac.ignore_mac).map_err(|e| e.in_file(&label))?
     } else {
@@ -700,16 +712,19 @@ fn edit_loop(
                 "File has not changed, exiting.",
             ));
         }
-        let parsed = formats::load_plain(fmt, &edited).and_then(|mut b| {
-            if show_keys {
-                let t = formats::load_encrypted(fmt, &edited)?;
+        let parsed = if show_keys {
+            // The metadata comes back from the edited file (all of it: the
+            // `sops_` keys too in dotenv).
+            formats::load_encrypted(fmt, &edited).map(|t| {
                 tree.metadata = t.metadata;
-                for d in b.iter_mut() {
-                    d.remove("sops");
-                }
-            }
-            Ok(b)
-        });
+                t.branches
+            })
+        } else {
+            formats::load_plain_for(fmt, &edited, &tree.metadata.version)
+        }
+        // Caught here, so the editor opens again instead of the edit being
+        // lost when the file is written.
+        .and_then(|b| formats::check_no_metadata_key(fmt, &b).map(|_| b));
         match parsed {
             Ok(b) if !b.is_empty() || fmt != Format::Yaml => {
                 tree.branches = b;
@@ -929,6 +944,9 @@ pub struct ExecFileArgs {
     pub order: DecryptionOrder,
     #[command(flatten)]
     pub mac: IgnoreMac,
+    /// Indentation of YAML/JSON output (sops' global --indent)
+    #[arg(long, hide = true, value_name = "N")]
+    pub indent: Option<i64>,
 }
 
 /// `kustos exec-file`.
@@ -942,7 +960,7 @@ pub fn exec_file(g: &GlobalArgs, a: ExecFileArgs) -> CliResult {
     let in_fmt = parse_format(a.formats.input_type.as_deref(), &a.file)?;
     let out_fmt = parse_format(a.formats.output_type.as_deref(), &a.file)?;
     let cfg = load_config(g)?;
-    let store = store_options(cfg.as_ref(), None)?;
+    let store = store_options(cfg.as_ref(), a.indent)?;
     let (tree, _) = open(g, &a.file, in_fmt, &a.order, a.mac.ignore_mac)
         .map_err(|e| e.in_file(&show(&a.file)))?;
     let plain = formats::emit_plain(out_fmt, &tree.branches, &store)?;
@@ -955,7 +973,9 @@ pub fn exec_file(g: &GlobalArgs, a: ExecFileArgs) -> CliResult {
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "tmp-file".into());
-    if name.contains('/') {
+    // Like sops 3.13, which rejects non-local names: nothing may land
+    // outside the private temporary folder.
+    if name.contains('/') || name == "." || name == ".." {
         return Err(CliError::new(
             exit::GENERIC,
             "--filename must be a plain file name",

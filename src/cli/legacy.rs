@@ -94,24 +94,82 @@ fn boolean_values(args: Vec<OsString>) -> Vec<OsString> {
     out
 }
 
+/// Subcommands that print or write a YAML/JSON store and take `--indent`.
+const INDENT_SUBCOMMANDS: &[&str] = &[
+    "encrypt",
+    "decrypt",
+    "rotate",
+    "set",
+    "unset",
+    "edit",
+    "exec-file",
+];
+
 /// Rewrites legacy invocations and boolean flag values; anything else
 /// passes through unchanged.
+///
+/// sops' `--indent N` is a global flag: before a subcommand, sops 3.11
+/// ignores it and 3.13 applies it (`sops --indent 4 decrypt f`). It is moved
+/// behind the subcommand when that one writes YAML/JSON, dropped otherwise.
 pub fn translate(args: Vec<OsString>) -> Vec<OsString> {
-    translate_legacy(boolean_values(args))
+    let (args, indent) = take_leading_indent(boolean_values(args));
+    let mut out = translate_legacy(args);
+    if indent.is_empty() {
+        return out;
+    }
+    let at = global_flags_end(&out);
+    if out
+        .get(at)
+        .is_some_and(|s| INDENT_SUBCOMMANDS.contains(&s.to_string_lossy().as_ref()))
+    {
+        out.splice(at + 1..at + 1, indent);
+    }
+    out
 }
 
-fn translate_legacy(args: Vec<OsString>) -> Vec<OsString> {
-    let strs: Vec<String> = args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    if strs.len() < 2 {
-        return args;
+/// Removes `--indent N` / `--indent=N` from among the global flags before
+/// the subcommand (or the legacy flags); returns the rest and the flag.
+fn take_leading_indent(args: Vec<OsString>) -> (Vec<OsString>, Vec<OsString>) {
+    let mut out = Vec::with_capacity(args.len());
+    let mut indent = Vec::new();
+    let mut it = args.into_iter().enumerate().peekable();
+    let mut in_prefix = true;
+    while let Some((n, a)) = it.next() {
+        let s = a.to_string_lossy().into_owned();
+        if n == 0 || !in_prefix {
+            out.push(a);
+            continue;
+        }
+        if s == "--indent" {
+            indent.push(a);
+            if let Some((_, v)) = it.next() {
+                indent.push(v);
+            }
+        } else if s.starts_with("--indent=") {
+            indent.push(a);
+        } else if s == "--config" || s == "--keys-dir" {
+            out.push(a);
+            if let Some((_, v)) = it.next() {
+                out.push(v);
+            }
+        } else if s.starts_with("--config=")
+            || s.starts_with("--keys-dir=")
+            || s == "--verbose"
+            || s == "--disable-version-check"
+        {
+            out.push(a);
+        } else {
+            in_prefix = false;
+            out.push(a);
+        }
     }
-    // Global flags that take a value may come before the subcommand.
+    (out, indent)
+}
+
+/// The index of the first argument after the global flags.
+fn global_flags_end(args: &[OsString]) -> usize {
     let mut i = 1;
-    while i < strs.len() {
-        let a = &strs[i];
+    while let Some(a) = args.get(i).map(|a| a.to_string_lossy()) {
         if a == "--config" || a == "--keys-dir" {
             i += 2;
         } else if a.starts_with("--config=")
@@ -124,6 +182,19 @@ fn translate_legacy(args: Vec<OsString>) -> Vec<OsString> {
             break;
         }
     }
+    i
+}
+
+fn translate_legacy(args: Vec<OsString>) -> Vec<OsString> {
+    let strs: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if strs.len() < 2 {
+        return args;
+    }
+    // Global flags that take a value may come before the subcommand.
+    let i = global_flags_end(&args);
     if i >= strs.len() {
         return args;
     }
@@ -237,6 +308,54 @@ mod tests {
         assert_eq!(
             t(&["kustos", "--config", "c", "-d", "f"]),
             ["kustos", "--config", "c", "decrypt", "f"]
+        );
+    }
+
+    #[test]
+    fn global_indent_goes_behind_the_subcommand() {
+        assert_eq!(
+            t(&["kustos", "--indent", "4", "decrypt", "f"]),
+            ["kustos", "decrypt", "--indent", "4", "f"]
+        );
+        assert_eq!(
+            t(&[
+                "kustos",
+                "--verbose",
+                "--indent=2",
+                "--config",
+                "c",
+                "rotate",
+                "-i",
+                "f"
+            ]),
+            [
+                "kustos",
+                "--verbose",
+                "--config",
+                "c",
+                "rotate",
+                "--indent=2",
+                "-i",
+                "f"
+            ]
+        );
+        assert_eq!(
+            t(&["kustos", "--indent", "4", "-d", "f"]),
+            ["kustos", "decrypt", "--indent", "4", "f"]
+        );
+        assert_eq!(
+            t(&["kustos", "--indent", "4", "f.yaml"]),
+            ["kustos", "edit", "--indent", "4", "f.yaml"]
+        );
+        // No effect on the others, as in sops.
+        assert_eq!(
+            t(&["kustos", "--indent", "4", "filestatus", "f"]),
+            ["kustos", "filestatus", "f"]
+        );
+        // After the subcommand it is that subcommand's flag.
+        assert_eq!(
+            t(&["kustos", "decrypt", "--indent", "4", "f"]),
+            ["kustos", "decrypt", "--indent", "4", "f"]
         );
     }
 }

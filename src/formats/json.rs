@@ -1,6 +1,8 @@
 //! The JSON store, with sops' rules.
 //!
-//! - Every number becomes a Go `float64` (so `1` is encrypted as `type:float`).
+//! - Every number becomes a Go `float64` (so `1` is encrypted as `type:float`),
+//!   as sops 3.11 reads it. sops 3.13.2 reads integers that fit `int64` as
+//!   integers; [`parse_int64`] reads that way, for the files it writes.
 //! - Key order and duplicate keys are kept.
 //! - Output is built by hand, then laid out like `json.Indent` with a tab (or
 //!   N spaces from `stores.json.indent`), and strings are escaped like Go's
@@ -25,6 +27,8 @@ fn err(line: usize, msg: &str) -> Error {
 struct Parser<'a> {
     b: &'a [u8],
     i: usize,
+    /// Integer literals that fit `int64` become `Value::Int` (sops 3.13.2).
+    int64: bool,
 }
 
 impl Parser<'_> {
@@ -145,6 +149,11 @@ impl Parser<'_> {
         self.i = i;
         let text =
             std::str::from_utf8(&b[start..i]).map_err(|_| err(self.line(), "invalid number"))?;
+        if self.int64 && !text.contains(['.', 'e', 'E']) {
+            if let Ok(n) = text.parse::<i64>() {
+                return Ok(Value::Int(n));
+            }
+        }
         // Go's decoder gives float64 for every number and fails on overflow.
         gonum::parse_float(text)
             .map(Value::Float)
@@ -257,7 +266,21 @@ impl Parser<'_> {
 
 /// Parses a JSON document whose top level is an object.
 pub fn parse(input: &[u8]) -> Result<Map> {
-    let mut p = Parser { b: input, i: 0 };
+    parse_object(input, false)
+}
+
+/// Parses like sops 3.13.2 and later: integer literals that fit `int64`
+/// become integers, other numbers `float64`.
+pub fn parse_int64(input: &[u8]) -> Result<Map> {
+    parse_object(input, true)
+}
+
+fn parse_object(input: &[u8], int64: bool) -> Result<Map> {
+    let mut p = Parser {
+        b: input,
+        i: 0,
+        int64,
+    };
     p.ws();
     if p.b.get(p.i) != Some(&b'{') {
         return Err(err(p.line(), "the top level must be an object"));
@@ -273,7 +296,11 @@ pub fn parse(input: &[u8]) -> Result<Map> {
 
 /// Parses any JSON value (for `set` values).
 pub fn parse_value(input: &[u8]) -> Result<Value> {
-    let mut p = Parser { b: input, i: 0 };
+    let mut p = Parser {
+        b: input,
+        i: 0,
+        int64: false,
+    };
     let v = p.value(0)?;
     p.ws();
     if p.i != p.b.len() {
@@ -420,5 +447,24 @@ mod tests {
         assert!(parse(b"{} x").is_err());
         let deep = "[".repeat(10_000);
         assert!(parse(format!("{{\"a\":{deep}").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn int64_mode_like_sops_3_13_2() {
+        let src = br#"{"a": 1234567890123456789, "b": -9223372036854775808, "c": 9223372036854775808, "d": 1.0, "e": 2e3, "f": -0, "g": [7]}"#;
+        let m = parse_int64(src).unwrap();
+        let get = |k: &str| m.get(k).unwrap().clone();
+        assert!(matches!(get("a"), Value::Int(1234567890123456789)));
+        assert!(matches!(get("b"), Value::Int(i64::MIN)));
+        // Beyond int64, or not an integer literal: float64, as before.
+        assert!(matches!(get("c"), Value::Float(f) if f == 9223372036854775808.0));
+        assert!(matches!(get("d"), Value::Float(f) if f == 1.0));
+        assert!(matches!(get("e"), Value::Float(f) if f == 2000.0));
+        assert!(matches!(get("f"), Value::Int(0)));
+        assert!(matches!(&get("g"), Value::Seq(v) if matches!(v[0], Value::Int(7))));
+        // The default stays float64 for everything (sops 3.11).
+        let m = parse(src).unwrap();
+        assert!(matches!(m.get("a"), Some(Value::Float(_))));
+        assert!(matches!(m.get("f"), Some(Value::Float(f)) if f.is_sign_negative()));
     }
 }

@@ -143,6 +143,16 @@ pub fn load_plain(format: Format, input: &[u8]) -> Result<Vec<Map>> {
     }
 }
 
+/// Parses plaintext to be encrypted into a file written by sops `version`:
+/// JSON integers are read as that version reads them (see
+/// [`load_encrypted`]), so editing a 3.13.2 file keeps every digit.
+pub fn load_plain_for(format: Format, input: &[u8], version: &str) -> Result<Vec<Map>> {
+    if format == Format::Json && reads_json_int64(version) {
+        return Ok(vec![json::parse_int64(input)?]);
+    }
+    load_plain(format, input)
+}
+
 /// Parses an encrypted file.
 pub fn load_encrypted(format: Format, input: &[u8]) -> Result<Tree> {
     match format {
@@ -151,6 +161,11 @@ pub fn load_encrypted(format: Format, input: &[u8]) -> Result<Tree> {
             let mut m = json::parse(input)?;
             let md = m.get("sops").cloned().ok_or(Error::MetadataNotFound)?;
             let metadata = metadata::from_value(&md)?;
+            // The MAC covers a plain number as the writer read it: a float
+            // up to sops 3.13.1, an int64 from 3.13.2 on.
+            if reads_json_int64(&metadata.version) {
+                m = json::parse_int64(input)?;
+            }
             m.remove("sops");
             Ok(Tree {
                 branches: vec![m],
@@ -160,6 +175,21 @@ pub fn load_encrypted(format: Format, input: &[u8]) -> Result<Tree> {
         Format::Dotenv => dotenv::load_encrypted(input),
         Format::Ini => ini::load_encrypted(input),
     }
+}
+
+/// True for sops versions whose JSON store reads integers that fit `int64`
+/// as integers (3.13.2 and later).
+fn reads_json_int64(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| {
+        let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u64>().unwrap_or(0)
+    });
+    let v = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    v >= (3, 13, 2)
 }
 
 /// Emits plaintext branches.
@@ -198,6 +228,7 @@ pub fn emit_plain(
 
 /// Emits an encrypted tree.
 pub fn emit_encrypted(format: Format, tree: &Tree, opts: &StoreOptions) -> Result<Vec<u8>> {
+    check_no_metadata_key(format, &tree.branches)?;
     match format {
         Format::Yaml => yaml::emit_encrypted(tree, yaml_indent(opts)),
         Format::Json | Format::Binary => {
@@ -216,6 +247,33 @@ pub fn emit_encrypted(format: Format, tree: &Tree, opts: &StoreOptions) -> Resul
         Format::Dotenv => dotenv::emit_encrypted(tree),
         Format::Ini => ini::emit_encrypted(tree),
     }
+}
+
+/// Refuses data that holds the key sops keeps its metadata under (`sops`,
+/// or the `sops_` prefix in dotenv), as sops 3.13 does when writing: sops
+/// 3.11 wrote a second `sops` entry (`set`, `edit`), which no version reads
+/// back.
+pub fn check_no_metadata_key(format: Format, branches: &[Map]) -> Result<()> {
+    for b in branches {
+        for item in &b.0 {
+            let crate::sops::value::Key::Str(k) = &item.key else {
+                continue;
+            };
+            if format == Format::Dotenv {
+                if k.starts_with("sops_") {
+                    return Err(Error::Emit(format!(
+                        "Found key {} in encrypted data, which starts with the reserved key prefix \"sops_\" for SOPS metadata",
+                        crate::util::escape_for_terminal(&format!("{k:?}"))
+                    )));
+                }
+            } else if k == "sops" {
+                return Err(Error::Emit(
+                    "Found key \"sops\" in encrypted data, which is a reserved key used for SOPS metadata".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Emits one value for `--extract`.
@@ -257,5 +315,39 @@ pub fn has_sops_key(format: Format, branches: &[Map]) -> bool {
     match format {
         Format::Dotenv => branches.iter().any(dotenv::has_sops_key),
         _ => branches.iter().any(|b| b.contains_key("sops")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metadata_key_is_reserved() {
+        let mut m = Map::new();
+        m.push("sops_x", Value::str("1"));
+        assert!(check_no_metadata_key(Format::Yaml, &[m.clone()]).is_ok());
+        assert!(check_no_metadata_key(Format::Dotenv, &[m.clone()]).is_err());
+        m.push("sops", Value::str("1"));
+        for f in [Format::Yaml, Format::Json, Format::Ini, Format::Binary] {
+            let e = check_no_metadata_key(f, &[Map::new(), m.clone()]).unwrap_err();
+            assert!(e.to_string().contains("reserved key"), "{e}");
+        }
+    }
+
+    #[test]
+    fn json_int64_from_3_13_2_on() {
+        for (v, want) in [
+            ("3.11.0", false),
+            ("3.13.1", false),
+            ("3.13.2", true),
+            ("3.13.10", true),
+            ("3.14.0", true),
+            ("4.0.0-rc1", true),
+            ("", false),
+            ("garbage", false),
+        ] {
+            assert_eq!(reads_json_int64(v), want, "{v}");
+        }
     }
 }

@@ -17,7 +17,7 @@
 
 pub mod doctor;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
@@ -306,16 +306,15 @@ pub fn generate(configs: &[GeneratorConfig], root: &Path, ring: &KeyRing) -> Res
             for f in &s.files {
                 wanted.push((split_key(f).1, None));
             }
+            // KSOPS decrypts every file in the format its name says:
+            // `binaryFiles` only changes where the plaintext goes (base64
+            // under `data`), and an env file that is not `.env` was
+            // encrypted whole (binary store) by sops.
             for f in &s.binary_files {
-                wanted.push((split_key(f).1, Some(Format::Binary)));
+                wanted.push((split_key(f).1, None));
             }
             for f in &s.envs {
-                let p = f.clone();
-                let fmt = match Format::from_path(Path::new(&p)) {
-                    Format::Binary => Format::Dotenv,
-                    other => other,
-                };
-                wanted.push((p, Some(fmt)));
+                wanted.push((f.clone(), None));
             }
         }
     }
@@ -356,36 +355,46 @@ pub fn generate(configs: &[GeneratorConfig], root: &Path, ring: &KeyRing) -> Res
             if let Some(t) = &s.kind_type {
                 secret.push("type", Value::str(t.clone()));
             }
-            let mut string_data = Map::new();
-            let mut data = Map::new();
+            // Like KSOPS' Go maps: one entry per key, the last one wins
+            // (files, then env files, in order), printed sorted.
+            let mut string_data: BTreeMap<String, Value> = BTreeMap::new();
+            let mut data: BTreeMap<String, Value> = BTreeMap::new();
             for f in &s.files {
                 let (k, p) = split_key(f);
                 let plain = get(&p, None)?;
-                string_data.push(k, Value::str(plain.bytes.to_vec()));
+                string_data.insert(k, Value::str(plain.bytes.to_vec()));
             }
             for f in &s.envs {
-                let fmt = match Format::from_path(Path::new(f)) {
-                    Format::Binary => Format::Dotenv,
-                    other => other,
-                };
-                let plain = get(f, Some(fmt))?;
+                let plain = get(f, None)?;
                 for (k, v) in parse_dotenv(&String::from_utf8_lossy(&plain.bytes)) {
-                    string_data.push(k, Value::str(v.as_str()));
+                    string_data.insert(k, Value::str(v.as_str()));
                 }
             }
             for f in &s.binary_files {
                 let (k, p) = split_key(f);
-                let plain = get(&p, Some(Format::Binary))?;
-                data.push(
+                let plain = get(&p, None)?;
+                data.insert(
                     k,
                     Value::str(base64::engine::general_purpose::STANDARD.encode(&plain.bytes[..])),
                 );
             }
             if !data.is_empty() {
-                secret.push("data", Value::Map(data));
+                secret.push(
+                    "data",
+                    Value::Map(Map(data
+                        .into_iter()
+                        .map(|(k, v)| Item::new(k, v))
+                        .collect())),
+                );
             }
             if !string_data.is_empty() {
-                secret.push("stringData", Value::Map(string_data));
+                secret.push(
+                    "stringData",
+                    Value::Map(Map(string_data
+                        .into_iter()
+                        .map(|(k, v)| Item::new(k, v))
+                        .collect())),
+                );
             }
             out.push(secret);
         }
@@ -469,7 +478,11 @@ pub fn run_krm(input: &[u8], root: &Path, ring: &KeyRing) -> KrmOutput {
             _ => passthrough.push(it),
         }
     }
-    if let Some(Value::Map(fc)) = rl.get("functionConfig") {
+    // kustomize v5 sends a generator's config twice, as an item (marked
+    // local-config) and as functionConfig; kpt sends it as functionConfig
+    // only. functionConfig counts only when no item is a config, so the
+    // secrets are not generated twice.
+    if let Some(Value::Map(fc)) = rl.get("functionConfig").filter(|_| configs.is_empty()) {
         if is_config(fc) {
             match parse_config(fc, "functionConfig") {
                 Ok(c) => configs.push(c),
