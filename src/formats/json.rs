@@ -282,6 +282,15 @@ fn parse_object(input: &[u8], int64: bool) -> Result<Map> {
         int64,
     };
     p.ws();
+    match p.b.get(p.i) {
+        Some(b'{') => {}
+        None => return Err(err(p.line(), "unexpected end of input: the input is empty")),
+        // An array or scalar is JSON, just not a document sops can hold.
+        Some(b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
+            return Err(err(p.line(), "the top level must be an object"))
+        }
+        Some(_) => return Err(err(p.line(), "the input is not JSON (expected an object)")),
+    }
     if p.b.get(p.i) != Some(&b'{') {
         return Err(err(p.line(), "the top level must be an object"));
     }
@@ -424,6 +433,15 @@ pub fn emit(m: &Map, indent: Indent) -> Result<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn says_what_is_wrong_with_a_non_object() {
+        let msg = |input: &[u8]| parse(input).unwrap_err().to_string();
+        assert!(msg(b"").contains("the input is empty"));
+        assert!(msg(b"a: 1\n").contains("not JSON"));
+        assert!(msg(b"[1]").contains("top level must be an object"));
+    }
+
     use super::*;
 
     #[test]
