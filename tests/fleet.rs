@@ -437,6 +437,15 @@ fn validate_names_each_mistake() {
     );
     std::fs::remove_file(repo.join("tenants/base/team/app.env")).unwrap();
     ok(&env.kustos(&["validate", r]));
+    // A .sops.yaml that leaves a manifest folder uncovered is a finding.
+    check(
+        ".sops.yaml",
+        &format!(
+            "creation_rules:\n  - path_regex: ^tenants/.*\\.ya?ml$\n    age: {}\n",
+            env.recipient
+        ),
+        "sops-coverage",
+    );
     // init's .sops.yaml covers infrastructure/ too: the plaintext Secret
     // there can be encrypted in place.
     let creds = repo.join("infrastructure/kyverno/creds.yaml");

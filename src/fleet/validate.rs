@@ -450,6 +450,32 @@ fn clusters_can_decrypt(root: &Path, out: &mut Findings) {
     }
 }
 
+/// The folders that hold manifests are covered by a `.sops.yaml` creation
+/// rule, so a Secret added there can be encrypted in place.
+fn manifest_folders_are_covered(root: &Path, repo: &Repo, files: &[PathBuf], out: &mut Findings) {
+    let Some(cfg) = &repo.sops_cfg else { return };
+    let mut folders: Vec<String> = Vec::new();
+    for f in files {
+        let r = rel(root, f);
+        let Some((top, _)) = r.split_once('/') else {
+            continue;
+        };
+        if !top.starts_with('.') && !folders.iter().any(|x| x == top) {
+            folders.push(top.to_string());
+        }
+    }
+    for top in folders {
+        let probe = root.join(&top).join("secret.yaml");
+        if !matches!(cfg.rule_for(&probe), Ok(Some(_))) {
+            out.add(
+                ".sops.yaml",
+                "sops-coverage",
+                format!("no .sops.yaml creation rule covers {top}/: a Secret added there cannot be encrypted; extend a rule's path_regex"),
+            );
+        }
+    }
+}
+
 /// Every kustomization folder builds with `kubectl kustomize`, in parallel.
 fn kustomizations_build(
     root: &Path,
@@ -546,6 +572,7 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
         }
     }
     sops_files_follow_their_rule(root, &repo, &mut out);
+    manifest_folders_are_covered(root, &repo, &files, &mut out);
     clusters_can_decrypt(root, &mut out);
     let built = if opts.build {
         kustomizations_build(root, &kustomization_dirs, opts, &mut out)
