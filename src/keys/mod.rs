@@ -7,11 +7,8 @@
 
 pub mod age;
 mod age_x25519;
-mod montgomery;
 pub mod pgp;
 mod pgp_rsa;
-mod pgp_split;
-mod pgp_x25519;
 pub mod shamir;
 
 use std::fmt;
