@@ -6,7 +6,6 @@
 //! [`recover_data_key`] applies sops' group and threshold rules on top.
 
 pub mod age;
-mod age_x25519;
 pub mod pgp;
 mod pgp_rsa;
 pub mod shamir;
