@@ -304,6 +304,20 @@ fn repo_file(path: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// The TEST-ONLY GnuPG-made keys the PGP targets decrypt with: RSA-2048
+/// (its messages go through aws-lc-rs and implicit rejection) and Ed25519
+/// with a cv25519 subkey (Sequoia).
+fn pgp_fuzz_keys() -> &'static crate::keys::pgp::PgpKeys {
+    static KEYS: std::sync::OnceLock<crate::keys::pgp::PgpKeys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut data = repo_file("testdata/vectors/gnupg-rsa2048.TEST-ONLY.asc");
+        data.extend(repo_file("fuzz/seeds/pgp-cv25519-TEST-ONLY.asc"));
+        let keys = crate::keys::pgp::PgpKeys::from_bytes(&data, "fuzz keys");
+        assert_eq!(keys.len(), 2, "{:?}", keys.problems);
+        keys
+    })
+}
+
 /// The armored message sops stored for the RSA-2048 TEST-ONLY key.
 fn rsa_seed_message() -> &'static str {
     static MESSAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -338,6 +352,40 @@ pub fn pgp_keys(data: &[u8]) {
     }
 }
 
+/// Decrypts `data` as the PGP message of a sops `pgp` entry (armored
+/// first when it is not armored text already) with the TEST-ONLY keys.
+pub fn pgp_message_unwrap(
+    data: &[u8],
+) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::keys::UnwrapError> {
+    let text = match std::str::from_utf8(data) {
+        Ok(t) if t.trim_start().starts_with("-----BEGIN PGP") => t.to_string(),
+        _ => {
+            use sequoia_openpgp::armor::{Kind, Writer};
+            use std::io::Write;
+            let mut out = Vec::new();
+            let mut w = Writer::new(&mut out, Kind::Message).expect("armor writer");
+            w.write_all(data).expect("in memory");
+            w.finalize().expect("in memory");
+            String::from_utf8(out).expect("armor is ASCII")
+        }
+    };
+    pgp_fuzz_keys().unwrap("fuzz", &text, false)
+}
+
+/// The whole PGP-wrapped data-key decrypt (packet parsing, session keys
+/// through aws-lc-rs with implicit rejection or Sequoia, the encrypted
+/// data) on arbitrary packets: never a panic, not even one the decrypt
+/// catches, and whatever opens is at most a few hundred bytes.
+pub fn pgp_message(data: &[u8]) {
+    match pgp_message_unwrap(data) {
+        Ok(pt) => assert!(pt.len() <= data.len(), "more plaintext than message"),
+        Err(crate::keys::UnwrapError::Failed(m)) => {
+            assert_ne!(m, crate::keys::pgp::OPENPGP_PANIC)
+        }
+        Err(_) => {}
+    }
+}
+
 /// A fuzz target: a name and the property it checks on arbitrary bytes.
 pub type Target = (&'static str, fn(&[u8]));
 
@@ -353,4 +401,5 @@ pub const TARGETS: &[Target] = &[
     ("plugin", plugin),
     ("serve", serve),
     ("pgp_keys", pgp_keys),
+    ("pgp_message", pgp_message),
 ];
