@@ -368,6 +368,24 @@ impl KeyRing {
     }
 }
 
+/// Which library does which cryptography in this build, one line each
+/// (`kustos --version --verbose`).
+pub fn crypto_backends() -> Vec<String> {
+    vec![
+        "OpenPGP RSA decryption: aws-lc-rs (AWS-LC; constant time, blinded), \
+         implicit rejection of bad PKCS #1 blocks with RustCrypto HMAC-SHA256"
+            .into(),
+        format!(
+            "OpenPGP parsing and every other OpenPGP operation: Sequoia {} ({} backend)",
+            sequoia_openpgp::VERSION,
+            sequoia_openpgp::crypto::backend()
+        ),
+        "age: the age crate (X25519, ChaCha20-Poly1305; ssh-rsa identities with the rsa crate)"
+            .into(),
+        "SOPS values and MAC: RustCrypto aes-gcm and sha2".into(),
+    ]
+}
+
 /// Recovers the data key from the key groups (sops' `GetDataKey`).
 pub fn recover_data_key(
     groups: &[KeyGroup],
