@@ -1,8 +1,8 @@
 //! The container image builds from what it copies: every input `cargo
-//! build` reads (manifest, lock file, build script, the targets' sources and
-//! any file they include) is in a COPY line of deploy/Dockerfile's build
-//! stage, and everything copied is part of the crate as `cargo package
-//! --list` sees it.
+//! build` reads (manifest, lock file, the repository's cargo configuration,
+//! build script, the targets' sources and any file they include) is in a
+//! COPY line of deploy/Dockerfile's build stage, and everything copied is
+//! part of the crate as `cargo package --list` sees it.
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path};
@@ -100,6 +100,13 @@ fn dockerfile_copies_every_build_input() {
     ]))
     .unwrap();
     let mut needed: BTreeSet<String> = ["Cargo.toml", "Cargo.lock"].map(String::from).into();
+    // Cargo reads its configuration (environment for build scripts, flags)
+    // from .cargo/ next to the manifest.
+    for config in [".cargo/config.toml", ".cargo/config"] {
+        if root().join(config).exists() {
+            needed.insert(".cargo".into());
+        }
+    }
     for target in meta["packages"][0]["targets"].as_array().unwrap() {
         let kinds: Vec<&str> = target["kind"]
             .as_array()
