@@ -184,3 +184,15 @@ fn pgp_message_seeds_decrypt() {
         assert!(kustos::fuzzing::pgp_message_unwrap(&bad).is_err(), "{name}");
     }
 }
+
+/// A session key that opens followed by a truncated SEIPD v1 packet made
+/// Sequoia's parser panic; kustos refuses it before decrypting.
+#[test]
+fn truncated_seipd_is_refused_without_a_panic() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds/regress-pgp-message-truncated-seipd");
+    match kustos::fuzzing::pgp_message_unwrap(&std::fs::read(p).unwrap()) {
+        Err(kustos::keys::UnwrapError::Failed(m)) => assert!(m.contains("truncated"), "{m}"),
+        other => panic!("unexpected {:?}", other.map(|_| ())),
+    }
+}

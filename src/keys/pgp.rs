@@ -709,6 +709,11 @@ impl PgpKeys {
                         .into(),
                 ))
             }
+            Container::TruncatedSeipd => {
+                return Err(UnwrapError::Failed(
+                    "the PGP message is truncated (its encrypted data is too short)".into(),
+                ))
+            }
             Container::Ocb | Container::Unknown(_) | Container::Missing => {
                 let what = match scan.container {
                     Container::Ocb => {
@@ -872,6 +877,8 @@ struct Scan {
 enum Container {
     /// SEIPD v1 (with MDC) or v2 (AEAD): Sequoia reads both.
     Seipd,
+    /// SEIPD v1 whose encrypted data cannot even hold its prefix and MDC.
+    TruncatedSeipd,
     /// Symmetrically encrypted data without integrity protection.
     Sed,
     /// LibrePGP's OCB encrypted data packet (tag 20).
@@ -881,6 +888,12 @@ enum Container {
     /// No encrypted data packet after the session keys.
     Missing,
 }
+
+/// The least encrypted data a SEIPD v1 packet holds: the random prefix of
+/// the largest cipher block (16 bytes) and its 2 check bytes, and the
+/// 22-byte MDC packet. Sequoia's parser panics on decrypted data shorter
+/// than the prefix (a truncated packet), so such messages never reach it.
+const MIN_SEIPD_V1_DATA: usize = 16 + 2 + 22;
 
 /// Reads the session key packets and the kind of encrypted data packet,
 /// without decrypting anything.
@@ -892,7 +905,18 @@ fn scan_message(enc: &[u8]) -> openpgp::Result<Scan> {
         container: Container::Missing,
     };
     let mut ppr = PacketParser::from_bytes(enc)?;
-    while let PacketParserResult::Some(pp) = ppr {
+    while let PacketParserResult::Some(mut pp) = ppr {
+        if matches!(&pp.packet, Packet::SEIP(seip) if seip.version() == 1) {
+            // Sequoia's own parser reads the body (its version octet is
+            // already consumed); the message is small.
+            let data = pp.buffer_unread_content()?.len();
+            scan.container = if data < MIN_SEIPD_V1_DATA {
+                Container::TruncatedSeipd
+            } else {
+                Container::Seipd
+            };
+            break;
+        }
         match &pp.packet {
             Packet::PKESK(p) => {
                 scan.recipients
