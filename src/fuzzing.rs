@@ -300,14 +300,93 @@ pub fn serve_answer(data: &[u8]) -> Option<(u16, Vec<u8>)> {
     Some((status.as_u16(), body.to_vec()))
 }
 
+/// A repository file the PGP targets use, read at run time (the fuzz
+/// targets and the tests run from a checkout; nothing is built in).
+fn repo_file(path: &str) -> Vec<u8> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The TEST-ONLY GnuPG-made keys the PGP targets decrypt with: RSA-2048
+/// (its messages go through aws-lc-rs and implicit rejection) and Ed25519
+/// with a cv25519 subkey (Sequoia).
+fn pgp_fuzz_keys() -> &'static crate::keys::pgp::PgpKeys {
+    static KEYS: std::sync::OnceLock<crate::keys::pgp::PgpKeys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut data = repo_file("testdata/vectors/gnupg-rsa2048.TEST-ONLY.asc");
+        data.extend(repo_file("fuzz/seeds/pgp-cv25519-TEST-ONLY.asc"));
+        let keys = crate::keys::pgp::PgpKeys::from_bytes(&data, "fuzz keys");
+        assert_eq!(keys.len(), 2, "{:?}", keys.problems);
+        keys
+    })
+}
+
+/// The armored message sops stored for the RSA-2048 TEST-ONLY key.
+fn rsa_seed_message() -> &'static str {
+    static MESSAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MESSAGE.get_or_init(|| {
+        let yaml =
+            String::from_utf8(repo_file("testdata/vectors/gnupg-rsa2048.enc.yaml")).expect("UTF-8");
+        let start = yaml
+            .find("-----BEGIN PGP MESSAGE-----")
+            .expect("a PGP message");
+        let end = yaml
+            .find("-----END PGP MESSAGE-----")
+            .expect("a PGP message");
+        yaml[start..end + "-----END PGP MESSAGE-----".len()]
+            .lines()
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
 /// OpenPGP key files (the `*.asc` of a keys folder, or the sidecar's
-/// mounted keys): loading never panics, whatever Sequoia or the RSA
-/// splitter in front of it sees, and secret material never shows in the
-/// keys' debug output.
+/// mounted keys): loading never panics, secret material never shows in
+/// the keys' debug output, and decrypting a fixed message with whatever
+/// keys loaded (an RSA key's numbers reach aws-lc-rs) never panics.
 pub fn pgp_keys(data: &[u8]) {
     let keys = crate::keys::pgp::PgpKeys::from_bytes(data, "fuzz");
     let shown = format!("{keys:?}");
     assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+    if let Err(crate::keys::UnwrapError::Failed(m)) = keys.unwrap("fuzz", rsa_seed_message(), false)
+    {
+        assert_ne!(m, crate::keys::pgp::OPENPGP_PANIC);
+    }
+}
+
+/// Decrypts `data` as the PGP message of a sops `pgp` entry (armored
+/// first when it is not armored text already) with the TEST-ONLY keys.
+pub fn pgp_message_unwrap(
+    data: &[u8],
+) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::keys::UnwrapError> {
+    let text = match std::str::from_utf8(data) {
+        Ok(t) if t.trim_start().starts_with("-----BEGIN PGP") => t.to_string(),
+        _ => {
+            use sequoia_openpgp::armor::{Kind, Writer};
+            use std::io::Write;
+            let mut out = Vec::new();
+            let mut w = Writer::new(&mut out, Kind::Message).expect("armor writer");
+            w.write_all(data).expect("in memory");
+            w.finalize().expect("in memory");
+            String::from_utf8(out).expect("armor is ASCII")
+        }
+    };
+    pgp_fuzz_keys().unwrap("fuzz", &text, false)
+}
+
+/// The whole PGP-wrapped data-key decrypt (packet parsing, session keys
+/// through aws-lc-rs with implicit rejection or Sequoia, the encrypted
+/// data) on arbitrary packets: never a panic, not even one the decrypt
+/// catches, and whatever opens is at most a few hundred bytes.
+pub fn pgp_message(data: &[u8]) {
+    match pgp_message_unwrap(data) {
+        Ok(pt) => assert!(pt.len() <= data.len(), "more plaintext than message"),
+        Err(crate::keys::UnwrapError::Failed(m)) => {
+            assert_ne!(m, crate::keys::pgp::OPENPGP_PANIC)
+        }
+        Err(_) => {}
+    }
 }
 
 /// A fuzz target: a name and the property it checks on arbitrary bytes.
@@ -325,4 +404,5 @@ pub const TARGETS: &[Target] = &[
     ("plugin", plugin),
     ("serve", serve),
     ("pgp_keys", pgp_keys),
+    ("pgp_message", pgp_message),
 ];

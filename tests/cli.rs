@@ -61,6 +61,15 @@ fn every_command_has_help() {
     }
     let o = ok(&env.kustos(&["--version"]));
     assert!(String::from_utf8_lossy(&o).starts_with("kustos "));
+    assert!(!String::from_utf8_lossy(&o).contains("crypto:"));
+    // With --verbose: which library does which cryptography.
+    let o = String::from_utf8(ok(&env.kustos(&["--version", "--verbose"]))).unwrap();
+    assert!(o.starts_with("kustos "), "{o}");
+    assert!(
+        o.contains("crypto: OpenPGP RSA decryption: aws-lc-rs"),
+        "{o}"
+    );
+    assert!(o.contains("Sequoia") && o.contains("RustCrypto"), "{o}");
 }
 
 #[test]

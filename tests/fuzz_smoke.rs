@@ -166,3 +166,33 @@ fn serve_seeds_reach_decryption() {
     assert_eq!(seed("serve-metrics").0, 200);
     assert_eq!(seed("serve-readyz").0, 200);
 }
+
+/// The `pgp_message` seeds reach the end of the decrypt: GnuPG-made
+/// messages to the TEST-ONLY RSA-2048 and cv25519 keys open, armored or
+/// not, and a session key no block holds does not.
+#[test]
+fn pgp_message_seeds_decrypt() {
+    let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    for name in ["pgp-message-rsa2048", "pgp-message-cv25519"] {
+        let data = std::fs::read(seeds.join(name)).unwrap();
+        let pt =
+            kustos::fuzzing::pgp_message_unwrap(&data).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(pt.len(), 32, "{name}");
+        // The same bytes with the session key's ciphertext changed: refused.
+        let mut bad = data.clone();
+        bad[40] ^= 0x55;
+        assert!(kustos::fuzzing::pgp_message_unwrap(&bad).is_err(), "{name}");
+    }
+}
+
+/// A session key that opens followed by a truncated SEIPD v1 packet made
+/// Sequoia's parser panic; kustos refuses it before decrypting.
+#[test]
+fn truncated_seipd_is_refused_without_a_panic() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds/regress-pgp-message-truncated-seipd");
+    match kustos::fuzzing::pgp_message_unwrap(&std::fs::read(p).unwrap()) {
+        Err(kustos::keys::UnwrapError::Failed(m)) => assert!(m.contains("truncated"), "{m}"),
+        other => panic!("unexpected {:?}", other.map(|_| ())),
+    }
+}

@@ -202,6 +202,7 @@ fn dir_sources(dir: &Path) -> KeySources {
         keys_dirs: vec![dir.to_path_buf()],
         use_env: false,
         gpg_fallback: false,
+        weak_rsa: false,
     }
 }
 
@@ -426,6 +427,7 @@ fn gpg_fallback_decrypts_and_exports() {
             keys_dirs: Vec::new(),
             use_env: false,
             gpg_fallback: true,
+            weak_rsa: false,
         };
         let keys = PgpKeys::load(&src);
         assert!(keys.is_empty());

@@ -277,12 +277,22 @@ fn parse(args: Vec<OsString>, forget_parser: bool) -> Result<Cli, clap::Error> {
 }
 
 fn run_inner(args: Vec<OsString>, forget_parser: bool) -> i32 {
+    let verbose = args.iter().any(|a| a == "--verbose");
     let cli = match parse(args, forget_parser) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                clap::error::ErrorKind::DisplayVersion => {
+                    if verbose {
+                        let mut out = std::io::stdout().lock();
+                        for line in crate::keys::crypto_backends() {
+                            let _ = writeln!(out, "crypto: {line}");
+                        }
+                    }
+                    0
+                }
+                clap::error::ErrorKind::DisplayHelp => 0,
                 _ => 1,
             };
         }

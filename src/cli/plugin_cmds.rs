@@ -65,7 +65,14 @@ fn ring_from_env(g: Option<&GlobalArgs>) -> KeyRing {
             })
             .unwrap_or_default(),
     };
-    KeyRing::from_env(dirs)
+    // The plugin runs inside builds others may trigger (Argo CD's
+    // repo-server): no variable-time RSA for small keys there.
+    KeyRing::new(crate::keys::KeySources {
+        keys_dirs: dirs,
+        use_env: true,
+        gpg_fallback: true,
+        weak_rsa: false,
+    })
 }
 
 fn place(src: &Path, dst: &Path, link: bool) -> CliResult {

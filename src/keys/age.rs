@@ -277,14 +277,13 @@ impl AgeIdentities {
             }
             let hint = public_hint.take();
             if line.starts_with("AGE-SECRET-KEY-1") {
-                match super::age_x25519::X25519Identity::from_str(line) {
-                    Ok(id) => self.identities.push(Box::new(match hint {
-                        Some(public) => {
+                match age::x25519::Identity::from_str(line) {
+                    Ok(id) => {
+                        if let Some(public) = hint {
                             self.claimed.push(public.to_string());
-                            id.with_public_hint(public)
                         }
-                        None => id,
-                    })),
+                        self.identities.push(Box::new(id));
+                    }
                     // A line number, never the line: it is a secret key.
                     Err(_) => self.problems.push(format!(
                         "{location}: invalid age secret key on line {}",

@@ -42,8 +42,7 @@ pub enum RingError {
 pub fn folder_ring(dirs: Vec<PathBuf>) -> KeyRing {
     let mut ring = KeyRing::new(KeySources {
         keys_dirs: dirs,
-        use_env: false,
-        gpg_fallback: false,
+        ..Default::default()
     });
     ring.decryption_order = vec!["age".into(), "pgp".into()];
     ring

@@ -6,13 +6,9 @@
 //! [`recover_data_key`] applies sops' group and threshold rules on top.
 
 pub mod age;
-mod age_x25519;
 pub mod folder;
-mod montgomery;
 pub mod pgp;
 mod pgp_rsa;
-mod pgp_split;
-mod pgp_x25519;
 pub mod shamir;
 
 use std::fmt;
@@ -296,6 +292,12 @@ pub struct KeySources {
     pub use_env: bool,
     /// Fall back to the `gpg` binary for PGP fingerprints with no key file.
     pub gpg_fallback: bool,
+    /// Use RSA keys aws-lc-rs does not take (under 2048 bits, as in sops'
+    /// own test key) with Sequoia's variable-time RSA, warning on stderr
+    /// each time. Only for a person decrypting their own files: a timing
+    /// attack needs many decryptions an attacker can time, which a
+    /// service (`serve`, `render`) gives and a command run does not.
+    pub weak_rsa: bool,
 }
 
 /// The identities available to unwrap data keys, loaded lazily.
@@ -330,8 +332,7 @@ impl KeyRing {
     pub fn from_dir(dir: &Path) -> Self {
         Self::new(KeySources {
             keys_dirs: vec![dir.to_path_buf()],
-            use_env: false,
-            gpg_fallback: false,
+            ..Default::default()
         })
     }
 
@@ -341,6 +342,7 @@ impl KeyRing {
             keys_dirs,
             use_env: true,
             gpg_fallback: true,
+            weak_rsa: true,
         })
     }
 
@@ -371,6 +373,24 @@ impl KeyRing {
             ))),
         }
     }
+}
+
+/// Which library does which cryptography in this build, one line each
+/// (`kustos --version --verbose`).
+pub fn crypto_backends() -> Vec<String> {
+    vec![
+        "OpenPGP RSA decryption: aws-lc-rs (AWS-LC; constant time, blinded), \
+         implicit rejection of bad PKCS #1 blocks with RustCrypto HMAC-SHA256"
+            .into(),
+        format!(
+            "OpenPGP parsing and every other OpenPGP operation: Sequoia {} ({} backend)",
+            sequoia_openpgp::VERSION,
+            sequoia_openpgp::crypto::backend()
+        ),
+        "age: the age crate (X25519, ChaCha20-Poly1305; ssh-rsa identities with the rsa crate)"
+            .into(),
+        "SOPS values and MAC: RustCrypto aes-gcm and sha2".into(),
+    ]
 }
 
 /// Recovers the data key from the key groups (sops' `GetDataKey`).

@@ -43,11 +43,14 @@ use openpgp::types::{
 use openpgp::{Cert, Fingerprint, KeyHandle, KeyID, Packet, Profile};
 use zeroize::Zeroizing;
 
-use super::pgp_rsa::RsaDecryptor;
-use super::pgp_split::{self, SplitSecret};
-use super::pgp_x25519::{self, X25519Decryptor};
+use super::pgp_rsa::{self, RsaDecryptor};
 use super::{KeySources, UnwrapError};
 use crate::Error;
+
+/// The answer when the OpenPGP library panicked on a message (a bug there,
+/// caught so the process answers instead of dying).
+pub const OPENPGP_PANIC: &str =
+    "the OpenPGP library failed on this message (an internal error; please report it)";
 
 /// The environment variable sops reads for the GnuPG binary.
 const GPG_EXEC_ENV: &str = "SOPS_GPG_EXEC";
@@ -55,27 +58,6 @@ const GPG_EXEC_ENV: &str = "SOPS_GPG_EXEC";
 /// Extra folders of `*.asc` certificates for [`wrap`], set once by the CLI
 /// from `--keys-dir` (so encryption finds the same keys decryption does).
 static CERT_DIRS: std::sync::RwLock<Vec<std::path::PathBuf>> = std::sync::RwLock::new(Vec::new());
-
-/// Makes Sequoia's buffered readers use 4 KiB buffers instead of 32 KiB,
-/// unless `SEQUOIA_BUFFERED_READER_BUFFER` already says otherwise.
-///
-/// Unwrapping one data key stacks about 17 readers (armor, packets,
-/// decryption, decompression), each allocating and zeroing its buffer:
-/// 1.2 M instructions and ~50 page faults of a 35 M-instruction RSA
-/// decrypt, for messages of a few hundred bytes. Sequoia reads the
-/// variable once, when the first reader is made, so it is set, read and
-/// removed here: child processes (editor, `exec-env`, gpg) see the
-/// environment as it was. Call it first thing in `main`, while the
-/// process has one thread.
-pub fn use_small_reader_buffers() {
-    const VAR: &str = "SEQUOIA_BUFFERED_READER_BUFFER";
-    if std::env::var_os(VAR).is_some() {
-        return;
-    }
-    std::env::set_var(VAR, "4096");
-    let _first_reader = buffered_reader::Generic::new(std::io::empty(), None);
-    std::env::remove_var(VAR);
-}
 
 /// Sets the folders [`wrap`] searches before `$KUSTOS_KEYS_DIR` and GnuPG.
 pub fn set_cert_dirs(dirs: Vec<std::path::PathBuf>) {
@@ -106,6 +88,7 @@ pub fn wrap(fp: &str, secret: &[u8]) -> crate::Result<String> {
             keys_dirs,
             use_env: true,
             gpg_fallback: true,
+            weak_rsa: false,
         },
     )
 }
@@ -122,8 +105,8 @@ pub fn wrap_with(fp: &str, secret: &[u8], sources: &KeySources) -> crate::Result
     let mut problems = Vec::new();
     let mut cert = None;
     for dir in &sources.keys_dirs {
-        for (path, file) in read_cert_dir(dir, &mut problems) {
-            for c in file.certs {
+        for (path, certs) in read_cert_dir(dir, &mut problems) {
+            for c in certs {
                 if wanted.matches(&c) {
                     merge_candidate(&mut cert, c.strip_secret_key_material(), fp, &path)?;
                 }
@@ -364,32 +347,9 @@ fn truncate(s: &str) -> String {
     s.chars().take(70).collect()
 }
 
-/// The certificates of one key file, and the RSA and cv25519 secrets taken
-/// out of it before parsing (see `pgp_split`).
-#[derive(Default)]
-struct KeyFile {
-    certs: Vec<Cert>,
-    secrets: Vec<SplitSecret>,
-}
-
-impl KeyFile {
-    /// Where the secret taken out for `key` is in `secrets`.
-    fn secret_for(&self, key: &Key<PublicParts, UnspecifiedRole>) -> Option<usize> {
-        self.secrets
-            .iter()
-            .position(|secret| match (secret, key.mpis()) {
-                (SplitSecret::Rsa(s), openpgp::crypto::mpi::PublicKey::RSA { e, n }) => {
-                    n.value() == s.n && e.value() == s.e
-                }
-                (SplitSecret::X25519(s), _) => pgp_x25519::belongs_to(key, s),
-                _ => false,
-            })
-    }
-}
-
 /// Reads every `*.asc` file of a folder (sorted) into certificates.
 /// Problems go to `problems` (file names and parser errors only).
-fn read_cert_dir(dir: &Path, problems: &mut Vec<String>) -> Vec<(PathBuf, KeyFile)> {
+fn read_cert_dir(dir: &Path, problems: &mut Vec<String>) -> Vec<(PathBuf, Vec<Cert>)> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -405,37 +365,22 @@ fn read_cert_dir(dir: &Path, problems: &mut Vec<String>) -> Vec<(PathBuf, KeyFil
     files
         .into_iter()
         .filter_map(|f| {
-            let file = read_cert_file(&f, problems);
-            (!file.certs.is_empty()).then_some((f, file))
+            let certs = read_cert_file(&f, problems);
+            (!certs.is_empty()).then_some((f, certs))
         })
         .collect()
 }
 
 /// Reads the certificates (public or secret) in one file.
-fn read_cert_file(path: &Path, problems: &mut Vec<String>) -> KeyFile {
+fn read_cert_file(path: &Path, problems: &mut Vec<String>) -> Vec<Cert> {
     let bytes = match std::fs::read(path) {
         Ok(b) => Zeroizing::new(b),
         Err(e) => {
             problems.push(format!("cannot read {}: {e}", path.display()));
-            return KeyFile::default();
+            return Vec::new();
         }
     };
-    parse_key_data(&bytes, &path.display().to_string(), problems)
-}
-
-/// Parses key data, its RSA and cv25519 secrets taken out first when it
-/// has any.
-fn parse_key_data(bytes: &[u8], location: &str, problems: &mut Vec<String>) -> KeyFile {
-    match pgp_split::split_secrets(bytes) {
-        Some(split) => KeyFile {
-            certs: parse_certs(&split.packets, location, problems),
-            secrets: split.secrets,
-        },
-        None => KeyFile {
-            certs: parse_certs(bytes, location, problems),
-            ..KeyFile::default()
-        },
-    }
+    parse_certs(&bytes, &path.display().to_string(), problems)
 }
 
 fn parse_certs(bytes: &[u8], location: &str, problems: &mut Vec<String>) -> Vec<Cert> {
@@ -527,68 +472,50 @@ fn gpg_reason(stderr: &[u8]) -> Option<String> {
     Some(pick.chars().take(200).collect())
 }
 
-/// A secret key usable for decryption (unprotected secret material).
+/// A secret key usable for decryption (unprotected secret material),
+/// kept as Sequoia parsed it: Sequoia keeps the secret sealed in memory.
 struct SecretKey {
     /// Index into `PgpKeys::certs` (its primary fingerprint).
     cert: usize,
-    /// The public key: handle and algorithm.
-    key: Key<PublicParts, UnspecifiedRole>,
-    secret: Secret,
-    /// The constant-time RSA decryptor, set up on first use (a keys
-    /// folder may hold many keys); `None` for other keys.
-    rsa: std::sync::OnceLock<Option<RsaDecryptor>>,
-}
-
-/// Where a secret key's material is.
-enum Secret {
-    /// Parsed by Sequoia (other algorithms, and keys `pgp_split` left
-    /// alone).
-    Sequoia(Key<SecretParts, UnspecifiedRole>),
-    /// RSA numbers or a cv25519 scalar taken out before parsing.
-    Split(SplitSecret),
+    key: Key<SecretParts, UnspecifiedRole>,
+    /// For RSA keys, the aws-lc-rs decryptor (or why there is none), set
+    /// up on first use: a keys folder may hold many keys.
+    rsa: std::sync::OnceLock<Result<RsaDecryptor, String>>,
+    /// An RSA key aws-lc-rs does not take, used through Sequoia's
+    /// variable-time RSA because the key ring allows it (see
+    /// `KeySources::weak_rsa`).
+    weak_rsa: bool,
 }
 
 impl SecretKey {
-    fn rsa_decryptor(&self) -> Option<&RsaDecryptor> {
-        self.rsa
-            .get_or_init(|| match &self.secret {
-                Secret::Sequoia(key) => RsaDecryptor::new(key),
-                Secret::Split(SplitSecret::Rsa(s)) => RsaDecryptor::from_numbers(&self.key, s),
-                Secret::Split(SplitSecret::X25519(_)) => None,
-            })
-            .as_ref()
+    fn is_rsa(&self) -> bool {
+        matches!(self.key.mpis(), openpgp::crypto::mpi::PublicKey::RSA { .. })
     }
 
-    /// Sequoia's decryptor, for keys the constant-time one does not take
-    /// (non-RSA keys; RSA keys whose numbers it refuses, e.g. a `u` that
-    /// is not `p^-1 mod q`, which Sequoia recomputes).
+    fn rsa_bits(&self) -> usize {
+        match self.key.mpis() {
+            openpgp::crypto::mpi::PublicKey::RSA { n, .. } => n.bits(),
+            _ => 0,
+        }
+    }
+
+    fn rsa_decryptor(&self) -> &Result<RsaDecryptor, String> {
+        self.rsa.get_or_init(|| RsaDecryptor::new(&self.key))
+    }
+
+    /// Sequoia's own decryptor, for every algorithm but RSA.
     fn sequoia_keypair(&self) -> Option<openpgp::crypto::KeyPair> {
-        let key = match &self.secret {
-            Secret::Sequoia(key) => key.clone(),
-            Secret::Split(SplitSecret::Rsa(s)) => {
-                let material = openpgp::crypto::mpi::SecretKeyMaterial::RSA {
-                    d: s.d.clone().into(),
-                    p: s.p.clone().into(),
-                    q: s.q.clone().into(),
-                    u: s.u.clone().into(),
-                };
-                self.key.clone().add_secret(material.into()).0
-            }
-            Secret::Split(SplitSecret::X25519(s)) => {
-                let material = openpgp::crypto::mpi::SecretKeyMaterial::ECDH {
-                    scalar: s.scalar.clone().into(),
-                };
-                self.key.clone().add_secret(material.into()).0
-            }
-        };
-        key.into_keypair().ok()
+        self.key.clone().into_keypair().ok()
     }
 }
 
-/// A key whose secret is passphrase-protected; kept only to explain why a
-/// message for it cannot be decrypted.
-struct ProtectedKey {
+/// A secret key kustos does not use (passphrase-protected, or RSA of a
+/// size aws-lc-rs does not take); kept only to say why a message for it
+/// cannot be decrypted.
+struct UnusableKey {
     handle: KeyHandle,
+    /// Why, as the end of a sentence starting with "the secret key FPR".
+    why: String,
     primary: Fingerprint,
 }
 
@@ -599,11 +526,13 @@ pub struct PgpKeys {
     /// Primary fingerprints of the certificates with usable secret keys.
     certs: Vec<Fingerprint>,
     keys: Vec<SecretKey>,
-    protected: Vec<ProtectedKey>,
+    unusable: Vec<UnusableKey>,
     /// Where secret keys were found (file names and fingerprints).
     pub locations: Vec<String>,
+    /// Take RSA keys aws-lc-rs refuses, through Sequoia (CLI only).
+    weak_rsa: bool,
     /// Problems while loading (unreadable files, malformed or protected
-    /// keys); never secret material.
+    /// keys, RSA keys of unsupported sizes); never secret material.
     pub problems: Vec<String>,
     /// Places that were looked at but held nothing.
     pub looked: Vec<String>,
@@ -632,16 +561,19 @@ impl PgpKeys {
     /// Public certificates in those files are ignored here (they are used
     /// for wrapping).
     pub fn load(src: &KeySources) -> Self {
-        let mut me = PgpKeys::default();
+        let mut me = PgpKeys {
+            weak_rsa: src.weak_rsa,
+            ..Default::default()
+        };
         for dir in &src.keys_dirs {
             let files = read_cert_dir(dir, &mut me.problems);
             if files.is_empty() {
                 me.looked.push(format!("{}/*.asc", dir.display()));
             }
-            for (path, mut file) in files {
+            for (path, certs) in files {
                 let location = path.display().to_string();
-                for cert in std::mem::take(&mut file.certs) {
-                    me.add_cert(cert, &location, &mut file);
+                for cert in certs {
+                    me.add_cert(cert, &location);
                 }
             }
         }
@@ -652,49 +584,62 @@ impl PgpKeys {
     /// sidecar).
     pub fn from_bytes(data: &[u8], location: &str) -> Self {
         let mut me = PgpKeys::default();
-        let mut file = parse_key_data(data, location, &mut me.problems);
-        for cert in std::mem::take(&mut file.certs) {
-            me.add_cert(cert, location, &mut file);
+        for cert in parse_certs(data, location, &mut me.problems) {
+            me.add_cert(cert, location);
         }
         me
     }
 
-    /// Takes the usable secret keys of `cert`: Sequoia-parsed ones and
-    /// those whose secrets were taken out of the same file (`split`).
-    fn add_cert(&mut self, cert: Cert, location: &str, split: &mut KeyFile) {
-        let has_split = cert
-            .keys()
-            .any(|ka| split.secret_for(ka.key().role_as_unspecified()).is_some());
-        if !cert.is_tsk() && !has_split {
+    /// Takes the usable secret keys of `cert`.
+    fn add_cert(&mut self, cert: Cert, location: &str) {
+        if !cert.is_tsk() {
             return;
         }
         let idx = self.certs.len();
         let fpr = cert.fingerprint();
-        let (mut usable, mut protected) = (0, 0);
+        let hex = fpr.to_hex();
+        let (mut usable, mut protected, mut refused) = (0, 0, 0);
         for ka in cert.keys() {
             let key = ka.key().role_as_unspecified();
-            let public = || key.clone().take_secret().0;
-            if let Some(i) = split.secret_for(key) {
-                self.keys.push(SecretKey {
-                    cert: idx,
-                    key: public(),
-                    secret: Secret::Split(split.secrets.swap_remove(i)),
-                    rsa: std::sync::OnceLock::new(),
-                });
-                usable += 1;
-                continue;
-            }
             match key.optional_secret() {
                 None => {}
                 Some(SecretKeyMaterial::Unencrypted(_)) => {
                     let Ok(secret) = key.clone().parts_into_secret() else {
                         continue;
                     };
+                    let unsupported = pgp_rsa::unsupported_size(key.parts_as_public());
+                    if unsupported.is_some() && self.weak_rsa {
+                        self.keys.push(SecretKey {
+                            cert: idx,
+                            key: secret,
+                            rsa: std::sync::OnceLock::new(),
+                            weak_rsa: true,
+                        });
+                        usable += 1;
+                        continue;
+                    }
+                    if let Some(why) = unsupported {
+                        // Never handed to variable-time code instead.
+                        self.problems.push(format!(
+                            "{location}: the RSA key {} of {hex} {why}",
+                            key.keyid().to_hex()
+                        ));
+                        self.unusable.push(UnusableKey {
+                            handle: key.key_handle(),
+                            why: format!(
+                                "(RSA key {}) {why} (import it into GnuPG and allow the gpg fallback)",
+                                key.keyid().to_hex()
+                            ),
+                            primary: fpr.clone(),
+                        });
+                        refused += 1;
+                        continue;
+                    }
                     self.keys.push(SecretKey {
                         cert: idx,
-                        key: public(),
-                        secret: Secret::Sequoia(secret),
+                        key: secret,
                         rsa: std::sync::OnceLock::new(),
+                        weak_rsa: false,
                     });
                     usable += 1;
                 }
@@ -703,23 +648,25 @@ impl PgpKeys {
                 Some(SecretKeyMaterial::Encrypted(e))
                     if matches!(e.s2k(), S2K::Private { .. } | S2K::Unknown { .. }) => {}
                 _ => {
-                    self.protected.push(ProtectedKey {
+                    self.unusable.push(UnusableKey {
                         handle: key.key_handle(),
+                        why: "is passphrase-protected; kustos can only use unprotected keys (import it into GnuPG and allow the gpg fallback)".into(),
                         primary: fpr.clone(),
                     });
                     protected += 1;
                 }
             }
         }
-        let hex = fpr.to_hex();
         if usable == 0 {
-            self.problems.push(if protected > 0 {
-                format!(
-                    "{location}: the secret key {hex} is passphrase-protected; kustos can only use unprotected keys (import it into GnuPG instead)"
-                )
-            } else {
-                format!("{location}: {hex} holds no secret key material (a GnuPG stub)")
-            });
+            if refused == 0 {
+                self.problems.push(if protected > 0 {
+                    format!(
+                        "{location}: the secret key {hex} is passphrase-protected; kustos can only use unprotected keys (import it into GnuPG instead)"
+                    )
+                } else {
+                    format!("{location}: {hex} holds no secret key material (a GnuPG stub)")
+                });
+            }
             return;
         }
         self.locations.push(format!("{location} ({hex})"));
@@ -752,11 +699,21 @@ impl PgpKeys {
         enc: &str,
         gpg_fallback: bool,
     ) -> Result<Zeroizing<Vec<u8>>, UnwrapError> {
-        // Each pass of Sequoia's armor reader buffers 64 KiB; the one plain
-        // armored block sops stores is decoded here once for both passes
-        // (any other form goes to Sequoia as it is).
-        let binary = super::pgp_split::dearmor(enc.as_bytes(), "MESSAGE");
-        let message = binary.as_deref().map_or(enc.as_bytes(), |b| &b[..]);
+        // Defence in depth: a panic inside the OpenPGP library on some
+        // message must not take the sidecar's worker or a render down.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.unwrap_inner(fp, enc, gpg_fallback)
+        }))
+        .unwrap_or_else(|_| Err(UnwrapError::Failed(OPENPGP_PANIC.into())))
+    }
+
+    fn unwrap_inner(
+        &self,
+        fp: &str,
+        enc: &str,
+        gpg_fallback: bool,
+    ) -> Result<Zeroizing<Vec<u8>>, UnwrapError> {
+        let message = enc.as_bytes();
         let scan = match scan_message(message) {
             Ok(s) => s,
             // GnuPG reads some messages sequoia's strict parser refuses
@@ -779,6 +736,11 @@ impl PgpKeys {
                 return Err(UnwrapError::Failed(
                     "the PGP message has no integrity protection (no MDC); refusing to decrypt it"
                         .into(),
+                ))
+            }
+            Container::TruncatedSeipd => {
+                return Err(UnwrapError::Failed(
+                    "the PGP message is truncated (its encrypted data is too short)".into(),
                 ))
             }
             Container::Ocb | Container::Unknown(_) | Container::Missing => {
@@ -819,6 +781,9 @@ impl PgpKeys {
                             "the PGP message uses {what}, which this kustos build cannot read; allow the gpg fallback to decrypt it with GnuPG"
                         )));
                     }
+                    if let Some((cert, why)) = outcome.unusable_key {
+                        return Err(UnwrapError::Failed(format!("the secret key {cert} {why}")));
+                    }
                     if let Some(cert) = outcome.matched_cert.or(named) {
                         return Err(UnwrapError::Failed(format!(
                             "decrypting with the secret key {cert} failed: {}",
@@ -830,18 +795,22 @@ impl PgpKeys {
                 }
             }
         }
-        if gpg_fallback {
-            return gpg_decrypt(enc);
-        }
-        if let Some(p) = self.protected.iter().find(|p| {
+        let unusable = self.unusable.iter().find(|u| {
             scan.recipients
                 .iter()
-                .any(|r| r.as_ref().is_some_and(|r| r.aliases(&p.handle)))
-        }) {
-            return Err(UnwrapError::Failed(format!(
-                "the secret key {} is passphrase-protected; kustos can only use unprotected keys (import it into GnuPG and allow the gpg fallback)",
-                p.primary.to_hex()
-            )));
+                .any(|r| r.as_ref().is_some_and(|r| r.aliases(&u.handle)))
+        });
+        let why = |u: &UnusableKey| format!("the secret key {} {}", u.primary.to_hex(), u.why);
+        if gpg_fallback {
+            // GnuPG may hold the key kustos does not use; if it cannot
+            // help either, the reason kustos did not use it comes first.
+            return match (gpg_decrypt(enc), unusable) {
+                (Err(e), Some(u)) => Err(UnwrapError::Failed(format!("{}; {e}", why(u)))),
+                (result, _) => result,
+            };
+        }
+        if let Some(u) = unusable {
+            return Err(UnwrapError::Failed(why(u)));
         }
         Err(self.no_identity(fp, &scan))
     }
@@ -937,6 +906,8 @@ struct Scan {
 enum Container {
     /// SEIPD v1 (with MDC) or v2 (AEAD): Sequoia reads both.
     Seipd,
+    /// SEIPD v1 whose encrypted data cannot even hold its prefix and MDC.
+    TruncatedSeipd,
     /// Symmetrically encrypted data without integrity protection.
     Sed,
     /// LibrePGP's OCB encrypted data packet (tag 20).
@@ -946,6 +917,12 @@ enum Container {
     /// No encrypted data packet after the session keys.
     Missing,
 }
+
+/// The least encrypted data a SEIPD v1 packet holds: the random prefix of
+/// the largest cipher block (16 bytes) and its 2 check bytes, and the
+/// 22-byte MDC packet. Sequoia's parser panics on decrypted data shorter
+/// than the prefix (a truncated packet), so such messages never reach it.
+const MIN_SEIPD_V1_DATA: usize = 16 + 2 + 22;
 
 /// Reads the session key packets and the kind of encrypted data packet,
 /// without decrypting anything.
@@ -957,7 +934,18 @@ fn scan_message(enc: &[u8]) -> openpgp::Result<Scan> {
         container: Container::Missing,
     };
     let mut ppr = PacketParser::from_bytes(enc)?;
-    while let PacketParserResult::Some(pp) = ppr {
+    while let PacketParserResult::Some(mut pp) = ppr {
+        if matches!(&pp.packet, Packet::SEIP(seip) if seip.version() == 1) {
+            // Sequoia's own parser reads the body (its version octet is
+            // already consumed); the message is small.
+            let data = pp.buffer_unread_content()?.len();
+            scan.container = if data < MIN_SEIPD_V1_DATA {
+                Container::TruncatedSeipd
+            } else {
+                Container::Seipd
+            };
+            break;
+        }
         match &pp.packet {
             Packet::PKESK(p) => {
                 scan.recipients
@@ -991,6 +979,9 @@ struct Outcome {
     matched_cert: Option<String>,
     /// A packet form this build cannot read (e.g. BZip2 compression).
     unsupported: Option<String>,
+    /// A key the message names that cannot be used, and why (a property
+    /// of the key, never of the message).
+    unusable_key: Option<(String, String)>,
 }
 
 struct Helper<'a> {
@@ -1051,21 +1042,33 @@ impl DecryptionHelper for Helper<'_> {
                     if !hit {
                         continue;
                     }
-                    let unwrapped = match (sk.rsa_decryptor(), &sk.secret) {
-                        (Some(rsa), _) => pkesk.decrypt(&mut &*rsa, sym_algo),
-                        (None, Secret::Split(SplitSecret::X25519(secret))) => {
-                            let mut ours = X25519Decryptor {
-                                public: &sk.key,
-                                secret,
-                            };
-                            pkesk.decrypt(&mut ours, sym_algo)
-                        }
-                        (None, _) => {
-                            let Some(mut pair) = sk.sequoia_keypair() else {
+                    // RSA only ever in aws-lc-rs: a key it cannot take is
+                    // reported, never handed to Sequoia's variable-time RSA.
+                    let unwrapped = if sk.weak_rsa {
+                        eprintln!(
+                            "kustos: warning: decrypting with the {}-bit RSA key {} in variable-time code; keys under 2048 bits are weak, replace it",
+                            sk.rsa_bits(),
+                            sk.key.keyid().to_hex()
+                        );
+                        let Some(mut pair) = sk.sequoia_keypair() else {
+                            continue;
+                        };
+                        pkesk.decrypt(&mut pair, sym_algo)
+                    } else if sk.is_rsa() {
+                        match sk.rsa_decryptor() {
+                            Ok(rsa) => pkesk.decrypt(&mut &*rsa, sym_algo),
+                            Err(why) => {
+                                self.outcome.unusable_key.get_or_insert_with(|| {
+                                    (self.keys.certs[sk.cert].to_hex(), why.clone())
+                                });
                                 continue;
-                            };
-                            pkesk.decrypt(&mut pair, sym_algo)
+                            }
                         }
+                    } else {
+                        let Some(mut pair) = sk.sequoia_keypair() else {
+                            continue;
+                        };
+                        pkesk.decrypt(&mut pair, sym_algo)
                     };
                     if let Some((algo, session_key)) = unwrapped {
                         if decrypt(algo, &session_key) {
@@ -1207,7 +1210,7 @@ pub fn generate_key(
 /// file (public or secret).
 pub fn fingerprint_of_cert_file(path: &Path) -> crate::Result<Vec<String>> {
     let mut problems = Vec::new();
-    let certs = read_cert_file(path, &mut problems).certs;
+    let certs = read_cert_file(path, &mut problems);
     if certs.is_empty() {
         return Err(Error::Key(problems.join("; ")));
     }
@@ -1221,8 +1224,7 @@ mod tests {
     fn dir_sources(dir: &Path) -> KeySources {
         KeySources {
             keys_dirs: vec![dir.to_path_buf()],
-            use_env: false,
-            gpg_fallback: false,
+            ..Default::default()
         }
     }
 
@@ -1259,136 +1261,79 @@ mod tests {
         assert!(dbg.contains(&fpr) && !dbg.contains("PRIVATE"));
     }
 
-    fn count_rsa(split: &pgp_split::Split) -> usize {
-        split
-            .secrets
-            .iter()
-            .filter(|s| matches!(s, SplitSecret::Rsa(_)))
-            .count()
-    }
-
     #[test]
-    fn rsa_secrets_bypass_sequoia_parsing() {
-        let (tsk, public, fpr) = generate_key("R", "r@example.com", false, 2048).unwrap();
-        // Both keys of the file (primary and encryption subkey) come out;
-        // what is left is the public certificate.
-        let split = pgp_split::split_secrets(tsk.as_bytes()).unwrap();
-        assert_eq!(count_rsa(&split), 2);
-        let rest = Cert::from_bytes(&split.packets).unwrap();
-        assert!(!rest.is_tsk());
-        assert_eq!(rest, Cert::from_bytes(public.as_bytes()).unwrap());
+    fn rsa_keys_decrypt_in_aws_lc() {
+        let (tsk, _, fpr) = generate_key("R", "r@example.com", false, 2048).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("sops.asc"), &tsk).unwrap();
+        let keys = PgpKeys::load(&dir_sources(dir.path()));
+        assert_eq!(keys.len(), 1);
+        // The primary and the encryption subkey, as Sequoia parsed them.
+        assert_eq!(keys.keys.len(), 2);
+        assert!(keys.keys.iter().all(|k| k.is_rsa()));
+        let enc = wrap_with(&fpr, &[5u8; 32], &dir_sources(dir.path())).unwrap();
+        assert_eq!(&keys.unwrap(&fpr, &enc, false).unwrap()[..], &[5u8; 32]);
+        // Only the key that decrypted set up its aws-lc-rs decryptor.
+        assert_eq!(
+            keys.keys.iter().filter(|k| k.rsa.get().is_some()).count(),
+            1
+        );
+        let dbg = format!("{keys:?}");
+        assert!(dbg.contains(&fpr) && !dbg.contains("PRIVATE"));
         // Binary key data too.
         let binary = Cert::from_bytes(tsk.as_bytes())
             .unwrap()
             .as_tsk()
             .to_vec()
             .unwrap();
-        assert_eq!(count_rsa(&pgp_split::split_secrets(&binary).unwrap()), 2);
-
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("sops.asc"), &tsk).unwrap();
-        let keys = PgpKeys::load(&dir_sources(dir.path()));
-        assert_eq!(keys.len(), 1);
-        assert_eq!(keys.keys.len(), 2);
-        assert!(keys
-            .keys
-            .iter()
-            .all(|k| matches!(k.secret, Secret::Split(SplitSecret::Rsa(_)))));
-        let enc = wrap_with(&fpr, &[5u8; 32], &dir_sources(dir.path())).unwrap();
-        assert_eq!(&keys.unwrap(&fpr, &enc, false).unwrap()[..], &[5u8; 32]);
-        let dbg = format!("{keys:?}");
-        assert!(dbg.contains(&fpr) && !dbg.contains("PRIVATE"));
-
-        // Numbers the constant-time decryptor refuses (here a `u` that is
-        // not p^-1 mod q) still decrypt through Sequoia, which recomputes it.
-        let mut keys = PgpKeys::from_bytes(tsk.as_bytes(), "mem");
-        for sk in &mut keys.keys {
-            if let Secret::Split(SplitSecret::Rsa(s)) = &mut sk.secret {
-                s.u = vec![3];
-            }
-        }
-        assert!(keys.keys.iter().all(|k| k.rsa_decryptor().is_none()));
+        let keys = PgpKeys::from_bytes(&binary, "mem");
         assert_eq!(&keys.unwrap(&fpr, &enc, false).unwrap()[..], &[5u8; 32]);
     }
 
+    /// RSA keys aws-lc-rs does not take are refused at load, with a
+    /// problem line (the sidecar refuses to start on it) and a clear
+    /// answer for a message to them: never Sequoia's variable-time RSA.
     #[test]
-    fn cv25519_secrets_bypass_sequoia_parsing() {
-        let (tsk, _, fpr) = generate_key("C", "c@example.com", true, 0).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("sops.asc"), &tsk).unwrap();
-        let keys = PgpKeys::load(&dir_sources(dir.path()));
-        assert_eq!(keys.len(), 1);
-        // The Ed25519 primary stays with Sequoia, the cv25519 subkey's
-        // scalar was taken out.
-        assert_eq!(
-            keys.keys
-                .iter()
-                .filter(|k| matches!(k.secret, Secret::Split(SplitSecret::X25519(_))))
-                .count(),
-            1
-        );
-        let enc = wrap_with(&fpr, &[6u8; 32], &dir_sources(dir.path())).unwrap();
-        assert_eq!(&keys.unwrap(&fpr, &enc, false).unwrap()[..], &[6u8; 32]);
-        let dbg = format!("{keys:?}");
-        assert!(dbg.contains(&fpr) && !dbg.contains("PRIVATE"));
-        // Sequoia's own decryptor, rebuilt from the split scalar (the
-        // fallback path), opens it too.
-        let sk = keys
-            .keys
-            .iter()
-            .find(|k| matches!(k.secret, Secret::Split(SplitSecret::X25519(_))))
-            .unwrap();
-        assert!(sk.sequoia_keypair().is_some());
-    }
-
-    #[test]
-    fn rsa_split_leaves_other_packets_and_keys_alone() {
-        // Ed25519 + cv25519: only the encryption subkey's scalar comes out.
-        let (tsk, _, _) = generate_key("C", "c@example.com", true, 0).unwrap();
-        let split = pgp_split::split_secrets(tsk.as_bytes()).unwrap();
-        assert_eq!((count_rsa(&split), split.secrets.len()), (0, 1));
-        // Protected RSA keys stay with Sequoia (and are reported as such).
-        let (cert, _) = CertBuilder::general_purpose(Some("p@example.com"))
+    fn small_rsa_keys_are_refused() {
+        let (cert, _) = CertBuilder::new()
+            .add_userid("small@example.com")
             .set_cipher_suite(CipherSuite::RSA2k)
-            .set_password(Some("pw".into()))
+            .set_encryption_algorithm(PublicKeyAlgorithmSpecification::rsa(1024))
+            .add_transport_encryption_subkey()
             .generate()
             .unwrap();
-        let armored = String::from_utf8(cert.as_tsk().armored().to_vec().unwrap()).unwrap();
-        assert!(pgp_split::split_secrets(armored.as_bytes()).is_none());
-        // A corrupted checksum or body: left for Sequoia to judge.
-        let (rsa, _, _) = generate_key("R", "r@example.com", false, 2048).unwrap();
-        let mut binary = Cert::from_bytes(rsa.as_bytes())
-            .unwrap()
-            .as_tsk()
-            .to_vec()
-            .unwrap();
-        assert_eq!(count_rsa(&pgp_split::split_secrets(&binary).unwrap()), 2);
-        // A flipped bit in the primary key's secret numbers: its checksum
-        // fails, so that packet is kept as it was (the subkey still splits).
-        let at = find_secret_material(&binary);
-        binary[at] ^= 1;
-        assert_eq!(count_rsa(&pgp_split::split_secrets(&binary).unwrap()), 1);
+        let tsk = cert.as_tsk().armored().to_vec().unwrap();
+        let keys = PgpKeys::from_bytes(&tsk, "small.asc");
+        assert_eq!(keys.problems.len(), 1, "{:?}", keys.problems);
+        let p = &keys.problems[0];
+        assert!(
+            p.contains("has 1024 bits") && p.contains("aws-lc-rs"),
+            "{p}"
+        );
+        // The 2048-bit primary stays usable.
+        assert_eq!(keys.len(), 1);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("k.asc"), cert.armored().to_vec().unwrap()).unwrap();
+        let fpr = cert.fingerprint().to_hex();
+        let enc = wrap_with(&fpr, &[1u8; 32], &dir_sources(dir.path())).unwrap();
+        match keys.unwrap(&fpr, &enc, false) {
+            Err(UnwrapError::Failed(m)) => {
+                assert!(m.contains("has 1024 bits") && m.contains(&fpr), "{m}")
+            }
+            other => panic!("unexpected {:?}", other.map(|_| ())),
+        }
     }
 
-    /// Offset of a byte inside the primary key's secret numbers in binary
-    /// TSK data (after the public part and the s2k usage byte).
-    fn find_secret_material(binary: &[u8]) -> usize {
-        let header = if binary[0] & 0x40 != 0 {
-            match binary[1] {
-                0..=191 => 2,
-                192..=223 => 3,
-                _ => 6,
-            }
-        } else {
-            1 + [1, 2, 4][usize::from(binary[0] & 3)]
-        };
-        let body = &binary[header..];
-        let mpi_len =
-            |at: usize| 2 + usize::from(u16::from_be_bytes([body[at], body[at + 1]])).div_ceil(8);
-        let n_at = 6;
-        let e_at = n_at + mpi_len(n_at);
-        let usage_at = e_at + mpi_len(e_at);
-        header + usage_at + 1 + 10
+    #[test]
+    fn cv25519_keys_decrypt_in_sequoia() {
+        let (tsk, _, fpr) = generate_key("C", "c@example.com", true, 0).unwrap();
+        let keys = PgpKeys::from_bytes(tsk.as_bytes(), "mem");
+        assert_eq!(keys.len(), 1);
+        assert!(keys.keys.iter().all(|k| !k.is_rsa()));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("sops.asc"), &tsk).unwrap();
+        let enc = wrap_with(&fpr, &[6u8; 32], &dir_sources(dir.path())).unwrap();
+        assert_eq!(&keys.unwrap(&fpr, &enc, false).unwrap()[..], &[6u8; 32]);
     }
 
     #[test]

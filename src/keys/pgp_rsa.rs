@@ -1,232 +1,223 @@
-//! RSA decryption of OpenPGP session keys, in constant time.
+//! RSA decryption of OpenPGP session keys, in AWS-LC.
 //!
-//! Sequoia's pure-Rust backend decrypts RSA with a variable-time bignum
-//! (the reason the Nettle feature exists) and spends ~8 ms on an RSA-3072
-//! key here. This decryptor does the private-key operation with the
-//! fixed-size Montgomery arithmetic of [`super::montgomery`]: CRT with
-//! both halves in constant time, the input reduced without division,
-//! the result checked against the ciphertext (`m^e = c`, against faults)
-//! and the PKCS #1 v1.5 padding removed without branching on its bytes.
-//! Keys whose primes do not fit the supported sizes (RSA up to 4096 bits)
-//! fall back to Sequoia.
+//! The private-key operation and the PKCS #1 v1.5 unpadding run in
+//! aws-lc-rs (`Pkcs1PrivateDecryptingKey`: constant time, with blinding).
+//! Its key is built once per loaded key from the numbers Sequoia parsed;
+//! the CRT exponents the key format needs come from the `rsa` crate's
+//! arithmetic, at set-up only.
+//!
+//! AWS-LC reports a bad padding as an error, and a caller that answers
+//! "bad padding" differently from "wrong session key" is a padding oracle.
+//! So every RSA ciphertext gets a message back (implicit rejection, as the
+//! CFRG's RSA implementation guidance specifies it): when the block is not
+//! well formed, or its message is too short to be an OpenPGP session key,
+//! a pseudo-random message derived from the private key and the ciphertext
+//! is chosen instead, in constant time. Sequoia's size and checksum checks
+//! then turn it down exactly as they turn down a wrong key.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 
-use rsa::BigUint;
+use aws_lc_rs::rsa::{Pkcs1PrivateDecryptingKey, PrivateDecryptingKey};
+use hmac::{Hmac, Mac};
+use rsa::pkcs8::EncodePrivateKey;
+use rsa::traits::PrivateKeyParts;
+use rsa::{BigUint, RsaPrivateKey};
 use sequoia_openpgp as openpgp;
-use subtle::{ConstantTimeEq, ConstantTimeLess};
-use zeroize::Zeroize;
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeLess};
+use zeroize::Zeroizing;
 
 use openpgp::crypto::mpi::{self, Ciphertext};
 use openpgp::crypto::{Decryptor, SessionKey};
 use openpgp::packet::key::{PublicParts, SecretKeyMaterial, SecretParts, UnspecifiedRole};
 use openpgp::packet::Key;
 
-use super::montgomery::{
-    add_wide, limbs_from_be, limbs_from_biguint, limbs_to_be, mul_wide, Modulus,
-};
-use super::pgp_split::RsaSecret;
+/// The RSA modulus sizes aws-lc-rs decrypts with.
+pub const RSA_BITS: RangeInclusive<usize> = 2048..=8192;
 
-/// The CRT form of one RSA private key with primes of at most `64N` bits
-/// (`N2 = 2N` limbs for the modulus).
-struct Crt<const N: usize, const N2: usize> {
-    p: Modulus<N>,
-    q: Modulus<N>,
-    /// `p` itself, for the recombination `m1 + p·h`.
-    p_limbs: [u64; N],
-    d_p: [u64; N],
-    d_q: [u64; N],
-    /// `p^-1 mod q` (OpenPGP's `u`).
-    u: [u64; N],
-    n_limbs: [u64; N2],
-    e: Vec<u8>,
-    /// Byte length of the modulus: the padded message's length.
+/// The shortest message an OpenPGP RSA session-key block holds: a 16-byte
+/// key and its 2-byte checksum (a v6 PKESK; v3 adds the cipher octet).
+/// Anything shorter is treated as a padding failure, so Sequoia is never
+/// handed a message it cannot index.
+const MIN_SESSION_KEY_MESSAGE: usize = 18;
+
+/// Which decrypted messages count as well formed, besides the padding.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Accept {
+    /// At least this many bytes.
+    AtLeast(usize),
+    /// Exactly this many bytes (the caller knows the cipher).
+    Exactly(usize),
+}
+
+impl Accept {
+    fn allows(self, len: usize) -> Choice {
+        let len = len as u64;
+        match self {
+            Accept::AtLeast(min) => !len.ct_lt(&(min as u64)),
+            Accept::Exactly(n) => len.ct_eq(&(n as u64)),
+        }
+    }
+}
+
+/// PKCS #1 v1.5 decryption with implicit rejection, for one RSA key.
+pub(super) struct Pkcs1Decryptor {
+    key: Pkcs1PrivateDecryptingKey,
+    /// SHA-256 of the private exponent as `k` big-endian bytes: the key of
+    /// the implicit-rejection derivation.
+    rejection_key: Zeroizing<[u8; 32]>,
+    /// Byte length of the modulus.
     k: usize,
 }
 
-impl<const N: usize, const N2: usize> Drop for Crt<N, N2> {
-    fn drop(&mut self) {
-        self.p_limbs.zeroize();
-        self.d_p.zeroize();
-        self.d_q.zeroize();
-        self.u.zeroize();
-    }
-}
-
-impl<const N: usize, const N2: usize> Crt<N, N2> {
-    fn new(parts: &RsaParts) -> Option<Self> {
-        let one = BigUint::from(1u8);
-        let (p, q) = (&parts.p, &parts.q);
-        if *p <= one || *q <= one || p == q || p * q != parts.n {
-            return None;
+impl Pkcs1Decryptor {
+    /// Hands the key to aws-lc-rs (which checks it and takes 2048 to 8192
+    /// bits). Errors name the problem, never a number.
+    pub(super) fn new(private: &RsaPrivateKey) -> Result<Self, String> {
+        let der = private
+            .to_pkcs8_der()
+            .map_err(|_| "its numbers cannot be encoded as a PKCS #8 key".to_string())?;
+        let key = PrivateDecryptingKey::from_pkcs8(der.as_bytes())
+            .map_err(|e| format!("aws-lc-rs refused it ({e})"))?;
+        let key = Pkcs1PrivateDecryptingKey::new(key)
+            .map_err(|_| "aws-lc-rs refused it for PKCS #1 v1.5".to_string())?;
+        let k = key.key_size_bytes();
+        let d = Zeroizing::new(private.d().to_bytes_be());
+        if d.len() > k || k < 11 {
+            return Err("its private exponent is larger than its modulus".into());
         }
-        // Set-up only, once per key (variable-time BigUint is fine here).
-        let secret_limbs = |mut x: BigUint| {
-            let limbs = limbs_from_biguint(&x);
-            x.zeroize();
-            limbs
-        };
-        let crt = Crt {
-            p: Modulus::new(p)?,
-            q: Modulus::new(q)?,
-            p_limbs: limbs_from_biguint(p)?,
-            d_p: secret_limbs(&parts.d % (p - &one))?,
-            d_q: secret_limbs(&parts.d % (q - &one))?,
-            u: secret_limbs(&parts.u % q)?,
-            n_limbs: limbs_from_biguint(&parts.n)?,
-            e: parts.e.to_bytes_be(),
-            k: parts.n.to_bytes_be().len(),
-        };
-        // The recombination needs `u·p ≡ 1 (mod q)`.
-        ((&parts.u * p) % q == one).then_some(crt)
-    }
-
-    /// `c^d mod n`, checked, as `k` big-endian bytes.
-    fn private_op(&self, c_bytes: &[u8]) -> Option<Vec<u8>> {
-        let c: [u64; N2] = limbs_from_be(c_bytes)?;
-        if !bool::from(limbs_lt(&c, &self.n_limbs)) {
-            return None;
-        }
-        let (lo, hi) = split::<N, N2>(&c);
-        let (mut m1, mut m2) = self.both_halves(&lo, &hi);
-        // h = (m2 - m1)·u mod q, all in Montgomery form mod q until the
-        // product with plain u leaves it.
-        let mut m1_plain = self.p.leave_mont(&m1);
-        let mut m1_in_q = self.q.enter_mont(&m1_plain);
-        let mut h = self.q.mul(&self.q.sub(&m2, &m1_in_q), &self.u);
-        let mut ph: [u64; N2] = mul_wide::<N, N2>(&self.p_limbs, &h);
-        let mut m: [u64; N2] = add_wide(&ph, &m1_plain);
-        ph.zeroize();
-        m1.zeroize();
-        m2.zeroize();
-        m1_in_q.zeroize();
-        h.zeroize();
-        m1_plain.zeroize();
-        // Fault check: m^e must give back c, modulo p and modulo q (the
-        // same as modulo n = pq, at a quarter of the cost).
-        let (mut m_lo, mut m_hi) = split::<N, N2>(&m);
-        let ok = [&self.p, &self.q]
-            .iter()
-            .fold(subtle::Choice::from(1), |ok, prime| {
-                let back = prime.pow_public(&prime.enter_mont_wide(&m_lo, &m_hi), &self.e);
-                ok & back.ct_eq(&prime.enter_mont_wide(&lo, &hi))
-            });
-        let out = limbs_to_be(&m, self.k);
-        m.zeroize();
-        m_lo.zeroize();
-        m_hi.zeroize();
-        if bool::from(ok) {
-            Some(out)
-        } else {
-            let mut out = out;
-            out.zeroize();
-            None
-        }
-    }
-
-    /// `c^d_p mod p` and `c^d_q mod q` (Montgomery form) for `c = hi·2^(64N) + lo`.
-    ///
-    /// The two exponentiations are independent and are almost all of a
-    /// decrypt, so with a second core the q half runs on a scoped thread
-    /// (about 1.2 ms of 2.6 ms for RSA-3072 here; starting the thread costs
-    /// tens of microseconds). Not inside a rayon worker: many files are
-    /// being decrypted at once and the cores are busy already. If the
-    /// thread cannot be started or does not finish, that half runs here.
-    fn both_halves(&self, lo: &[u64; N], hi: &[u64; N]) -> ([u64; N], [u64; N]) {
-        let half_p = || self.p.pow(&self.p.enter_mont_wide(lo, hi), &self.d_p);
-        let half_q = || self.q.pow(&self.q.enter_mont_wide(lo, hi), &self.d_q);
-        // Asked once per process: the answer reads cgroup files.
-        static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        let cores =
-            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        if cores < 2 || rayon::current_thread_index().is_some() {
-            return (half_p(), half_q());
-        }
-        std::thread::scope(|scope| {
-            let spawned = std::thread::Builder::new()
-                .name("kustos-rsa-crt".into())
-                .spawn_scoped(scope, half_q);
-            let m1 = half_p();
-            let m2 = spawned.ok().and_then(|thread| thread.join().ok());
-            (m1, m2.unwrap_or_else(half_q))
+        let mut padded = Zeroizing::new(vec![0u8; k]);
+        padded[k - d.len()..].copy_from_slice(&d);
+        let rejection_key = Zeroizing::new(Sha256::digest(&padded[..]).into());
+        Ok(Pkcs1Decryptor {
+            key,
+            rejection_key,
+            k,
         })
     }
-}
 
-fn split<const N: usize, const N2: usize>(c: &[u64; N2]) -> ([u64; N], [u64; N]) {
-    let mut lo = [0u64; N];
-    let mut hi = [0u64; N];
-    lo.copy_from_slice(&c[..N]);
-    hi.copy_from_slice(&c[N..]);
-    (lo, hi)
-}
-
-/// `a < b`, in constant time.
-fn limbs_lt<const N: usize>(a: &[u64; N], b: &[u64; N]) -> subtle::Choice {
-    let mut lt = subtle::Choice::from(0);
-    let mut eq = subtle::Choice::from(1);
-    for i in (0..N).rev() {
-        lt |= eq & a[i].ct_lt(&b[i]);
-        eq &= a[i].ct_eq(&b[i]);
+    /// aws-lc-rs alone: the message, or its error for a bad block.
+    #[cfg(test)]
+    fn decrypt_strict(&self, ciphertext: &[u8]) -> Result<Vec<u8>, aws_lc_rs::error::Unspecified> {
+        let mut out = vec![0u8; self.k];
+        self.key.decrypt(ciphertext, &mut out).map(|m| m.to_vec())
     }
-    lt
-}
 
-/// The message inside a PKCS #1 v1.5 encryption block
-/// `00 02 PS(≥8 non-zero) 00 M`, found without branching on the bytes.
-fn unpad(em: &[u8]) -> Option<Vec<u8>> {
-    if em.len() < 11 {
-        return None;
+    /// The message in the block, or the synthetic one when the block is
+    /// malformed or its message is not `accept`ed. Both are computed for
+    /// every ciphertext and one is selected without branching on which.
+    pub(super) fn decrypt(&self, ciphertext: &[u8], accept: Accept) -> Zeroizing<Vec<u8>> {
+        let k = self.k;
+        // OpenPGP stores the ciphertext as an MPI, without leading zeros;
+        // AWS-LC wants exactly k bytes. Longer input is left as it is
+        // (AWS-LC refuses it, and it gets the synthetic answer).
+        let c = if ciphertext.len() < k {
+            let mut c = vec![0u8; k];
+            c[k - ciphertext.len()..].copy_from_slice(ciphertext);
+            c
+        } else {
+            ciphertext.to_vec()
+        };
+        let (synthetic, synthetic_len) = self.synthetic(&c, accept);
+        let mut real = Zeroizing::new(vec![0u8; k]);
+        // AWS-LC reports the padding check as an error; both arms only
+        // record the outcome, everything after is the same for both.
+        let (ok, real_len) = match self.key.decrypt(&c, &mut real) {
+            Ok(m) => (Choice::from(1), m.len()),
+            Err(_) => (Choice::from(0), 0),
+        };
+        let good = ok & accept.allows(real_len);
+        let len = u64::conditional_select(&(synthetic_len as u64), &(real_len as u64), good);
+        let mut out = Zeroizing::new(vec![0u8; k]);
+        for ((o, s), r) in out.iter_mut().zip(synthetic.iter()).zip(real.iter()) {
+            *o = u8::conditional_select(s, r, good);
+        }
+        out.truncate(len as usize);
+        out
     }
-    let mut good = em[0].ct_eq(&0) & em[1].ct_eq(&2);
-    let mut found = subtle::Choice::from(0);
-    let mut sep = 0u32;
-    for (i, b) in em.iter().enumerate().skip(2) {
-        let zero = b.ct_eq(&0);
-        let first = zero & !found;
-        // Keep the first separator's index.
-        sep |= (i as u32) & 0u32.wrapping_sub(u32::from(first.unwrap_u8()));
-        found |= zero;
-    }
-    good &= found;
-    // At least eight padding bytes: the separator sits at index 10 or later.
-    good &= !sep.ct_lt(&10);
-    if bool::from(good) {
-        Some(em[sep as usize + 1..].to_vec())
-    } else {
-        None
-    }
-}
 
-/// The RSA numbers of a secret key (zeroized on drop).
-struct RsaParts {
-    n: BigUint,
-    e: BigUint,
-    d: BigUint,
-    p: BigUint,
-    q: BigUint,
-    u: BigUint,
-}
+    /// The implicit-rejection message for a k-byte ciphertext, moved to
+    /// the front of a k-byte buffer, and its length.
+    fn synthetic(&self, c: &[u8], accept: Accept) -> (Zeroizing<Vec<u8>>, usize) {
+        let k = self.k;
+        let kdk = Zeroizing::new(hmac_sha256(&self.rejection_key[..], &[c]));
+        let mut lengths = Zeroizing::new([0u8; 256]);
+        prf(&kdk[..], b"length", &mut lengths[..]);
+        let mut message = Zeroizing::new(vec![0u8; k]);
+        prf(&kdk[..], b"message", &mut message);
 
-impl Drop for RsaParts {
-    fn drop(&mut self) {
-        self.d.zeroize();
-        self.p.zeroize();
-        self.q.zeroize();
-        self.u.zeroize();
+        // The guidance's length: the last of 128 candidates, each masked to
+        // the bit length of the largest offset, that is below that offset
+        // (and not below `accept`'s minimum).
+        let max_sep_offset = (k - 10) as u16;
+        let mask = u16::MAX >> max_sep_offset.leading_zeros();
+        let min = match accept {
+            Accept::AtLeast(min) => min.min(k - 11) as u16,
+            Accept::Exactly(_) => 0,
+        };
+        let mut len = min;
+        for pair in lengths.chunks_exact(2) {
+            let candidate = u16::from_be_bytes([pair[0], pair[1]]) & mask;
+            let fits = candidate.ct_lt(&max_sep_offset) & !candidate.ct_lt(&min);
+            len.conditional_assign(&candidate, fits);
+        }
+        let len = match accept {
+            // The caller's length is public: it comes from the packet.
+            Accept::Exactly(n) => n.min(k - 11),
+            Accept::AtLeast(_) => usize::from(len),
+        };
+        // The message is the last `len` bytes of the PRF output.
+        rotate_left(&mut message, k - len);
+        (message, len)
     }
 }
 
-enum CrtBySize {
-    Rsa2048(Box<Crt<16, 32>>),
-    Rsa3072(Box<Crt<24, 48>>),
-    Rsa4096(Box<Crt<32, 64>>),
+/// HMAC-SHA256 over the concatenation of `parts`.
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
 }
 
-/// A constant-time RSA decryptor for one secret key.
+/// The guidance's PRF: HMAC-SHA256 blocks over a 2-byte counter, the label
+/// and the output length in bits (2 bytes), concatenated and truncated.
+fn prf(key: &[u8], label: &[u8], out: &mut [u8]) {
+    let bits = ((out.len() * 8) as u16).to_be_bytes();
+    for (i, chunk) in out.chunks_mut(32).enumerate() {
+        let block = Zeroizing::new(hmac_sha256(key, &[&(i as u16).to_be_bytes(), label, &bits]));
+        chunk.copy_from_slice(&block[..chunk.len()]);
+    }
+}
+
+/// Rotates `buf` left by `by` (at most its length) in constant time: one
+/// conditional rotation per bit of `by`.
+fn rotate_left(buf: &mut [u8], by: usize) {
+    let n = buf.len();
+    if n == 0 {
+        return;
+    }
+    let mut scratch = Zeroizing::new(vec![0u8; n]);
+    let mut step = 1usize;
+    let mut bit = 0;
+    while step <= n {
+        let take = Choice::from(((by >> bit) & 1) as u8);
+        scratch.copy_from_slice(buf);
+        for (i, b) in buf.iter_mut().enumerate() {
+            b.conditional_assign(&scratch[(i + step) % n], take);
+        }
+        step <<= 1;
+        bit += 1;
+    }
+}
+
+/// The decryptor for one OpenPGP RSA encryption key.
 pub(super) struct RsaDecryptor {
     public: Key<PublicParts, UnspecifiedRole>,
-    crt: CrtBySize,
+    inner: Pkcs1Decryptor,
 }
 
 // Secret numbers never show up in debug output.
@@ -238,77 +229,59 @@ impl fmt::Debug for RsaDecryptor {
     }
 }
 
-impl RsaDecryptor {
-    /// The decryptor for an unencrypted RSA secret key, or `None` for
-    /// other algorithms, protected keys and sizes it does not handle.
-    pub(super) fn new(key: &Key<SecretParts, UnspecifiedRole>) -> Option<Self> {
-        let (mpi::PublicKey::RSA { e, n }, SecretKeyMaterial::Unencrypted(secret)) =
-            (key.mpis(), key.optional_secret()?)
-        else {
-            return None;
-        };
-        // As bytes, the form `pgp_split` gives (zeroized on drop).
-        let numbers = secret.map(|s| match s {
-            mpi::SecretKeyMaterial::RSA { d, p, q, u } => Some(RsaSecret {
-                n: n.value().to_vec(),
-                e: e.value().to_vec(),
-                d: d.value().to_vec(),
-                p: p.value().to_vec(),
-                q: q.value().to_vec(),
-                u: u.value().to_vec(),
-            }),
-            _ => None,
-        })?;
-        Self::from_numbers(
-            &key.clone().take_secret().0.role_into_unspecified(),
-            &numbers,
+/// Why an RSA secret key is not used, in a sentence; `None` for keys
+/// aws-lc-rs can take (or that are not RSA).
+pub(super) fn unsupported_size(key: &Key<PublicParts, UnspecifiedRole>) -> Option<String> {
+    let mpi::PublicKey::RSA { n, .. } = key.mpis() else {
+        return None;
+    };
+    let bits = n.bits();
+    (!RSA_BITS.contains(&bits)).then(|| {
+        format!(
+            "has {bits} bits; kustos decrypts RSA only with aws-lc-rs, which takes {} to {} bits",
+            RSA_BITS.start(),
+            RSA_BITS.end()
         )
-    }
+    })
+}
 
-    /// The decryptor for an RSA key's secret numbers (taken out of the key
-    /// file by [`super::pgp_split`], or from Sequoia by [`Self::new`]), for
-    /// the public key they belong to (`None` if they do not, or for sizes
-    /// it does not handle).
-    pub(super) fn from_numbers(
-        public: &Key<PublicParts, UnspecifiedRole>,
-        secret: &RsaSecret,
-    ) -> Option<Self> {
-        let mpi::PublicKey::RSA { e, n } = public.mpis() else {
-            return None;
-        };
-        if n.value() != secret.n || e.value() != secret.e {
-            return None;
+impl RsaDecryptor {
+    /// The decryptor for an unprotected RSA secret key, its numbers read
+    /// through Sequoia (which keeps them sealed in memory). Errors say why
+    /// in words, without any number of the key.
+    pub(super) fn new(key: &Key<SecretParts, UnspecifiedRole>) -> Result<Self, String> {
+        let public = key.clone().take_secret().0;
+        if let Some(why) = unsupported_size(&public) {
+            return Err(why);
         }
-        let parts = RsaParts {
-            n: BigUint::from_bytes_be(&secret.n),
-            e: BigUint::from_bytes_be(&secret.e),
-            d: BigUint::from_bytes_be(&secret.d),
-            p: BigUint::from_bytes_be(&secret.p),
-            q: BigUint::from_bytes_be(&secret.q),
-            u: BigUint::from_bytes_be(&secret.u),
+        let mpi::PublicKey::RSA { e, n } = key.mpis() else {
+            return Err("is not an RSA key".into());
         };
-        let prime_bits = parts.p.bits().max(parts.q.bits());
-        let crt = match prime_bits {
-            0..=1024 => CrtBySize::Rsa2048(Box::new(Crt::new(&parts)?)),
-            1025..=1536 => CrtBySize::Rsa3072(Box::new(Crt::new(&parts)?)),
-            1537..=2048 => CrtBySize::Rsa4096(Box::new(Crt::new(&parts)?)),
-            _ => return None,
+        let SecretKeyMaterial::Unencrypted(secret) = key.secret() else {
+            return Err("is passphrase-protected".into());
         };
-        Some(RsaDecryptor {
-            public: public.clone(),
-            crt,
+        let private = secret.map(|s| match s {
+            mpi::SecretKeyMaterial::RSA { d, p, q, .. } => {
+                let number = BigUint::from_bytes_be;
+                // OpenPGP's `u` is recomputed by `precompute` as PKCS #1's
+                // coefficient, so only the primes and `d` are taken.
+                let mut k = RsaPrivateKey::from_components(
+                    number(n.value()),
+                    number(e.value()),
+                    number(d.value()),
+                    vec![number(p.value()), number(q.value())],
+                )
+                .map_err(|_| "has secret numbers that do not form an RSA key".to_string())?;
+                k.precompute()
+                    .map_err(|_| "has secret numbers that do not form an RSA key".to_string())?;
+                Ok(k)
+            }
+            _ => Err("holds no RSA secret numbers".to_string()),
+        })?;
+        Ok(RsaDecryptor {
+            public,
+            inner: Pkcs1Decryptor::new(&private)?,
         })
-    }
-
-    fn decrypt_block(&self, c: &[u8]) -> Option<Vec<u8>> {
-        let mut em = match &self.crt {
-            CrtBySize::Rsa2048(k) => k.private_op(c),
-            CrtBySize::Rsa3072(k) => k.private_op(c),
-            CrtBySize::Rsa4096(k) => k.private_op(c),
-        }?;
-        let out = unpad(&em);
-        em.zeroize();
-        out
     }
 }
 
@@ -318,31 +291,133 @@ impl Decryptor for &RsaDecryptor {
         &self.public
     }
 
+    /// Always a session key for an RSA ciphertext: the one in the block,
+    /// or the implicit-rejection one (see the module documentation).
     fn decrypt(
         &mut self,
         ciphertext: &Ciphertext,
-        _plaintext_len: Option<usize>,
+        plaintext_len: Option<usize>,
     ) -> openpgp::Result<SessionKey> {
         let Ciphertext::RSA { c } = ciphertext else {
             return Err(openpgp::Error::InvalidOperation("not an RSA ciphertext".into()).into());
         };
-        match self.decrypt_block(c.value()) {
-            Some(mut m) => {
-                let key = SessionKey::from(&m[..]);
-                m.zeroize();
-                Ok(key)
-            }
-            None => Err(openpgp::Error::InvalidSessionKey("RSA decryption failed".into()).into()),
-        }
+        let accept = match plaintext_len {
+            Some(n) if n >= MIN_SESSION_KEY_MESSAGE => Accept::Exactly(n),
+            _ => Accept::AtLeast(MIN_SESSION_KEY_MESSAGE),
+        };
+        let m = self.inner.decrypt(c.value(), accept);
+        Ok(SessionKey::from(&m[..]))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openpgp::crypto::mpi::MPI;
     use openpgp::packet::key::Key4;
     use openpgp::types::Curve;
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::traits::PublicKeyParts;
+
+    fn testdata(path: &str) -> String {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata")
+            .join(path);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        assert!(s.len().is_multiple_of(2), "odd hex length");
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Wycheproof's vectors: valid ones decrypt in aws-lc-rs and through
+    /// the implicit-rejection layer; invalid ones are refused by aws-lc-rs
+    /// and get a deterministic synthetic message at ours.
+    #[test]
+    fn wycheproof_pkcs1_decryption() {
+        for bits in [2048, 3072, 4096] {
+            let doc: serde_json::Value =
+                serde_json::from_str(&testdata(&format!("wycheproof/rsa_pkcs1_{bits}_test.json")))
+                    .unwrap();
+            let (mut valid, mut invalid) = (0, 0);
+            for group in doc["testGroups"].as_array().unwrap() {
+                let der = hex(group["privateKeyPkcs8"].as_str().unwrap());
+                let private = RsaPrivateKey::from_pkcs8_der(&der).unwrap();
+                assert_eq!(private.n().bits(), bits);
+                let ours = Pkcs1Decryptor::new(&private).unwrap();
+                for t in group["tests"].as_array().unwrap() {
+                    let id = t["tcId"].as_u64().unwrap();
+                    let ct = hex(t["ct"].as_str().unwrap());
+                    let msg = hex(t["msg"].as_str().unwrap());
+                    let got = ours.decrypt(&ct, Accept::AtLeast(0));
+                    match t["result"].as_str().unwrap() {
+                        "valid" => {
+                            valid += 1;
+                            assert_eq!(ours.decrypt_strict(&ct).unwrap(), msg, "{bits}/{id}");
+                            assert_eq!(&got[..], &msg[..], "{bits}/{id}");
+                        }
+                        _ => {
+                            invalid += 1;
+                            assert!(ours.decrypt_strict(&ct).is_err(), "{bits}/{id}");
+                            assert_ne!(&got[..], &msg[..], "{bits}/{id}");
+                            assert!(got.len() <= private.size() - 11, "{bits}/{id}");
+                            let again = ours.decrypt(&ct, Accept::AtLeast(0));
+                            assert_eq!(got, again, "{bits}/{id}: not deterministic");
+                        }
+                    }
+                }
+            }
+            assert!(
+                valid >= 40 && invalid >= 25,
+                "{bits}: {valid} valid, {invalid} invalid"
+            );
+        }
+    }
+
+    /// The guidance's own vectors (as OpenSSL carries them): the synthetic
+    /// messages are exactly the specified ones, and valid ciphertexts
+    /// (also without their leading zero bytes) decrypt.
+    #[test]
+    fn implicit_rejection_vectors() {
+        let text = testdata("rsa-implicit-rejection/evppkey_rsa_implicit_rejection.txt");
+        let mut keys = std::collections::HashMap::new();
+        let mut lines = text.lines().peekable();
+        let mut checked = 0;
+        while let Some(line) = lines.next() {
+            if let Some(name) = line.strip_prefix("PrivateKey = ") {
+                let mut pem = String::new();
+                for l in lines.by_ref() {
+                    pem.push_str(l);
+                    pem.push('\n');
+                    if l.starts_with("-----END") {
+                        break;
+                    }
+                }
+                let key = RsaPrivateKey::from_pkcs1_pem(&pem).unwrap();
+                keys.insert(name.to_string(), Pkcs1Decryptor::new(&key).unwrap());
+            } else if let Some(name) = line.strip_prefix("Decrypt = ") {
+                let input = lines.next().unwrap().strip_prefix("Input = ").unwrap();
+                let output = lines
+                    .next()
+                    .unwrap()
+                    .strip_prefix("Output =")
+                    .unwrap()
+                    .trim();
+                let want = match output.strip_prefix('"') {
+                    Some(s) => s.trim_end_matches('"').as_bytes().to_vec(),
+                    None => hex(output),
+                };
+                let got = keys[name].decrypt(&hex(input), Accept::AtLeast(0));
+                assert_eq!(&got[..], &want[..], "{name} {}", &input[..16]);
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 19);
+    }
 
     fn rsa_key(bits: usize) -> Key<SecretParts, UnspecifiedRole> {
         Key::V4(Key4::generate_rsa(bits).unwrap())
@@ -360,110 +435,97 @@ mod tests {
             let key = rsa_key(bits);
             let ours = RsaDecryptor::new(&key).expect("supported size");
             let mut ours = &ours;
-            let mut theirs = key.clone().into_keypair().unwrap();
-            for len in [1usize, 19, 35, 100] {
+            for len in [18usize, 19, 35, 100] {
                 let msg: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(7) ^ 0x5a).collect();
                 let ct = encrypt(&key, &msg);
-                let a = ours.decrypt(&ct, None).unwrap();
-                let b = theirs.decrypt(&ct, None).unwrap();
-                assert_eq!(&a[..], &msg[..]);
-                assert_eq!(&a[..], &b[..]);
-                // Inside a rayon worker both halves run on one thread.
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(1)
-                    .build()
-                    .unwrap();
-                let c = pool.install(|| (&*ours).decrypt(&ct, None).unwrap());
-                assert_eq!(&c[..], &msg[..]);
+                assert_eq!(&ours.decrypt(&ct, None).unwrap()[..], &msg[..]);
+                assert_eq!(&ours.decrypt(&ct, Some(len)).unwrap()[..], &msg[..]);
+                // A length the caller does not expect: the synthetic
+                // message, of the expected length.
+                let other = ours.decrypt(&ct, Some(len + 1)).unwrap();
+                assert_eq!(other.len(), len + 1);
+                assert_ne!(&other[..len], &msg[..]);
             }
         }
     }
 
+    /// Messages too short for a session key (Sequoia indexes them) are
+    /// implicitly rejected: every answer has at least 18 bytes.
     #[test]
-    fn refuses_tampered_and_out_of_range_ciphertexts() {
+    fn short_messages_are_rejected() {
         let key = rsa_key(2048);
         let ours = RsaDecryptor::new(&key).unwrap();
         let mut ours = &ours;
-        let Ciphertext::RSA { c } = encrypt(&key, b"0123456789abcdef") else {
-            unreachable!()
-        };
-        let mut bad = c.value().to_vec();
-        let last = bad.len() - 1;
-        bad[last] ^= 1;
-        assert!(ours
-            .decrypt(&Ciphertext::RSA { c: MPI::new(&bad) }, None)
-            .is_err());
+        for len in [1usize, 2, 17] {
+            let msg = vec![0x42u8; len];
+            let ct = encrypt(&key, &msg);
+            let got = ours.decrypt(&ct, None).unwrap();
+            assert!(got.len() >= MIN_SESSION_KEY_MESSAGE, "{len}: {}", got.len());
+            assert_ne!(&got[..len], &msg[..], "{len}");
+        }
+        // An empty message, out-of-range and empty ciphertexts too.
+        let got = ours.decrypt(&encrypt(&key, &[]), None).unwrap();
+        assert!(got.len() >= MIN_SESSION_KEY_MESSAGE);
         let n = match key.mpis() {
             mpi::PublicKey::RSA { n, .. } => n.value().to_vec(),
             _ => unreachable!(),
         };
-        assert!(ours
-            .decrypt(&Ciphertext::RSA { c: MPI::new(&n) }, None)
-            .is_err());
-        assert!(ours
-            .decrypt(
-                &Ciphertext::RSA {
-                    c: MPI::new(&[0xff; 300])
-                },
-                None
-            )
-            .is_err());
-        assert!(ours
-            .decrypt(&Ciphertext::RSA { c: MPI::new(&[]) }, None)
-            .is_err());
-    }
-
-    /// A fault in either half (here a flipped exponent bit) gives no
-    /// output rather than a wrong one that would leak a prime.
-    #[test]
-    fn faults_are_caught() {
-        let key = rsa_key(2048);
-        let Ciphertext::RSA { c } = encrypt(&key, b"0123456789abcdef") else {
-            unreachable!()
-        };
-        for half in [0, 1] {
-            let CrtBySize::Rsa2048(mut crt) = RsaDecryptor::new(&key).unwrap().crt else {
-                unreachable!()
-            };
-            assert!(crt.private_op(c.value()).is_some());
-            if half == 0 {
-                crt.d_p[0] ^= 1;
-            } else {
-                crt.d_q[3] ^= 1 << 7;
-            }
-            assert!(crt.private_op(c.value()).is_none());
+        for c in [n, vec![0xff; 300], vec![]] {
+            let got = ours
+                .decrypt(&Ciphertext::RSA { c: c.into() }, None)
+                .unwrap();
+            assert!(got.len() >= MIN_SESSION_KEY_MESSAGE);
         }
     }
 
     #[test]
-    fn other_keys_are_not_taken() {
+    fn keys_aws_lc_cannot_take_are_refused() {
+        let small = rsa_key(1024);
+        let err = RsaDecryptor::new(&small).unwrap_err();
+        assert!(
+            err.contains("1024 bits") && err.contains("aws-lc-rs"),
+            "{err}"
+        );
         let ecdh: Key<SecretParts, UnspecifiedRole> =
             Key::V4(Key4::generate_ecc(false, Curve::Cv25519).unwrap());
-        assert!(RsaDecryptor::new(&ecdh).is_none());
+        assert!(RsaDecryptor::new(&ecdh).is_err());
+        assert!(unsupported_size(ecdh.parts_as_public()).is_none());
+        // Numbers that do not belong together (here a different `d`).
+        let key = rsa_key(2048);
+        let other = rsa_key(2048);
+        let (mpi::PublicKey::RSA { e, n }, Some(SecretKeyMaterial::Unencrypted(s))) =
+            (key.mpis(), other.optional_secret())
+        else {
+            unreachable!()
+        };
+        let material = s.map(|m| m.clone());
+        let (public, _) = key.clone().take_secret();
+        let (mixed, _) = public.add_secret(material.into());
+        assert!(matches!(mixed.mpis(), mpi::PublicKey::RSA { e: e2, n: n2 } if e2 == e && n2 == n));
+        let err = RsaDecryptor::new(&mixed).unwrap_err();
+        assert!(err.contains("do not form"), "{err}");
     }
 
     #[test]
-    fn padding() {
-        let mut em = vec![0u8, 2];
-        em.extend([0x11; 8]);
-        em.push(0);
-        em.extend(b"msg");
-        assert_eq!(unpad(&em).as_deref(), Some(&b"msg"[..]));
-        // Too little padding.
-        let mut short = vec![0u8, 2];
-        short.extend([0x11; 7]);
-        short.push(0);
-        short.extend(b"msgs");
-        assert_eq!(unpad(&short), None);
-        // Wrong block type, no separator.
-        let mut wrong = em.clone();
-        wrong[1] = 1;
-        assert_eq!(unpad(&wrong), None);
-        assert_eq!(unpad(&[0, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]), None);
-        // Empty message is allowed by the padding (the caller rejects it).
-        let mut empty = vec![0u8, 2];
-        empty.extend([0x22; 9]);
-        empty.push(0);
-        assert_eq!(unpad(&empty).as_deref(), Some(&b""[..]));
+    fn rotation() {
+        for n in [1usize, 7, 256, 384] {
+            let orig: Vec<u8> = (0..n).map(|i| i as u8).collect();
+            for by in [0, 1, n / 2, n.saturating_sub(1), n] {
+                let mut buf = orig.clone();
+                rotate_left(&mut buf, by);
+                let mut want = orig.clone();
+                want.rotate_left(by % n);
+                assert_eq!(buf, want, "{n} by {by}");
+            }
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let key = rsa_key(2048);
+        let ours = RsaDecryptor::new(&key).unwrap();
+        let shown = format!("{ours:?}");
+        assert!(shown.contains(&key.fingerprint().to_hex()), "{shown}");
+        assert!(!shown.contains("rejection"), "{shown}");
     }
 }
