@@ -536,3 +536,78 @@ fn sarif_output_annotates_lines() {
         .iter()
         .any(|x| x["id"] == "schema"));
 }
+
+/// The hooks in .pre-commit-hooks.yaml run as pre-commit runs them: the
+/// entry, then (unless `pass_filenames: false`) the staged files.
+#[test]
+fn pre_commit_hooks_run() {
+    let Some(_kubectl) = kubectl() else { return };
+    let env = Env::new();
+    let repo = fleet(&env);
+    let hooks_file = Path::new(env!("CARGO_MANIFEST_DIR")).join(".pre-commit-hooks.yaml");
+    let text = std::fs::read_to_string(hooks_file).unwrap();
+    // The file is a YAML list of flat mappings; wrapping it in a key makes
+    // it a document kustos' YAML loader takes.
+    let wrapped = format!(
+        "hooks:\n{}",
+        text.lines().map(|l| format!("  {l}\n")).collect::<String>()
+    );
+    let docs =
+        kustos::formats::load_plain(kustos::formats::Format::Yaml, wrapped.as_bytes()).unwrap();
+    let json =
+        kustos::formats::emit_plain(kustos::formats::Format::Json, &docs, &Default::default())
+            .unwrap();
+    let hooks: Vec<Json> = serde_json::from_slice::<Json>(&json).unwrap()["hooks"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(hooks.len(), 2, "{hooks:?}");
+    let run = |id: &str, staged: &[&str]| {
+        let hook = hooks.iter().find(|h| h["id"] == id).unwrap();
+        let entry: Vec<&str> = hook["entry"].as_str().unwrap().split_whitespace().collect();
+        assert_eq!(entry[0], "kustos");
+        let mut cmd = env.cmd(&kustos_bin());
+        cmd.current_dir(&repo).args(&entry[1..]);
+        if hook["pass_filenames"] != false {
+            cmd.args(staged);
+        }
+        cmd.output().unwrap()
+    };
+    assert_eq!(run("kustos-validate", &[]).status.code(), Some(0));
+    assert_eq!(
+        run("kustos-plaintext-secrets", &["tenants/base/team/sync.yaml"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let file = "tenants/base/team/token.yaml";
+    std::fs::write(
+        repo.join(file),
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: token\nstringData:\n  token: plain\n",
+    )
+    .unwrap();
+    let o = run(
+        "kustos-plaintext-secrets",
+        &["tenants/base/team/sync.yaml", file],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("tenants/base/team/token.yaml: secret-not-encrypted"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("plain\n") && !out.contains(": plain"),
+        "{out}"
+    );
+    ok(&env
+        .cmd(&kustos_bin())
+        .current_dir(&repo)
+        .args(["encrypt", "-i", file])
+        .output()
+        .unwrap());
+    assert_eq!(
+        run("kustos-plaintext-secrets", &[file]).status.code(),
+        Some(0)
+    );
+}

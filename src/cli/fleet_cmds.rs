@@ -545,6 +545,9 @@ pub struct ValidateArgs {
     /// Folder of schemas that add to or override the built-in ones: CustomResourceDefinition YAML files, or JSON Schema files in kubeconform's layout ({group}/{kind}_{version}.json, {kind}-{group}-{version}.json)
     #[arg(long, value_name = "DIR")]
     pub schemas: Option<PathBuf>,
+    /// Only refuse plaintext Secrets (and plaintext secretGenerator inputs) in these files, relative to DIR: the pre-commit hook's check of staged files
+    #[arg(long = "plaintext-secrets", value_name = "FILE", num_args = 0..)]
+    pub plaintext_secrets: Option<Vec<PathBuf>>,
 }
 
 /// Output formats of `validate`.
@@ -561,14 +564,17 @@ pub enum ValidateOutput {
 
 /// `kustos validate`.
 pub fn validate(_g: &GlobalArgs, a: ValidateArgs) -> CliResult {
-    let report = validate::validate(
-        &a.dir,
-        &validate::ValidateOptions {
-            build: !a.no_build,
-            kubectl: a.kubectl.clone(),
-            schemas: a.schemas.clone(),
-        },
-    )?;
+    let report = match &a.plaintext_secrets {
+        Some(files) => validate::plaintext_secrets(&a.dir, files)?,
+        None => validate::validate(
+            &a.dir,
+            &validate::ValidateOptions {
+                build: !a.no_build,
+                kubectl: a.kubectl.clone(),
+                schemas: a.schemas.clone(),
+            },
+        )?,
+    };
     match a.output {
         ValidateOutput::Json => {
             let s = serde_json::to_string_pretty(&report).unwrap_or_default();

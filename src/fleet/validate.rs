@@ -538,6 +538,64 @@ fn objects_match_their_schema(
     Ok(summary)
 }
 
+/// Only the plaintext-Secret checks, on the given files (relative to
+/// `root` or absolute): what a pre-commit hook runs on the staged files.
+pub fn plaintext_secrets(root: &Path, paths: &[PathBuf]) -> Result<Report> {
+    let mut out = Findings::default();
+    let repo = Repo {
+        sops_cfg: config::load(&root.join(".sops.yaml")).ok(),
+        policy: None,
+    };
+    let mut checked = 0;
+    for p in paths {
+        let path = if p.is_absolute() {
+            p.clone()
+        } else {
+            root.join(p)
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        if !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        checked += 1;
+        let file = File {
+            path: &path,
+            rel: rel(root, &path),
+            bootstrap: false,
+        };
+        let Ok(docs) = formats::load_plain(Format::Yaml, &bytes) else {
+            out.add(
+                &file.rel,
+                "yaml-syntax",
+                "the file does not parse as YAML".into(),
+            );
+            continue;
+        };
+        if crate::kustomize::is_kustomization_file(&name) {
+            secret_generator_inputs_are_encrypted(root, &file, &docs, &mut out);
+        }
+        for d in &docs {
+            secret_is_encrypted(&repo, &file, &Object::of(d), &mut out);
+        }
+    }
+    let mut findings = out.0;
+    findings.retain(|f| f.rule == "secret-not-encrypted" || f.rule == "yaml-syntax");
+    findings.sort_by(|a, b| (&a.file, a.rule).cmp(&(&b.file, b.rule)));
+    Ok(Report {
+        ok: findings.is_empty(),
+        files_checked: checked,
+        kustomizations_built: 0,
+        findings,
+        schemas: None,
+    })
+}
+
 /// Validates the fleet repository at `root`.
 pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
     let files = yaml_files(root);
