@@ -533,35 +533,91 @@ pub struct ValidateArgs {
     /// The fleet repository folder
     #[arg(default_value = ".", value_name = "DIR")]
     pub dir: PathBuf,
-    /// text or json
-    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
-    /// Skip building the kustomizations with `kubectl kustomize`
+    /// text, json, or sarif (for code-review annotations)
+    #[arg(long, short = 'o', value_enum, default_value_t = ValidateOutput::Text)]
+    pub output: ValidateOutput,
+    /// Skip building the kustomizations with `kubectl kustomize` (schemas are then checked for the files under clusters/ only)
     #[arg(long = "no-build")]
     pub no_build: bool,
     /// kubectl binary (its built-in kustomize builds the kustomizations)
     #[arg(long, default_value = "kubectl", env = "KUSTOS_KUBECTL")]
     pub kubectl: PathBuf,
+    /// Folder of schemas that add to or override the built-in ones: CustomResourceDefinition YAML files, or JSON Schema files in kubeconform's layout ({group}/{kind}_{version}.json, {kind}-{group}-{version}.json)
+    #[arg(long, value_name = "DIR")]
+    pub schemas: Option<PathBuf>,
+    /// Only refuse plaintext Secrets (and plaintext secretGenerator inputs) in these files, relative to DIR: the pre-commit hook's check of staged files
+    #[arg(long = "plaintext-secrets", value_name = "FILE", num_args = 0..)]
+    pub plaintext_secrets: Option<Vec<PathBuf>>,
+}
+
+/// Output formats of `validate`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValidateOutput {
+    /// For people.
+    #[default]
+    Text,
+    /// For CI.
+    Json,
+    /// SARIF 2.1.0, for code-review tools.
+    Sarif,
 }
 
 /// `kustos validate`.
 pub fn validate(_g: &GlobalArgs, a: ValidateArgs) -> CliResult {
-    let report = validate::validate(
-        &a.dir,
-        &validate::ValidateOptions {
-            build: !a.no_build,
-            kubectl: a.kubectl.clone(),
-        },
-    )?;
+    let report = match &a.plaintext_secrets {
+        Some(files) => validate::plaintext_secrets(&a.dir, files)?,
+        None => validate::validate(
+            &a.dir,
+            &validate::ValidateOptions {
+                build: !a.no_build,
+                kubectl: a.kubectl.clone(),
+                schemas: a.schemas.clone(),
+            },
+        )?,
+    };
     match a.output {
-        OutputFormat::Json => {
+        ValidateOutput::Json => {
             let s = serde_json::to_string_pretty(&report).unwrap_or_default();
             write_stdout(format!("{s}\n").as_bytes())?;
         }
-        OutputFormat::Text => {
+        ValidateOutput::Sarif => {
+            let log = crate::fleet::schema::sarif::sarif(&report);
+            let s = serde_json::to_string_pretty(&log).unwrap_or_default();
+            write_stdout(format!("{s}\n").as_bytes())?;
+        }
+        ValidateOutput::Text => {
             let mut out = String::new();
             for f in &report.findings {
-                out.push_str(&format!("{}: {}: {}\n", f.file, f.rule, f.message));
+                match f.line {
+                    Some(l) => {
+                        out.push_str(&format!("{}:{l}: {}: {}\n", f.file, f.rule, f.message))
+                    }
+                    None => out.push_str(&format!("{}: {}: {}\n", f.file, f.rule, f.message)),
+                }
+            }
+            if let Some(s) = &report.schemas {
+                for (object, by) in &s.not_served {
+                    out.push_str(&format!(
+                        "note: {object}: this API version is no longer served by {by}\n"
+                    ));
+                }
+                let skipped = s
+                    .skipped_kinds
+                    .iter()
+                    .map(|(k, n)| format!("{k} ({n})"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                out.push_str(&format!(
+                    "{} objects checked against schemas (Kubernetes {}), {} skipped{}\n",
+                    s.checked,
+                    s.kubernetes,
+                    s.skipped,
+                    if skipped.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (no schema: {skipped})")
+                    }
+                ));
             }
             out.push_str(&format!(
                 "{} files checked, {} kustomizations built, {} finding(s)\n",

@@ -8,6 +8,7 @@
 pub mod bulk;
 pub mod init;
 pub mod policy;
+pub mod schema;
 pub mod templates;
 pub mod tenant;
 pub mod validate;

@@ -25,6 +25,15 @@ pub struct Finding {
     pub rule: &'static str,
     /// What is wrong.
     pub message: String,
+    /// The object, `Kind/namespace/name` (schema findings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// The JSON path in the object, e.g. `spec.interval` (schema findings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The 1-based line in `file`, where it could be found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
 }
 
 /// The result of a validation run.
@@ -38,6 +47,9 @@ pub struct Report {
     pub kustomizations_built: usize,
     /// Problems, sorted by file.
     pub findings: Vec<Finding>,
+    /// What the schema check covered (absent when it did not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schemas: Option<super::schema::check::Summary>,
 }
 
 /// Options of `kustos validate`.
@@ -47,6 +59,8 @@ pub struct ValidateOptions {
     pub build: bool,
     /// The kubectl binary.
     pub kubectl: PathBuf,
+    /// Schemas that add to or override the built-in ones (`--schemas`).
+    pub schemas: Option<PathBuf>,
 }
 
 impl Default for ValidateOptions {
@@ -54,6 +68,7 @@ impl Default for ValidateOptions {
         ValidateOptions {
             build: true,
             kubectl: PathBuf::from("kubectl"),
+            schemas: None,
         }
     }
 }
@@ -86,6 +101,9 @@ impl Findings {
             file: file.to_string(),
             rule,
             message,
+            object: None,
+            path: None,
+            line: None,
         });
     }
 }
@@ -476,14 +494,15 @@ fn manifest_folders_are_covered(root: &Path, repo: &Repo, files: &[PathBuf], out
     }
 }
 
-/// Every kustomization folder builds with `kubectl kustomize`, in parallel.
+/// Every kustomization folder builds with `kubectl kustomize`, in parallel;
+/// the outputs of the builds that succeeded.
 fn kustomizations_build(
     root: &Path,
     dirs: &[PathBuf],
     opts: &ValidateOptions,
     out: &mut Findings,
-) -> usize {
-    let results: Vec<(&PathBuf, std::result::Result<(), String>)> = dirs
+) -> Vec<(PathBuf, Vec<u8>)> {
+    let results: Vec<(&PathBuf, std::result::Result<Vec<u8>, String>)> = dirs
         .par_iter()
         .map(|dir| {
             let res = Command::new(&opts.kubectl)
@@ -491,7 +510,7 @@ fn kustomizations_build(
                 .arg(dir)
                 .output();
             let r = match res {
-                Ok(o) if o.status.success() => Ok(()),
+                Ok(o) if o.status.success() => Ok(o.stdout),
                 Ok(o) => Err(String::from_utf8_lossy(&o.stderr)
                     .lines()
                     .next()
@@ -502,16 +521,105 @@ fn kustomizations_build(
             (dir, r)
         })
         .collect();
-    for (dir, r) in &results {
-        if let Err(msg) = r {
-            out.add(
+    let mut built = Vec::new();
+    for (dir, r) in results {
+        match r {
+            Ok(stdout) => built.push((dir.clone(), stdout)),
+            Err(msg) => out.add(
                 &format!("{}/kustomization.yaml", rel(root, dir)),
                 "kustomize-build",
-                msg.clone(),
-            );
+                msg,
+            ),
         }
     }
-    results.len()
+    built
+}
+
+/// Every object the kustomizations build to, and every file under
+/// `clusters/`, matches the schema of its kind, strictly (src/fleet/schema).
+fn objects_match_their_schema(
+    root: &Path,
+    opts: &ValidateOptions,
+    sources: &super::schema::check::SourceFiles,
+    builds: &[(PathBuf, Vec<u8>)],
+    out: &mut Findings,
+) -> Result<super::schema::check::Summary> {
+    let schemas = super::schema::Schemas::load(opts.schemas.as_deref())?;
+    let (problems, summary) = super::schema::check::check(root, &schemas, sources, builds);
+    for p in problems {
+        let at = if p.path.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", p.path)
+        };
+        out.0.push(Finding {
+            message: format!("{}{at}: {}", p.object, p.reason),
+            file: p.file,
+            rule: p.rule,
+            object: Some(p.object),
+            path: (!p.path.is_empty()).then_some(p.path),
+            line: p.line,
+        });
+    }
+    Ok(summary)
+}
+
+/// Only the plaintext-Secret checks, on the given files (relative to
+/// `root` or absolute): what a pre-commit hook runs on the staged files.
+pub fn plaintext_secrets(root: &Path, paths: &[PathBuf]) -> Result<Report> {
+    let mut out = Findings::default();
+    let repo = Repo {
+        sops_cfg: config::load(&root.join(".sops.yaml")).ok(),
+        policy: None,
+    };
+    let mut checked = 0;
+    for p in paths {
+        let path = if p.is_absolute() {
+            p.clone()
+        } else {
+            root.join(p)
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        if !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        checked += 1;
+        let file = File {
+            path: &path,
+            rel: rel(root, &path),
+            bootstrap: false,
+        };
+        let Ok(docs) = formats::load_plain(Format::Yaml, &bytes) else {
+            out.add(
+                &file.rel,
+                "yaml-syntax",
+                "the file does not parse as YAML".into(),
+            );
+            continue;
+        };
+        if crate::kustomize::is_kustomization_file(&name) {
+            secret_generator_inputs_are_encrypted(root, &file, &docs, &mut out);
+        }
+        for d in &docs {
+            secret_is_encrypted(&repo, &file, &Object::of(d), &mut out);
+        }
+    }
+    let mut findings = out.0;
+    findings.retain(|f| f.rule == "secret-not-encrypted" || f.rule == "yaml-syntax");
+    findings.sort_by(|a, b| (&a.file, a.rule).cmp(&(&b.file, b.rule)));
+    Ok(Report {
+        ok: findings.is_empty(),
+        files_checked: checked,
+        kustomizations_built: 0,
+        findings,
+        schemas: None,
+    })
 }
 
 /// Validates the fleet repository at `root`.
@@ -532,6 +640,7 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
         policy: super::policy::read(root),
     };
     let mut kustomization_dirs = Vec::new();
+    let mut sources = Vec::new();
     for path in &files {
         let r = rel(root, path);
         let file = File {
@@ -570,21 +679,29 @@ pub fn validate(root: &Path, opts: &ValidateOptions) -> Result<Report> {
                 check(&repo, &file, &o, &mut out);
             }
         }
+        sources.push((file.rel, docs));
     }
     sops_files_follow_their_rule(root, &repo, &mut out);
     manifest_folders_are_covered(root, &repo, &files, &mut out);
     clusters_can_decrypt(root, &mut out);
-    let built = if opts.build {
+    let builds = if opts.build {
         kustomizations_build(root, &kustomization_dirs, opts, &mut out)
+    } else {
+        Vec::new()
+    };
+    let built = if opts.build {
+        kustomization_dirs.len()
     } else {
         0
     };
+    let schemas = objects_match_their_schema(root, opts, &sources, &builds, &mut out)?;
     let mut findings = out.0;
-    findings.sort_by(|a, b| (&a.file, a.rule).cmp(&(&b.file, b.rule)));
+    findings.sort_by(|a, b| (&a.file, a.rule, a.line).cmp(&(&b.file, b.rule, b.line)));
     Ok(Report {
         ok: findings.is_empty(),
         files_checked: files.len(),
         kustomizations_built: built,
         findings,
+        schemas: Some(schemas),
     })
 }
