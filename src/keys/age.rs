@@ -307,7 +307,8 @@ impl AgeIdentities {
         }
     }
 
-    /// Unwraps one armored age stanza.
+    /// Unwraps one armored age stanza (entries over [`MAX_AGE_ENTRY`]
+    /// bytes are refused).
     pub fn unwrap(&self, enc: &str) -> Result<Zeroizing<Vec<u8>>, UnwrapError> {
         if self.identities.is_empty() {
             let mut msg = "no age identity found".to_string();
@@ -317,6 +318,14 @@ impl AgeIdentities {
                 msg.push_str(&format!(" (looked in {})", self.looked.join(", ")));
             }
             return Err(UnwrapError::NoIdentity(msg));
+        }
+        // Every stanza can cost a public-key operation to try; sops writes
+        // one per entry, a few hundred bytes.
+        if enc.len() > MAX_AGE_ENTRY {
+            return Err(UnwrapError::Failed(format!(
+                "the age entry is {} bytes; at most {MAX_AGE_ENTRY} are read (sops writes one stanza per entry)",
+                enc.len()
+            )));
         }
         let reader = ArmoredReader::new(enc.trim_start().as_bytes());
         let decryptor = age::Decryptor::new_buffered(reader)
@@ -342,6 +351,9 @@ impl AgeIdentities {
     }
 }
 
+/// The largest armored age entry read: room for dozens of stanzas.
+pub const MAX_AGE_ENTRY: usize = 8 << 10;
+
 fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
@@ -358,6 +370,40 @@ pub fn user_config_dir() -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_age_entry_with_dozens_of_stanzas_is_refused() {
+        use std::io::Write as _;
+        let ours = age::x25519::Identity::generate();
+        let others: Vec<age::x25519::Recipient> = (0..200)
+            .map(|_| age::x25519::Identity::generate().to_public())
+            .collect();
+        let mut out = Vec::new();
+        let enc = age::Encryptor::with_recipients(
+            others
+                .iter()
+                .map(|r| r as &dyn age::Recipient)
+                .chain(std::iter::once(&ours.to_public() as &dyn age::Recipient)),
+        )
+        .unwrap();
+        let armor =
+            age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+                .unwrap();
+        let mut w = enc.wrap_output(armor).unwrap();
+        w.write_all(&[1u8; 32]).unwrap();
+        w.finish().and_then(|a| a.finish()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.len() > MAX_AGE_ENTRY);
+        let ids = AgeIdentities {
+            identities: vec![Box::new(ours)],
+            ..Default::default()
+        };
+        match ids.unwrap(&text) {
+            Err(UnwrapError::Failed(m)) => assert!(m.contains("age entry"), "{m}"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
     use super::*;
     use age::secrecy::ExposeSecret;
 

@@ -721,6 +721,14 @@ impl PgpKeys {
             Err(_) if gpg_fallback => return gpg_decrypt(enc),
             Err(e) => return Err(UnwrapError::Failed(format!("not a valid PGP message: {e}"))),
         };
+        // Each session-key packet can cost a private-key operation to try;
+        // sops writes one per encryption subkey.
+        if scan.recipients.len() > MAX_SESSION_KEY_PACKETS {
+            return Err(UnwrapError::Failed(format!(
+                "the PGP message has {} session-key packets; at most {MAX_SESSION_KEY_PACKETS} are tried",
+                scan.recipients.len()
+            )));
+        }
         if scan.recipients.is_empty() {
             return Err(UnwrapError::Failed(if scan.has_skesk {
                 "the PGP message is encrypted with a password, not to a key".into()
@@ -891,6 +899,9 @@ impl PgpKeys {
 }
 
 /// The outer layer of a message: who it is for and how it is encrypted.
+/// The most public-key encrypted session-key packets one message may hold.
+pub const MAX_SESSION_KEY_PACKETS: usize = 32;
+
 struct Scan {
     /// PKESK recipients (None: anonymous), in order.
     recipients: Vec<Option<KeyHandle>>,
@@ -1434,6 +1445,40 @@ mod tests {
             assert_eq!(&pt[..], &[9u8; 32]);
         }
         assert!(tried > 0);
+    }
+
+    #[test]
+    fn a_message_with_too_many_session_key_packets_is_refused() {
+        let (tsk, _, fpr) = generate_key("C", "c@example.com", true, 0).unwrap();
+        let keys = PgpKeys::from_bytes(tsk.as_bytes(), "test");
+        let cert = Cert::from_bytes(tsk.as_bytes()).unwrap();
+        let p = StandardPolicy::new();
+        let key = cert
+            .keys()
+            .with_policy(&p, None)
+            .for_storage_encryption()
+            .next()
+            .unwrap();
+        let mut out = Vec::new();
+        let m = Armorer::new(Message::new(&mut out)).build().unwrap();
+        let recipients: Vec<Recipient> = (0..=MAX_SESSION_KEY_PACKETS)
+            .map(|_| {
+                Recipient::new(
+                    Features::empty().set_seipdv1(),
+                    key.key().key_handle(),
+                    key.key(),
+                )
+            })
+            .collect();
+        let m = Encryptor::for_recipients(m, recipients).build().unwrap();
+        let mut w = LiteralWriter::new(m).build().unwrap();
+        w.write_all(&[7u8; 32]).unwrap();
+        w.finalize().unwrap();
+        let enc = String::from_utf8(out).unwrap();
+        match keys.unwrap(&fpr, &enc, false) {
+            Err(UnwrapError::Failed(m)) => assert!(m.contains("session-key packets"), "{m}"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
     }
 
     #[test]
