@@ -86,7 +86,7 @@ pub fn locate(explicit: Option<&Path>) -> Result<Option<Config>> {
 fn cfg_err(path: &Path, msg: impl std::fmt::Display) -> Error {
     Error::Config(format!(
         "{}: {msg}",
-        crate::util::escape_for_terminal(&path.display().to_string())
+        crate::error::escape_for_terminal(&path.display().to_string())
     ))
 }
 

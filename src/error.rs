@@ -6,6 +6,7 @@
 //! errors give the key path (keys are never encrypted).
 
 use std::fmt;
+use std::fmt::Write as _;
 
 /// Exit codes, as `cmd/sops/codes/codes.go` in sops 3.11 defines them.
 pub mod exit {
@@ -36,6 +37,27 @@ pub mod exit {
     pub const NO_EDITOR_FOUND: i32 = 201;
     pub const FAILED_TO_COMPARE_VERSIONS: i32 = 202;
     pub const FILE_ALREADY_ENCRYPTED: i32 = 203;
+}
+
+/// Escapes control characters so a file name or key cannot inject terminal
+/// escape sequences into messages (fd's `sanitize` idea).
+pub fn escape_for_terminal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            match c {
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                _ => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Result alias used throughout the library.
@@ -92,7 +114,7 @@ pub enum Error {
     EncryptTree(String),
     /// No data key could be recovered from the key groups.
     #[error("{0}")]
-    DataKey(#[from] crate::keys::DataKeyError),
+    DataKey(#[from] DataKeyError),
     /// Encryption keys are missing or invalid.
     #[error("{0}")]
     NoEncryptionKeys(String),
@@ -183,8 +205,120 @@ impl Error {
     /// Shorthand for an I/O error about `path`.
     pub fn io(path: impl fmt::Display, source: std::io::Error) -> Self {
         Error::Io {
-            path: crate::util::escape_for_terminal(&path.to_string()),
+            path: crate::error::escape_for_terminal(&path.to_string()),
             source,
         }
+    }
+}
+
+/// Why one stanza could not be unwrapped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnwrapError {
+    /// No identity that matches it is available.
+    NoIdentity(String),
+    /// An identity matched but unwrapping failed.
+    Failed(String),
+    /// kustos does not implement this key type.
+    Unsupported(String),
+}
+
+impl fmt::Display for UnwrapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnwrapError::NoIdentity(s) | UnwrapError::Failed(s) | UnwrapError::Unsupported(s) => {
+                f.write_str(s)
+            }
+        }
+    }
+}
+
+/// The data key could not be recovered; says which group and key failed, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct DataKeyError {
+    /// Per group: (type, key name, error) for every key tried.
+    pub groups: Vec<Vec<(String, String, UnwrapError)>>,
+    /// Groups needed.
+    pub threshold: usize,
+    /// Groups that succeeded.
+    pub recovered: usize,
+    /// A problem after unwrapping (bad length, Shamir combine failure).
+    pub other: Option<String>,
+}
+
+impl fmt::Display for DataKeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(o) = &self.other {
+            return write!(f, "cannot recover the data key: {o}");
+        }
+        if self.groups.len() > 1 {
+            write!(
+                f,
+                "cannot recover the data key: {} of {} key groups needed, {} decrypted",
+                self.threshold,
+                self.groups.len(),
+                self.recovered
+            )?;
+        } else {
+            f.write_str("cannot recover the data key")?;
+        }
+        for (gi, keys) in self.groups.iter().enumerate() {
+            if keys.is_empty() {
+                continue;
+            }
+            if self.groups.len() > 1 {
+                write!(f, "; group {}:", gi + 1)?;
+            } else {
+                f.write_str(":")?;
+            }
+            for (ki, (kind, name, err)) in keys.iter().enumerate() {
+                let sep = if ki == 0 { " " } else { ", " };
+                write!(f, "{sep}{kind} {}: {err}", short(name))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DataKeyError {
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        let kinds: Vec<&str> = self
+            .groups
+            .iter()
+            .flatten()
+            .map(|(k, _, _)| k.as_str())
+            .collect();
+        let mut h = Vec::new();
+        if kinds.contains(&"age") {
+            h.push("set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY, or pass --keys-dir with *.agekey files");
+        }
+        if kinds.contains(&"pgp") {
+            h.push("pass --keys-dir with *.asc secret keys, or import the key into GnuPG");
+        }
+        if h.is_empty() {
+            "no key type in this file is one kustos can use (age, pgp)".into()
+        } else {
+            h.join("; ")
+        }
+    }
+}
+
+fn short(name: &str) -> String {
+    if name.chars().count() > 24 && !name.starts_with("ssh-") {
+        let s: String = name.chars().take(20).collect();
+        format!("{s}…")
+    } else {
+        name.chars().take(60).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escapes_controls() {
+        assert_eq!(
+            super::escape_for_terminal("a\x1b[31mb\n"),
+            "a\\u{1b}[31mb\\n"
+        );
     }
 }

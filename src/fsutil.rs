@@ -246,7 +246,7 @@ fn flush(staged: &[Staged]) -> Result<()> {
 
 /// A path for messages: control characters escaped.
 pub fn show(p: &Path) -> String {
-    crate::util::escape_for_terminal(&p.display().to_string())
+    crate::error::escape_for_terminal(&p.display().to_string())
 }
 
 /// One file or folder found by [`walk`].

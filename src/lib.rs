@@ -26,6 +26,5 @@ pub mod plugin;
 pub mod render;
 pub mod serve;
 pub mod sops;
-pub mod util;
 
 pub use error::{Error, Result};

@@ -12,6 +12,7 @@ use super::sops_cmds::{
     conflict, encrypt_spec, key_ring, load_config, parse_format, store_options,
 };
 use super::{write_stdout, CliError, CliResult, GlobalArgs};
+use crate::error::escape_for_terminal;
 use crate::error::exit;
 use crate::formats::{self, Format, StoreOptions};
 use crate::fsutil::show;
@@ -21,7 +22,6 @@ use crate::ops::rekey::{diff_groups, rewrap, rotate_tree, KeyChanges};
 use crate::ops::{self, PathElem};
 use crate::sops::value::{Item, Map, Value};
 use crate::sops::{Cipher, DataKey, Tree};
-use crate::util::escape_for_terminal;
 
 /// A missing input file, reported with the code sops uses for the
 /// command: `Error reading file` (2) for commands that load and decrypt it

@@ -4,9 +4,9 @@
 use clap::Args;
 
 use super::{CliError, CliResult};
+use crate::error::escape_for_terminal;
 use crate::error::exit;
 use crate::keys::Recipient;
-use crate::util::escape_for_terminal;
 
 /// The store names `--input-type` and `--output-type` take.
 pub const STORES: [&str; 5] = ["yaml", "json", "dotenv", "ini", "binary"];

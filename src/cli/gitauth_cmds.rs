@@ -13,15 +13,13 @@ use zeroize::Zeroizing;
 use super::flags::{KeyFlags, SelectionFlags};
 use super::sops_cmds;
 use super::{write_stdout, CliError, CliResult, GlobalArgs};
+use crate::error::escape_for_terminal;
 use crate::error::exit;
 use crate::fsutil::show;
 use crate::fsutil::{self, NewFileMode};
 use crate::gitauth::keygen::{EcdsaCurve, KeyAlgorithm};
 use crate::gitauth::knownhosts::ScanOptions;
-use crate::gitauth::{
-    self, clusterkey, GitScheme, HttpAuth, KnownHostsSource, SecretMeta, SshKeySource,
-};
-use crate::util::escape_for_terminal;
+use crate::gitauth::{self, GitScheme, HttpAuth, KnownHostsSource, SecretMeta, SshKeySource};
 
 /// Environment variable holding the Git password (HTTP) or key passphrase (SSH).
 pub const PASSWORD_ENV: &str = "KUSTOS_GIT_PASSWORD";
@@ -610,8 +608,14 @@ fn prepare_target(p: &Path, force: bool, private: bool) -> CliResult {
 /// `kustos keygen age|pgp`.
 pub fn keygen(_g: &GlobalArgs, a: KeygenArgs) -> CliResult {
     let (entry, default_name) = match a.kind {
-        KeyKind::Age => (clusterkey::AGE_ENTRY, clusterkey::AGE_SECRET_NAME),
-        KeyKind::Pgp => (clusterkey::PGP_ENTRY, clusterkey::PGP_SECRET_NAME),
+        KeyKind::Age => (
+            crate::keys::clusterkey::AGE_ENTRY,
+            crate::fleet::decryption::AGE_SECRET_NAME,
+        ),
+        KeyKind::Pgp => (
+            crate::keys::clusterkey::PGP_ENTRY,
+            crate::fleet::decryption::PGP_SECRET_NAME,
+        ),
     };
     if a.kind == KeyKind::Age && (a.rsa_bits.is_some() || a.key_name.is_some() || a.email.is_some())
     {
@@ -643,7 +647,7 @@ pub fn keygen(_g: &GlobalArgs, a: KeygenArgs) -> CliResult {
         Option<String>,
     ) = match a.kind {
         KeyKind::Age => {
-            let k = clusterkey::generate_age();
+            let k = crate::keys::clusterkey::generate_age();
             let line = format!("age recipient: {}", k.recipient);
             (
                 k.file,
@@ -658,12 +662,16 @@ pub fn keygen(_g: &GlobalArgs, a: KeygenArgs) -> CliResult {
                 .key_name
                 .clone()
                 .unwrap_or_else(|| format!("kustos {}/{}", meta.namespace, meta.name));
-            let k = clusterkey::generate_pgp(&uid, a.email.as_deref().unwrap_or(""), a.rsa_bits)?;
+            let k = crate::keys::clusterkey::generate_pgp(
+                &uid,
+                a.email.as_deref().unwrap_or(""),
+                a.rsa_bits,
+            )?;
             let line = format!("PGP fingerprint: {}", k.fingerprint);
             (k.secret, k.public, line, None, Some(k.fingerprint))
         }
     };
-    let secret = clusterkey::decryption_secret(&meta, entry, &content);
+    let secret = crate::fleet::decryption::decryption_secret(&meta, entry, &content);
 
     if let (Some((private, public)), Some(dir)) = (&files, &a.output_dir) {
         if !dir.exists() {
@@ -687,12 +695,14 @@ pub fn keygen(_g: &GlobalArgs, a: KeygenArgs) -> CliResult {
         ));
     }
     note("\n.sops.yaml for the tenant repositories:");
-    note(clusterkey::sops_yaml_snippet(age_r.as_deref(), pgp_fp.as_deref()).trim_end());
+    note(
+        crate::fleet::decryption::sops_yaml_snippet(age_r.as_deref(), pgp_fp.as_deref()).trim_end(),
+    );
     note(&format!(
         "\nFlux Kustomization (namespace {}):",
         escape_for_terminal(&meta.namespace)
     ));
-    note(clusterkey::kustomization_snippet(&meta.name).trim_end());
+    note(crate::fleet::decryption::kustomization_snippet(&meta.name).trim_end());
     Ok(())
 }
 

@@ -23,7 +23,7 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::util::escape_for_terminal;
+use crate::error::escape_for_terminal;
 use crate::Error;
 
 /// An error at the CLI edge: exit code, message, optional hint.

@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 use super::flags::{DecryptionOrder, Formats, IgnoreMac, KeyFlags, SelectionFlags};
 use super::{write_stdout, CliError, CliResult, GlobalArgs};
 use crate::config::{self, Config};
+use crate::error::escape_for_terminal;
 use crate::error::exit;
 use crate::formats::{Format, StoreOptions};
 use crate::fsutil::show;
@@ -16,7 +17,6 @@ use crate::fsutil::{self, NewFileMode};
 use crate::keys::KeyRing;
 use crate::ops::{self, DecryptOptions, EncryptSpec};
 use crate::sops::metadata::SelectionRules;
-use crate::util::escape_for_terminal;
 
 /// Arguments of `encrypt`.
 #[derive(Args, Debug)]

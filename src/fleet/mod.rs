@@ -6,6 +6,7 @@
 //! change) and never overwrites a file the admin edited without `--force`.
 
 pub mod bulk;
+pub mod decryption;
 pub mod init;
 pub mod policy;
 pub mod schema;
@@ -316,7 +317,7 @@ pub fn check_name(what: &str, name: &str) -> Result<()> {
     } else {
         Err(Error::Other(format!(
             "invalid {what} {:?}: use lowercase letters, digits and '-', at most 63 characters",
-            crate::util::escape_for_terminal(name)
+            crate::error::escape_for_terminal(name)
         )))
     }
 }

@@ -24,8 +24,8 @@ impl DecryptionKey {
     /// The decryption Secret's name in flux-system.
     pub fn secret_name(&self) -> &'static str {
         match self {
-            DecryptionKey::Age(_) => "sops-age",
-            DecryptionKey::Pgp(_) => "sops-gpg",
+            DecryptionKey::Age(_) => super::decryption::AGE_SECRET_NAME,
+            DecryptionKey::Pgp(_) => super::decryption::PGP_SECRET_NAME,
         }
     }
 }

@@ -90,7 +90,7 @@ pub fn emit(m: &Map) -> Result<Vec<u8>> {
             return Err(Error::Emit(format!(
                 "cannot use complex value in dotenv file; offending key {}",
                 match &item.key {
-                    Key::Str(k) => crate::util::escape_for_terminal(k),
+                    Key::Str(k) => crate::error::escape_for_terminal(k),
                     _ => "?".into(),
                 }
             )));

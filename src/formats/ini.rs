@@ -398,7 +398,7 @@ pub fn emit(m: &Map) -> Result<Vec<u8>> {
                     if item.value.is_complex() {
                         return Err(Error::Emit(format!(
                             "cannot use complex value in INI file; offending key {}",
-                            crate::util::escape_for_terminal(k)
+                            crate::error::escape_for_terminal(k)
                         )));
                     }
                     if k.is_empty() {

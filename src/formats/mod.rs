@@ -263,7 +263,7 @@ pub fn check_no_metadata_key(format: Format, branches: &[Map]) -> Result<()> {
                 if k.starts_with("sops_") {
                     return Err(Error::Emit(format!(
                         "Found key {} in encrypted data, which starts with the reserved key prefix \"sops_\" for SOPS metadata",
-                        crate::util::escape_for_terminal(&format!("{k:?}"))
+                        crate::error::escape_for_terminal(&format!("{k:?}"))
                     )));
                 }
             } else if k == "sops" {

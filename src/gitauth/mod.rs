@@ -1,4 +1,4 @@
-//! Tenant Git credentials and cluster decryption keys, as Flux expects them.
+//! Tenant Git credentials, as Flux expects them.
 //!
 //! - [`secret`]: Secrets laid out byte for byte like `flux create secret
 //!   git … --export` (and encryption of their `data`/`stringData` before
@@ -7,14 +7,11 @@
 //!   from an OpenSSH/PEM file.
 //! - [`knownhosts`]: the Git host's SSH host keys, scanned with OpenSSH's
 //!   `ssh-keyscan`.
-//! - [`clusterkey`]: the cluster's age or OpenPGP decryption key and its
-//!   `sops-age` / `sops-gpg` Secret.
 //!
 //! This module also parses Git URLs and assembles the Secret's entries
 //! ([`GitCredentials`]) with Flux's rules for which flags go with which
 //! URL scheme.
 
-pub mod clusterkey;
 pub mod keygen;
 pub mod knownhosts;
 pub mod secret;
@@ -23,7 +20,7 @@ use zeroize::Zeroizing;
 
 pub use secret::{SecretMeta, ENCRYPTED_REGEX};
 
-use crate::util::escape_for_terminal;
+use crate::error::escape_for_terminal;
 use crate::{Error, Result};
 
 /// A Git transport Flux's GitRepository supports.

@@ -69,7 +69,7 @@ pub fn validate_name(name: &str) -> Result<()> {
     } else {
         Err(Error::Other(format!(
             "invalid Secret name {:?}: use lowercase letters, digits, '-' and '.' (at most 253 characters)",
-            crate::util::escape_for_terminal(name)
+            crate::error::escape_for_terminal(name)
         )))
     }
 }
@@ -81,7 +81,7 @@ pub fn validate_namespace(ns: &str) -> Result<()> {
     } else {
         Err(Error::Other(format!(
             "invalid namespace {:?}: use lowercase letters, digits and '-' (at most 63 characters)",
-            crate::util::escape_for_terminal(ns)
+            crate::error::escape_for_terminal(ns)
         )))
     }
 }
@@ -106,13 +106,13 @@ pub fn validate_label(key: &str, value: &str) -> Result<()> {
     if !key_ok {
         return Err(Error::Other(format!(
             "invalid label key {:?}: use [prefix/]name with letters, digits, '-', '_' and '.'",
-            crate::util::escape_for_terminal(key)
+            crate::error::escape_for_terminal(key)
         )));
     }
     if !value.is_empty() && !is_label_name(value) {
         return Err(Error::Other(format!(
             "invalid value for label {:?}: at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
-            crate::util::escape_for_terminal(key)
+            crate::error::escape_for_terminal(key)
         )));
     }
     Ok(())
@@ -130,7 +130,7 @@ pub fn parse_labels(items: &[String]) -> Result<Vec<(String, String)>> {
         let (k, v) = item.split_once('=').ok_or_else(|| {
             Error::Other(format!(
                 "invalid label format '{}', must be key=value",
-                crate::util::escape_for_terminal(item)
+                crate::error::escape_for_terminal(item)
             ))
         })?;
         validate_label(k, v)?;

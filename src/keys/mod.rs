@@ -6,6 +6,7 @@
 //! [`recover_data_key`] applies sops' group and threshold rules on top.
 
 pub mod age;
+pub mod clusterkey;
 pub mod folder;
 pub mod pgp;
 mod pgp_rsa;
@@ -19,103 +20,11 @@ use zeroize::Zeroizing;
 
 use crate::sops::cipher::DataKey;
 use crate::sops::time::Timestamp;
-use crate::sops::value::Map;
 
-/// One wrapped copy of the data key (or of a Shamir share) in the metadata.
-#[derive(Clone, Debug, PartialEq)]
-pub enum MasterKey {
-    /// An age recipient and the armored age file holding the key.
-    Age {
-        /// `age1…`, `ssh-ed25519 …` or `ssh-rsa …`.
-        recipient: String,
-        /// Armored age ciphertext.
-        enc: String,
-    },
-    /// An OpenPGP certificate fingerprint and the armored PGP message.
-    Pgp {
-        /// Fingerprint as the user gave it (spaces removed).
-        fp: String,
-        /// When the key was wrapped.
-        created_at: Timestamp,
-        /// Armored PGP message.
-        enc: String,
-    },
-    /// A cloud KMS or Vault entry kustos cannot use but keeps on rewrite.
-    Foreign {
-        /// Which list it came from.
-        kind: ForeignKind,
-        /// Its fields, in file order.
-        fields: Map,
-    },
-}
+pub use crate::sops::masterkey::{ForeignKind, KeyGroup, MasterKey};
 
-/// The key types kustos preserves without using them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ForeignKind {
-    /// AWS KMS (`kms`).
-    Kms,
-    /// GCP KMS (`gcp_kms`).
-    GcpKms,
-    /// Azure Key Vault (`azure_kv`).
-    AzureKv,
-    /// HashiCorp Vault transit (`hc_vault`).
-    HcVault,
-}
-
-impl ForeignKind {
-    /// The metadata field name.
-    pub fn field(self) -> &'static str {
-        match self {
-            ForeignKind::Kms => "kms",
-            ForeignKind::GcpKms => "gcp_kms",
-            ForeignKind::AzureKv => "azure_kv",
-            ForeignKind::HcVault => "hc_vault",
-        }
-    }
-
-    fn id_field(self) -> &'static str {
-        match self {
-            ForeignKind::Kms => "arn",
-            ForeignKind::GcpKms => "resource_id",
-            ForeignKind::AzureKv => "vault_url",
-            ForeignKind::HcVault => "vault_address",
-        }
-    }
-}
-
+/// What only the key backends can do with a metadata entry.
 impl MasterKey {
-    /// The identifier `--decryption-order` uses (`age`, `pgp`, `kms`, …).
-    pub fn type_id(&self) -> &'static str {
-        match self {
-            MasterKey::Age { .. } => "age",
-            MasterKey::Pgp { .. } => "pgp",
-            MasterKey::Foreign { kind, .. } => kind.field(),
-        }
-    }
-
-    /// What the key is called in messages and in `--rm-*` (sops' `ToString`).
-    pub fn name(&self) -> String {
-        match self {
-            MasterKey::Age { recipient, .. } => recipient.clone(),
-            MasterKey::Pgp { fp, .. } => fp.clone(),
-            MasterKey::Foreign { kind, fields } => fields
-                .get(kind.id_field())
-                .and_then(|v| v.as_str())
-                .unwrap_or("?")
-                .to_string(),
-        }
-    }
-
-    /// The wrapped key material.
-    pub fn enc(&self) -> &str {
-        match self {
-            MasterKey::Age { enc, .. } | MasterKey::Pgp { enc, .. } => enc,
-            MasterKey::Foreign { fields, .. } => {
-                fields.get("enc").and_then(|v| v.as_str()).unwrap_or("")
-            }
-        }
-    }
-
     /// A new entry for a recipient, wrapping `secret` (data key or share).
     pub fn wrap(recipient: &Recipient, secret: &[u8]) -> crate::Result<MasterKey> {
         match recipient {
@@ -179,109 +88,7 @@ pub fn placeholder(r: &Recipient) -> MasterKey {
     }
 }
 
-/// A group of master keys that each wrap the same secret.
-pub type KeyGroup = Vec<MasterKey>;
-
-/// Why one stanza could not be unwrapped.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UnwrapError {
-    /// No identity that matches it is available.
-    NoIdentity(String),
-    /// An identity matched but unwrapping failed.
-    Failed(String),
-    /// kustos does not implement this key type.
-    Unsupported(String),
-}
-
-impl fmt::Display for UnwrapError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UnwrapError::NoIdentity(s) | UnwrapError::Failed(s) | UnwrapError::Unsupported(s) => {
-                f.write_str(s)
-            }
-        }
-    }
-}
-
-/// The data key could not be recovered; says which group and key failed, and why.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct DataKeyError {
-    /// Per group: (type, key name, error) for every key tried.
-    pub groups: Vec<Vec<(String, String, UnwrapError)>>,
-    /// Groups needed.
-    pub threshold: usize,
-    /// Groups that succeeded.
-    pub recovered: usize,
-    /// A problem after unwrapping (bad length, Shamir combine failure).
-    pub other: Option<String>,
-}
-
-impl fmt::Display for DataKeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(o) = &self.other {
-            return write!(f, "cannot recover the data key: {o}");
-        }
-        if self.groups.len() > 1 {
-            write!(
-                f,
-                "cannot recover the data key: {} of {} key groups needed, {} decrypted",
-                self.threshold,
-                self.groups.len(),
-                self.recovered
-            )?;
-        } else {
-            f.write_str("cannot recover the data key")?;
-        }
-        for (gi, keys) in self.groups.iter().enumerate() {
-            if keys.is_empty() {
-                continue;
-            }
-            if self.groups.len() > 1 {
-                write!(f, "; group {}:", gi + 1)?;
-            } else {
-                f.write_str(":")?;
-            }
-            for (ki, (kind, name, err)) in keys.iter().enumerate() {
-                let sep = if ki == 0 { " " } else { ", " };
-                write!(f, "{sep}{kind} {}: {err}", short(name))?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl DataKeyError {
-    /// What to do about it.
-    pub fn hint(&self) -> String {
-        let kinds: Vec<&str> = self
-            .groups
-            .iter()
-            .flatten()
-            .map(|(k, _, _)| k.as_str())
-            .collect();
-        let mut h = Vec::new();
-        if kinds.contains(&"age") {
-            h.push("set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY, or pass --keys-dir with *.agekey files");
-        }
-        if kinds.contains(&"pgp") {
-            h.push("pass --keys-dir with *.asc secret keys, or import the key into GnuPG");
-        }
-        if h.is_empty() {
-            "no key type in this file is one kustos can use (age, pgp)".into()
-        } else {
-            h.join("; ")
-        }
-    }
-}
-
-fn short(name: &str) -> String {
-    if name.chars().count() > 24 && !name.starts_with("ssh-") {
-        let s: String = name.chars().take(20).collect();
-        format!("{s}…")
-    } else {
-        name.chars().take(60).collect()
-    }
-}
+pub use crate::error::{DataKeyError, UnwrapError};
 
 /// Where identities come from; see [`KeyRing::from_env`].
 #[derive(Clone, Debug, Default)]

@@ -18,9 +18,9 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 use super::{host_like, looks_remote, KUSTOMIZATION_FILES};
+use crate::error::escape_for_terminal;
 use crate::formats::{self, Format};
 use crate::sops::value::{Map, Value};
-use crate::util::escape_for_terminal;
 
 /// The most files one build may read.
 pub const MAX_FILES: usize = 20_000;

@@ -307,7 +307,7 @@ pub fn unset_path(target: &mut Value, path: &[PathElem]) -> Result<()> {
                     .ok_or_else(|| {
                         Error::PathNotFound(format!(
                             "Key not found: {}",
-                            crate::util::escape_for_terminal(k)
+                            crate::error::escape_for_terminal(k)
                         ))
                     })?;
             if rest.is_empty() {

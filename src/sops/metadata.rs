@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::keys::{ForeignKind, KeyGroup, MasterKey};
+use crate::sops::masterkey::{ForeignKind, KeyGroup, MasterKey};
 use crate::sops::time::Timestamp;
 use crate::sops::value::{Item, Key, Map, Value};
 use crate::{Error, Result};

@@ -2,12 +2,14 @@
 
 pub mod cipher;
 pub mod gonum;
+pub mod masterkey;
 pub mod metadata;
 pub mod time;
 pub mod tree;
 pub mod value;
 
 pub use cipher::{Cipher, DataKey};
+pub use masterkey::{ForeignKind, KeyGroup, MasterKey};
 pub use metadata::{Metadata, SelectionRules};
 pub use value::{Item, Key, Map, Text, Value};
 

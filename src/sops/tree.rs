@@ -405,7 +405,7 @@ impl Walker<'_> {
                 Key::Other(k) => {
                     return Err(Error::EncryptTree(format!(
                         "Tree contains a non-string key: {}. Only string keys are supported",
-                        crate::util::escape_for_terminal(k)
+                        crate::error::escape_for_terminal(k)
                     )))
                 }
                 Key::Str(k) => k.as_str(),
@@ -456,7 +456,7 @@ fn decrypt_comment(cipher: &mut Cipher, t: &Text, path: &[&str]) -> Result<Optio
 
 fn decrypt_err(path: &[&str], e: ValueError) -> Error {
     Error::DecryptValue {
-        path: crate::util::escape_for_terminal(&aad(path)),
+        path: crate::error::escape_for_terminal(&aad(path)),
         reason: e.to_string(),
     }
 }

@@ -737,7 +737,7 @@ impl Builder<'_> {
                             return Err(parse_err(format!(
                                 "line {}: mapping key {:?} already defined",
                                 pos.line,
-                                crate::util::escape_for_terminal(value)
+                                crate::error::escape_for_terminal(value)
                             )));
                         }
                         Key::Str(t.to_str_lossy().into_owned())

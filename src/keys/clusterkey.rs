@@ -1,11 +1,11 @@
-//! The cluster's SOPS decryption key, as the Secret kustomize-controller
-//! reads (`spec.decryption.secretRef`): entries ending `.agekey` hold age
-//! identities, entries ending `.asc` armored passwordless OpenPGP keys.
+//! The cluster's SOPS decryption key: a new age identity or passwordless
+//! OpenPGP key, in the form Flux's decryption Secret holds it (entries
+//! ending `.agekey` hold age identities, entries ending `.asc` armored
+//! passwordless OpenPGP keys).
 
 use age::secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
-use super::secret::{self, SecretMeta, ENCRYPTED_REGEX};
 use crate::sops::time::Timestamp;
 use crate::Result;
 
@@ -14,10 +14,6 @@ use crate::Result;
 pub const AGE_ENTRY: &str = "age.agekey";
 /// Flux's entry name for a PGP key (any `*.asc` works).
 pub const PGP_ENTRY: &str = "sops.asc";
-/// Default Secret name for an age key, as in Flux's documentation.
-pub const AGE_SECRET_NAME: &str = "sops-age";
-/// Default Secret name for a PGP key, as in Flux's documentation.
-pub const PGP_SECRET_NAME: &str = "sops-gpg";
 
 /// A new age identity.
 pub struct AgeKey {
@@ -58,37 +54,12 @@ pub struct PgpKey {
 /// `rsa_bits` when given.
 pub fn generate_pgp(name: &str, email: &str, rsa_bits: Option<u32>) -> Result<PgpKey> {
     let (tsk, public, fingerprint) =
-        crate::keys::pgp::generate_key(name, email, rsa_bits.is_none(), rsa_bits.unwrap_or(0))?;
+        super::pgp::generate_key(name, email, rsa_bits.is_none(), rsa_bits.unwrap_or(0))?;
     Ok(PgpKey {
         secret: Zeroizing::new(tsk),
         public,
         fingerprint,
     })
-}
-
-/// The decryption Secret: one `stringData` entry (so it can be reviewed
-/// before `kubectl apply`), laid out like Flux's exports.
-pub fn decryption_secret(meta: &SecretMeta, entry: &str, content: &str) -> Zeroizing<String> {
-    secret::render(meta, &[(entry, content)])
-}
-
-/// A `.sops.yaml` that encrypts the `data`/`stringData` of every YAML file
-/// to the given age recipient and/or PGP fingerprint.
-pub fn sops_yaml_snippet(age: Option<&str>, pgp: Option<&str>) -> String {
-    let mut s = String::from("creation_rules:\n  - path_regex: .*\\.ya?ml$\n");
-    s.push_str(&format!("    encrypted_regex: {ENCRYPTED_REGEX}\n"));
-    if let Some(a) = age {
-        s.push_str(&format!("    age: {a}\n"));
-    }
-    if let Some(p) = pgp {
-        s.push_str(&format!("    pgp: {p}\n"));
-    }
-    s
-}
-
-/// The `spec.decryption` block a Flux Kustomization needs to use the Secret.
-pub fn kustomization_snippet(secret_name: &str) -> String {
-    format!("spec:\n  decryption:\n    provider: sops\n    secretRef:\n      name: {secret_name}\n")
 }
 
 #[cfg(test)]
@@ -103,13 +74,5 @@ mod tests {
         assert!(lines[0].starts_with("# created: ") && lines[0].ends_with('Z'));
         assert_eq!(lines[1], format!("# public key: {}", k.recipient));
         assert!(lines[2].starts_with("AGE-SECRET-KEY-1"));
-        let meta = SecretMeta {
-            name: AGE_SECRET_NAME.into(),
-            namespace: "flux-system".into(),
-            labels: vec![],
-        };
-        let s = decryption_secret(&meta, AGE_ENTRY, &k.file);
-        assert!(s.starts_with("---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: sops-age\n  namespace: flux-system\nstringData:\n  age.agekey: |\n    # created: "));
-        assert!(s.ends_with(&format!("    {}\n\n", lines[2])));
     }
 }
