@@ -15,8 +15,6 @@ pub mod error;
 pub mod fleet;
 pub mod formats;
 pub mod fsutil;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod gitauth;
 pub mod keys;
 pub mod kustomize;

@@ -3,7 +3,10 @@
 //! splices, inserted YAML/JSON syntax). The long runs use cargo-fuzz, see
 //! fuzz/README.md.
 
-use kustos::fuzzing::TARGETS;
+#[path = "../fuzz/targets.rs"]
+mod targets;
+
+use targets::TARGETS;
 
 /// A small deterministic generator (xorshift), so failures reproduce.
 struct Rng(u64);
@@ -146,7 +149,7 @@ fn serve_seeds_reach_decryption() {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fuzz/seeds")
             .join(name);
-        kustos::fuzzing::serve_answer(&std::fs::read(p).unwrap()).expect("a request")
+        targets::serve_answer(&std::fs::read(p).unwrap()).expect("a request")
     };
     for (name, canary) in [
         ("serve-decrypt-yaml", 0),
@@ -157,7 +160,7 @@ fn serve_seeds_reach_decryption() {
     ] {
         let (status, body) = seed(name);
         assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&body));
-        let c = kustos::fuzzing::FUZZ_CANARIES[canary].as_bytes();
+        let c = targets::FUZZ_CANARIES[canary].as_bytes();
         assert!(body.windows(c.len()).any(|w| w == c), "{name}");
     }
     assert_eq!(seed("serve-decrypt-wrong-tenant").0, 422);
@@ -176,12 +179,12 @@ fn pgp_message_seeds_decrypt() {
     for name in ["pgp-message-rsa2048", "pgp-message-cv25519"] {
         let data = std::fs::read(seeds.join(name)).unwrap();
         let pt =
-            kustos::fuzzing::pgp_message_unwrap(&data).unwrap_or_else(|e| panic!("{name}: {e}"));
+            targets::pgp_message_unwrap(&data).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(pt.len(), 32, "{name}");
         // The same bytes with the session key's ciphertext changed: refused.
         let mut bad = data.clone();
         bad[40] ^= 0x55;
-        assert!(kustos::fuzzing::pgp_message_unwrap(&bad).is_err(), "{name}");
+        assert!(targets::pgp_message_unwrap(&bad).is_err(), "{name}");
     }
 }
 
@@ -191,7 +194,7 @@ fn pgp_message_seeds_decrypt() {
 fn truncated_seipd_is_refused_without_a_panic() {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/seeds/regress-pgp-message-truncated-seipd");
-    match kustos::fuzzing::pgp_message_unwrap(&std::fs::read(p).unwrap()) {
+    match targets::pgp_message_unwrap(&std::fs::read(p).unwrap()) {
         Err(kustos::keys::UnwrapError::Failed(m)) => assert!(m.contains("truncated"), "{m}"),
         other => panic!("unexpected {:?}", other.map(|_| ())),
     }

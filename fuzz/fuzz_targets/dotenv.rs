@@ -1,5 +1,8 @@
-//! See `kustos::fuzzing::dotenv` for the property checked.
+//! See `targets::dotenv` for the property checked.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| kustos::fuzzing::dotenv(data));
+#[path = "../targets.rs"]
+mod targets;
+
+fuzz_target!(|data: &[u8]| targets::dotenv(data));

@@ -1,5 +1,8 @@
-//! See `kustos::fuzzing::enc_value` for the property checked.
+//! See `targets::enc_value` for the property checked.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| kustos::fuzzing::enc_value(data));
+#[path = "../targets.rs"]
+mod targets;
+
+fuzz_target!(|data: &[u8]| targets::enc_value(data));

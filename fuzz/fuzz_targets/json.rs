@@ -1,5 +1,8 @@
-//! See `kustos::fuzzing::json` for the property checked.
+//! See `targets::json` for the property checked.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| kustos::fuzzing::json(data));
+#[path = "../targets.rs"]
+mod targets;
+
+fuzz_target!(|data: &[u8]| targets::json(data));

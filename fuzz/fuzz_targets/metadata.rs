@@ -1,5 +1,8 @@
-//! See `kustos::fuzzing::metadata` for the property checked.
+//! See `targets::metadata` for the property checked.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| kustos::fuzzing::metadata(data));
+#[path = "../targets.rs"]
+mod targets;
+
+fuzz_target!(|data: &[u8]| targets::metadata(data));

@@ -1,5 +1,8 @@
-//! See `kustos::fuzzing::pgp_keys` for the property checked.
+//! See `targets::pgp_keys` for the property checked.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| kustos::fuzzing::pgp_keys(data));
+#[path = "../targets.rs"]
+mod targets;
+
+fuzz_target!(|data: &[u8]| targets::pgp_keys(data));

@@ -1,5 +1,8 @@
-//! See `kustos::fuzzing::pgp_message` for the property checked.
+//! See `targets::pgp_message` for the property checked.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| kustos::fuzzing::pgp_message(data));
+#[path = "../targets.rs"]
+mod targets;
+
+fuzz_target!(|data: &[u8]| targets::pgp_message(data));

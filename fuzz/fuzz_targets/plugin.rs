@@ -1,5 +1,8 @@
-//! See `kustos::fuzzing::plugin` for the property checked.
+//! See `targets::plugin` for the property checked.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| kustos::fuzzing::plugin(data));
+#[path = "../targets.rs"]
+mod targets;
+
+fuzz_target!(|data: &[u8]| targets::plugin(data));

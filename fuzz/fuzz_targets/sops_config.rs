@@ -1,5 +1,8 @@
-//! See `kustos::fuzzing::sops_config` for the property checked.
+//! See `targets::sops_config` for the property checked.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| kustos::fuzzing::sops_config(data));
+#[path = "../targets.rs"]
+mod targets;
+
+fuzz_target!(|data: &[u8]| targets::sops_config(data));

@@ -1,5 +1,8 @@
-//! See `kustos::fuzzing::yaml` for the property checked.
+//! See `targets::yaml` for the property checked.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| kustos::fuzzing::yaml(data));
+#[path = "../targets.rs"]
+mod targets;
+
+fuzz_target!(|data: &[u8]| targets::yaml(data));

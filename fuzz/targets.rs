@@ -4,9 +4,12 @@
 //!
 //! Each function must never panic except through its own assertions.
 
-use crate::formats::{self, dotenv, ini, json, yaml, Format};
-use crate::keys::{KeyRing, KeySources};
-use crate::sops::cipher::{Cipher, DataKey, EncryptedValue};
+// Each fuzz target and the smoke test use a few of these.
+#![allow(dead_code)]
+
+use kustos::formats::{self, dotenv, ini, json, yaml, Format};
+use kustos::keys::{KeyRing, KeySources};
+use kustos::sops::cipher::{Cipher, DataKey, EncryptedValue};
 use std::sync::Arc;
 
 /// `ENC[…]` parsing, value decryption and tree paths.
@@ -19,7 +22,7 @@ pub fn enc_value(data: &[u8]) {
         let mut c = Cipher::new(&key);
         let _ = c.decrypt(s, "a:b:");
     }
-    let _ = crate::ops::parse_tree_path(s);
+    let _ = kustos::ops::parse_tree_path(s);
 }
 
 /// YAML: what kustos writes it reads back, stable after one round (one
@@ -89,14 +92,14 @@ pub fn metadata(data: &[u8]) {
     ] {
         if let Ok(mut t) = formats::load_encrypted(f, data) {
             let _ = formats::emit_encrypted(f, &t, &Default::default());
-            let _ = crate::ops::decrypt_tree(&mut t, &ring, false);
+            let _ = kustos::ops::decrypt_tree(&mut t, &ring, false);
         }
     }
 }
 
 /// `.sops.yaml` parsing and rule matching.
 pub fn sops_config(data: &[u8]) {
-    if let Ok(c) = crate::config::parse(data, std::path::Path::new("/repo/.sops.yaml")) {
+    if let Ok(c) = kustos::config::parse(data, std::path::Path::new("/repo/.sops.yaml")) {
         let _ = c.rule_for(std::path::Path::new("/repo/tenants/a/secret.yaml"));
     }
 }
@@ -105,13 +108,13 @@ pub fn sops_config(data: &[u8]) {
 pub fn plugin(data: &[u8]) {
     let ring = KeyRing::new(KeySources::default());
     let root = std::env::temp_dir();
-    let out = crate::plugin::run_krm(data, &root, &ring);
+    let out = kustos::plugin::run_krm(data, &root, &ring);
     assert!(out
         .bytes
         .starts_with(b"apiVersion: config.kubernetes.io/v1\nkind: ResourceList\n"));
     if let Ok(docs) = formats::load_plain(Format::Yaml, data) {
         for d in docs {
-            let _ = crate::plugin::parse_config(&d, "fuzz");
+            let _ = kustos::plugin::parse_config(&d, "fuzz");
         }
     }
 }
@@ -147,10 +150,10 @@ struct ServeFixture {
 /// holds team-a's encrypted Secret (kubectl is absent, so render stops after
 /// decrypting the sources: no plaintext may leak from that path either).
 fn serve_fixture() -> &'static ServeFixture {
-    use crate::serve::{http, keys::KeyStore, metrics::Metrics};
+    use kustos::serve::{http, keys::KeyStore, metrics::Metrics};
     static FIXTURE: std::sync::OnceLock<ServeFixture> = std::sync::OnceLock::new();
     FIXTURE.get_or_init(|| {
-        crate::serve::log::set_enabled(false);
+        kustos::serve::log::set_enabled(false);
         let dir = tempfile::tempdir().expect("temp dir");
         let keys_dir = dir.path().join("keys");
         for (tenant, secret, _) in FUZZ_TENANT_KEYS {
@@ -160,8 +163,8 @@ fn serve_fixture() -> &'static ServeFixture {
         }
         let app = dir.path().join("root/app");
         std::fs::create_dir_all(&app).expect("render root");
-        let spec = crate::ops::EncryptSpec {
-            groups: vec![vec![crate::keys::Recipient::Age(
+        let spec = kustos::ops::EncryptSpec {
+            groups: vec![vec![kustos::keys::Recipient::Age(
                 FUZZ_TENANT_KEYS[0].2.to_string(),
             )]],
             ..Default::default()
@@ -170,7 +173,7 @@ fn serve_fixture() -> &'static ServeFixture {
             "apiVersion: v1\nkind: Secret\nmetadata:\n    name: s\n    namespace: team-a\nstringData:\n    token: {}\n",
             FUZZ_CANARIES[0]
         );
-        let enc = crate::ops::encrypt_bytes(
+        let enc = kustos::ops::encrypt_bytes(
             plain.as_bytes(),
             Format::Yaml,
             Format::Yaml,
@@ -189,7 +192,7 @@ fn serve_fixture() -> &'static ServeFixture {
 
         let store = Arc::new(KeyStore::new(keys_dir, false, 64));
         assert!(
-            matches!(store.check(), crate::serve::keys::ReloadOutcome::Reloaded(_)),
+            matches!(store.check(), kustos::serve::keys::ReloadOutcome::Reloaded(_)),
             "the fuzz keys must load"
         );
         let state = Arc::new(http::AppState {
@@ -204,7 +207,7 @@ fn serve_fixture() -> &'static ServeFixture {
             access_log: false,
             // The fuzzer plays one trusted caller naming tenants.
             trust_tenant_header: true,
-            sandbox: crate::render::Sandbox::Off,
+            sandbox: kustos::render::Sandbox::Off,
         });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -242,7 +245,7 @@ fn fuzz_request(data: &[u8]) -> Option<(axum::http::Request<axum::body::Body>, V
     }
     for line in lines {
         let (k, v) = line.split_once(':')?;
-        if k.eq_ignore_ascii_case(crate::serve::http::TENANT_HEADER) {
+        if k.eq_ignore_ascii_case(kustos::serve::http::TENANT_HEADER) {
             tenants.push(v.trim().to_string());
         }
         req = req.header(k, v.trim_start());
@@ -310,12 +313,12 @@ fn repo_file(path: &str) -> Vec<u8> {
 /// The TEST-ONLY GnuPG-made keys the PGP targets decrypt with: RSA-2048
 /// (its messages go through aws-lc-rs and implicit rejection) and Ed25519
 /// with a cv25519 subkey (Sequoia).
-fn pgp_fuzz_keys() -> &'static crate::keys::pgp::PgpKeys {
-    static KEYS: std::sync::OnceLock<crate::keys::pgp::PgpKeys> = std::sync::OnceLock::new();
+fn pgp_fuzz_keys() -> &'static kustos::keys::pgp::PgpKeys {
+    static KEYS: std::sync::OnceLock<kustos::keys::pgp::PgpKeys> = std::sync::OnceLock::new();
     KEYS.get_or_init(|| {
         let mut data = repo_file("testdata/vectors/gnupg-rsa2048.TEST-ONLY.asc");
         data.extend(repo_file("fuzz/seeds/pgp-cv25519-TEST-ONLY.asc"));
-        let keys = crate::keys::pgp::PgpKeys::from_bytes(&data, "fuzz keys");
+        let keys = kustos::keys::pgp::PgpKeys::from_bytes(&data, "fuzz keys");
         assert_eq!(keys.len(), 2, "{:?}", keys.problems);
         keys
     })
@@ -346,12 +349,12 @@ fn rsa_seed_message() -> &'static str {
 /// the keys' debug output, and decrypting a fixed message with whatever
 /// keys loaded (an RSA key's numbers reach aws-lc-rs) never panics.
 pub fn pgp_keys(data: &[u8]) {
-    let keys = crate::keys::pgp::PgpKeys::from_bytes(data, "fuzz");
+    let keys = kustos::keys::pgp::PgpKeys::from_bytes(data, "fuzz");
     let shown = format!("{keys:?}");
     assert!(!shown.contains("PRIVATE KEY"), "{shown}");
-    if let Err(crate::keys::UnwrapError::Failed(m)) = keys.unwrap("fuzz", rsa_seed_message(), false)
+    if let Err(kustos::keys::UnwrapError::Failed(m)) = keys.unwrap("fuzz", rsa_seed_message(), false)
     {
-        assert_ne!(m, crate::keys::pgp::OPENPGP_PANIC);
+        assert_ne!(m, kustos::keys::pgp::OPENPGP_PANIC);
     }
 }
 
@@ -359,7 +362,7 @@ pub fn pgp_keys(data: &[u8]) {
 /// first when it is not armored text already) with the TEST-ONLY keys.
 pub fn pgp_message_unwrap(
     data: &[u8],
-) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::keys::UnwrapError> {
+) -> Result<zeroize::Zeroizing<Vec<u8>>, kustos::keys::UnwrapError> {
     let text = match std::str::from_utf8(data) {
         Ok(t) if t.trim_start().starts_with("-----BEGIN PGP") => t.to_string(),
         _ => {
@@ -382,8 +385,8 @@ pub fn pgp_message_unwrap(
 pub fn pgp_message(data: &[u8]) {
     match pgp_message_unwrap(data) {
         Ok(pt) => assert!(pt.len() <= data.len(), "more plaintext than message"),
-        Err(crate::keys::UnwrapError::Failed(m)) => {
-            assert_ne!(m, crate::keys::pgp::OPENPGP_PANIC)
+        Err(kustos::keys::UnwrapError::Failed(m)) => {
+            assert_ne!(m, kustos::keys::pgp::OPENPGP_PANIC)
         }
         Err(_) => {}
     }
