@@ -352,7 +352,8 @@ pub fn pgp_keys(data: &[u8]) {
     let keys = kustos::keys::pgp::PgpKeys::from_bytes(data, "fuzz");
     let shown = format!("{keys:?}");
     assert!(!shown.contains("PRIVATE KEY"), "{shown}");
-    if let Err(kustos::keys::UnwrapError::Failed(m)) = keys.unwrap("fuzz", rsa_seed_message(), false)
+    if let Err(kustos::keys::UnwrapError::Failed(m)) =
+        keys.unwrap("fuzz", rsa_seed_message(), false)
     {
         assert_ne!(m, kustos::keys::pgp::OPENPGP_PANIC);
     }

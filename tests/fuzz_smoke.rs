@@ -178,8 +178,7 @@ fn pgp_message_seeds_decrypt() {
     let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
     for name in ["pgp-message-rsa2048", "pgp-message-cv25519"] {
         let data = std::fs::read(seeds.join(name)).unwrap();
-        let pt =
-            targets::pgp_message_unwrap(&data).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let pt = targets::pgp_message_unwrap(&data).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(pt.len(), 32, "{name}");
         // The same bytes with the session key's ciphertext changed: refused.
         let mut bad = data.clone();
