@@ -1,8 +1,11 @@
-//! The YAML store: comment-preserving parser and a yaml.v3-style writer.
+//! The YAML store: comment-preserving parser, the yaml.v3-style writer of
+//! sops files and the yaml.v2-style writer of Flux Secrets.
 
 pub mod emit;
+pub mod emit_v2;
 pub mod parse;
 pub mod resolve;
+pub mod scalar;
 
 use crate::sops::metadata::{self, Layout};
 use crate::sops::value::{Item, Map, Value};
