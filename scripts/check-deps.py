@@ -2,7 +2,8 @@
 """Offline dependency policy check (runs in scripts/test.sh).
 
 Every crate in Cargo.lock must come from crates.io, be a released version
-(no release candidates), and carry a license expression that is
+(no release candidates), be the only version of it if it is cryptographic,
+and carry a license expression that is
 satisfiable with the allow-list below. This is a small,
 network-free subset of `cargo deny check licenses sources`. Advisories are
 checked offline too, against the committed RustSec snapshot
@@ -36,6 +37,18 @@ ALLOWED_SOURCE = "registry+https://github.com/rust-lang/crates.io-index"
 # Release candidates and other pre-releases: a semver pre-release part
 # (after "-", before any "+build" metadata, which is not one).
 PRERELEASE = re.compile(r"^[^+]*-")
+# Cryptographic crates that may appear in one version only: two
+# generations of a primitive mean twice the code to audit and a second
+# place for the same bug. (rand/getrandom are OS-randomness plumbing, and
+# age and Sequoia each pick theirs.)
+ONE_VERSION = {
+    "aes", "aes-gcm", "aws-lc-rs", "aws-lc-sys", "block-buffer", "chacha20",
+    "chacha20poly1305", "cipher", "crypto-bigint", "crypto-common",
+    "curve25519-dalek", "digest", "ecdsa", "ed25519", "ed25519-dalek",
+    "elliptic-curve", "hkdf", "hmac", "keccak", "p256", "p384", "p521",
+    "pbkdf2", "poly1305", "rsa", "scrypt", "sha1", "sha2", "sha3",
+    "signature", "subtle", "x25519-dalek", "zeroize",
+}
 
 
 def tokens(expr):
@@ -77,10 +90,29 @@ def satisfiable(toks, ok):
     return disjunction()
 
 
+def shipped_versions():
+    """Name -> versions of the crates linked into kustos on any target
+    (build scripts' and tests' own dependencies are not shipped)."""
+    out = subprocess.check_output(
+        ["cargo", "tree", "--locked", "-e", "normal", "--target", "all",
+         "--prefix", "none", "--format", "{p}"], text=True)
+    versions = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].startswith("v"):
+            versions.setdefault(parts[0], set()).add(parts[1][1:])
+    return versions
+
+
 def main():
     meta = json.loads(subprocess.check_output(
         ["cargo", "metadata", "--format-version", "1", "--locked"]))
     problems = []
+    versions = shipped_versions()
+    for name in sorted(ONE_VERSION):
+        if len(versions.get(name, ())) > 1:
+            problems.append(f"{name}: {len(versions[name])} versions "
+                            f"({', '.join(sorted(versions[name]))}); one generation only")
     for pkg in meta["packages"]:
         name, source = pkg["name"], pkg.get("source")
         if source is None:

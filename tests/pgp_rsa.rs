@@ -377,16 +377,45 @@ fn every_bad_session_key_gets_one_answer_from_serve() {
 /// bits): the armored secret key, the public certificate, the fingerprint.
 fn rsa1024_key() -> (Vec<u8>, Vec<u8>, String) {
     use openpgp::cert::prelude::*;
+    use openpgp::packet::key::{Key4, SecretParts, SubordinateRole};
+    use openpgp::packet::signature::SignatureBuilder;
+    use openpgp::packet::Key;
     use openpgp::serialize::SerializeInto;
-    use openpgp::types::PublicKeyAlgorithmSpecification;
+    use openpgp::types::{KeyFlags, SignatureType};
     let (cert, _) = CertBuilder::new()
         .add_userid("TEST-ONLY rsa1024 <test-only@example.invalid>")
         .set_cipher_suite(CipherSuite::RSA2k)
-        .set_encryption_algorithm(PublicKeyAlgorithmSpecification::rsa(1024))
-        .add_transport_encryption_subkey()
-        .add_storage_encryption_subkey()
         .generate()
         .unwrap();
+    // The certificate builder only makes standard sizes: bind the two
+    // 1024-bit encryption subkeys by hand.
+    let mut signer = cert
+        .primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()
+        .unwrap()
+        .into_keypair()
+        .unwrap();
+    let mut packets: Vec<Packet> = Vec::new();
+    for flags in [
+        KeyFlags::empty().set_transport_encryption(),
+        KeyFlags::empty().set_storage_encryption(),
+    ] {
+        let subkey: Key<SecretParts, SubordinateRole> = Key4::generate_rsa(1024).unwrap().into();
+        let binding = subkey
+            .bind(
+                &mut signer,
+                &cert,
+                SignatureBuilder::new(SignatureType::SubkeyBinding)
+                    .set_key_flags(flags)
+                    .unwrap(),
+            )
+            .unwrap();
+        packets.push(subkey.into());
+        packets.push(binding.into());
+    }
+    let cert = cert.insert_packets(packets).unwrap().0;
     let tsk = cert.as_tsk().armored().to_vec().unwrap();
     let public = cert.armored().to_vec().unwrap();
     (tsk, public, cert.fingerprint().to_hex())

@@ -7,6 +7,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Subcommand, ValueEnum};
 use zeroize::Zeroizing;
 
@@ -173,8 +174,10 @@ pub struct KeygenArgs {
     /// Label to set on the Secret (repeatable, or comma separated)
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
-    /// PGP: RSA key of this size instead of Curve25519
-    #[arg(long = "rsa-bits", value_name = "BITS")]
+    /// PGP: RSA key of this size (2048, 3072 or 4096) instead of Curve25519
+    #[arg(long = "rsa-bits", value_name = "BITS",
+          value_parser = clap::builder::PossibleValuesParser::new(["2048", "3072", "4096"])
+              .try_map(|s| s.parse::<u32>()))]
     pub rsa_bits: Option<u32>,
     /// PGP: user ID name [default: "kustos NAMESPACE/NAME"]
     #[arg(long = "key-name", value_name = "NAME")]

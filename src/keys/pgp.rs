@@ -37,8 +37,7 @@ use openpgp::policy::{Policy, StandardPolicy};
 use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient};
 use openpgp::serialize::SerializeInto;
 use openpgp::types::{
-    DataFormat, Features, HashAlgorithm, KeyFlags, PublicKeyAlgorithmSpecification,
-    RevocationStatus, SymmetricAlgorithm,
+    DataFormat, Features, HashAlgorithm, KeyFlags, RevocationStatus, SymmetricAlgorithm,
 };
 use openpgp::{Cert, Fingerprint, KeyHandle, KeyID, Packet, Profile};
 use zeroize::Zeroizing;
@@ -1185,21 +1184,18 @@ pub fn generate_key(
                 None,
                 None,
             );
-        if cv25519 {
-            b = b.set_cipher_suite(CipherSuite::Cv25519);
-        } else {
-            let spec = PublicKeyAlgorithmSpecification::rsa(rsa_bits as usize);
-            b = b
-                .set_cipher_suite(CipherSuite::RSA3k)
-                .set_signing_algorithm(spec.clone())
-                .set_encryption_algorithm(spec);
-        }
+        b = b.set_cipher_suite(match (cv25519, rsa_bits) {
+            (true, _) => CipherSuite::Cv25519,
+            (false, 2048) => CipherSuite::RSA2k,
+            (false, 4096) => CipherSuite::RSA4k,
+            (false, _) => CipherSuite::RSA3k,
+        });
         let (cert, _revocation) = b.generate()?;
         Ok(cert)
     };
-    if !cv25519 && !(2048..=4096).contains(&rsa_bits) {
+    if !cv25519 && ![2048, 3072, 4096].contains(&rsa_bits) {
         return Err(Error::Key(format!(
-            "RSA keys must have 2048 to 4096 bits, not {rsa_bits}"
+            "RSA keys must have 2048, 3072 or 4096 bits, not {rsa_bits}"
         )));
     }
     let cert = gen().map_err(|e| Error::Key(format!("PGP key generation: {}", one_line(&e))))?;
@@ -1306,13 +1302,7 @@ mod tests {
     /// answer for a message to them: never Sequoia's variable-time RSA.
     #[test]
     fn small_rsa_keys_are_refused() {
-        let (cert, _) = CertBuilder::new()
-            .add_userid("small@example.com")
-            .set_cipher_suite(CipherSuite::RSA2k)
-            .set_encryption_algorithm(PublicKeyAlgorithmSpecification::rsa(1024))
-            .add_transport_encryption_subkey()
-            .generate()
-            .unwrap();
+        let cert = with_rsa_1024_subkey();
         let tsk = cert.as_tsk().armored().to_vec().unwrap();
         let keys = PgpKeys::from_bytes(&tsk, "small.asc");
         assert_eq!(keys.problems.len(), 1, "{:?}", keys.problems);
@@ -1333,6 +1323,41 @@ mod tests {
             }
             other => panic!("unexpected {:?}", other.map(|_| ())),
         }
+    }
+
+    /// A 2048-bit RSA certificate with an RSA-1024 encryption subkey, bound
+    /// by hand because the certificate builder only makes standard sizes.
+    fn with_rsa_1024_subkey() -> Cert {
+        use openpgp::packet::key::{Key4, SecretParts, SubordinateRole};
+        use openpgp::packet::signature::SignatureBuilder;
+        use openpgp::packet::{Key, Packet};
+        use openpgp::types::SignatureType;
+        let (cert, _) = CertBuilder::new()
+            .add_userid("small@example.com")
+            .set_cipher_suite(CipherSuite::RSA2k)
+            .generate()
+            .unwrap();
+        let subkey: Key<SecretParts, SubordinateRole> = Key4::generate_rsa(1024).unwrap().into();
+        let mut signer = cert
+            .primary_key()
+            .key()
+            .clone()
+            .parts_into_secret()
+            .unwrap()
+            .into_keypair()
+            .unwrap();
+        let binding = subkey
+            .bind(
+                &mut signer,
+                &cert,
+                SignatureBuilder::new(SignatureType::SubkeyBinding)
+                    .set_key_flags(KeyFlags::empty().set_transport_encryption())
+                    .unwrap(),
+            )
+            .unwrap();
+        cert.insert_packets(vec![Packet::from(subkey), binding.into()])
+            .unwrap()
+            .0
     }
 
     #[test]
