@@ -258,9 +258,9 @@ pub fn run(args: Vec<OsString>) -> i32 {
 }
 
 /// Parses with clap's builder kept alive (`forget_parser`) or dropped.
-/// Freeing the command tree of ~25 subcommands costs about as much as
-/// decrypting a small file, so the process entry point skips it: the OS
-/// reclaims the memory at exit anyway.
+/// Freeing the whole command tree is a visible share of a short command's
+/// run, so the process entry point skips it: the OS reclaims the memory at
+/// exit anyway.
 fn parse(args: Vec<OsString>, forget_parser: bool) -> Result<Cli, clap::Error> {
     use clap::{CommandFactory, FromArgMatches};
     if let Some(cli) = parse_hot(&args, forget_parser) {
@@ -355,8 +355,8 @@ fn visible(cmd: &clap::Command) -> clap::Command {
 const HOT_COMMANDS: [&str; 2] = ["decrypt", "encrypt"];
 
 /// Parses `kustos decrypt …` / `kustos encrypt …` against a command tree
-/// with only the global flags and that one subcommand: building all ~25
-/// subcommands is a third of the instructions of decrypting a small file.
+/// with only the global flags and that one subcommand: building every
+/// subcommand would be a large share of decrypting a small file.
 /// The subcommand's arguments are the same derive, so a successful parse
 /// gives the same `Cli`; help, version and every error go through the full
 /// tree (`None`), so their text is unchanged.
