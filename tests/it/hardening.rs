@@ -2,13 +2,11 @@
 //! SIGKILL, no plaintext written anywhere but where it is allowed (checked
 //! with strace), and no secret in Debug output.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use kustos::formats::{Format, StoreOptions};
 use kustos::keys::KeyRing;
 use kustos::ops::{self, DecryptOptions};

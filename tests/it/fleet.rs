@@ -3,12 +3,10 @@
 //! credentials checked with the real sops, `validate`, idempotency and
 //! `tenant remove`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use kustos::formats::{self, Format};
 use kustos::sops::value::{Map, Value};
 

@@ -7,8 +7,6 @@
 //! stdout, stderr, in logs or in HTTP bodies. The legitimate render of the
 //! same tenant keeps working in a root that holds all those attack folders.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -16,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const ENC_REGEX: &str = "^(data|stringData)$";
 /// In the outside file: must never show up in any output.

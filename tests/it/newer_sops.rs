@@ -3,11 +3,9 @@
 //! with kustos to what the real sops 3.11 prints for the 3.11 original; and
 //! kustos rewrites them in the layout sops 3.11 reads.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/newer-sops")

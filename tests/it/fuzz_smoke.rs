@@ -3,7 +3,7 @@
 //! splices, inserted YAML/JSON syntax). The long runs use cargo-fuzz, see
 //! fuzz/README.md.
 
-#[path = "../fuzz/targets.rs"]
+#[path = "../../fuzz/targets.rs"]
 mod targets;
 
 use targets::TARGETS;

@@ -1,9 +1,7 @@
 //! Every place sops finds age identities, and SSH recipients, checked
 //! against the real sops.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn secret(env: &Env) -> std::path::PathBuf {
     env.write("s.yaml", b"password: p4ss\n")

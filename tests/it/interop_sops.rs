@@ -2,9 +2,7 @@
 //! decrypt to the same data, with the same layout, for every store and
 //! selection rule.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn sops_files_decrypt_with_kustos_byte_identical() {

@@ -4,11 +4,9 @@
 //! wrong enum value, wrong apiVersion) in a Flux object, a Kubernetes object
 //! and a Kyverno policy is found with its file, object and path.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value as Json;
 
 fn kubectl() -> Option<PathBuf> {

@@ -3,12 +3,10 @@
 //! sops CLI. The few deliberate differences are listed in
 //! [`DELIBERATE`] and in the README ("Where kustos differs from sops").
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// Cases where kustos answers differently on purpose: (name, kustos code,
 /// why). Each is still run, and kustos must give exactly this code.

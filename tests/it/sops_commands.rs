@@ -1,9 +1,7 @@
 //! rotate, updatekeys, set, unset, edit, filestatus, exec-env, exec-file and
 //! Shamir key groups, with results checked by the real sops.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const PLAIN: &[u8] = b"# app secret\nuser: admin\npassword: s3cret\nnested:\n    token: t0k3n\n    list:\n        - a\n        - b\n";
 

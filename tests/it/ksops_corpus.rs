@@ -13,12 +13,10 @@
 //! compared with `want.yaml` as YAML streams (same objects in the same
 //! order; map key order aside).
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use kustos::formats::{self, Format};
 use kustos::sops::value::{Item, Key, Map, Value};
 

@@ -2,12 +2,10 @@
 //! for RSA-3072 and Curve25519 keys decrypt with kustos from `*.asc` files
 //! alone (empty GNUPGHOME), and kustos files decrypt with sops/gpg.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn gpg(home: &Path) -> Command {
     let mut c = Command::new("gpg");

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 
+use crate::common::alone_in_a_child_process;
 use kustos::keys::pgp::{self, PgpKeys};
 use kustos::keys::{KeySources, UnwrapError};
 use rand::RngCore;
@@ -414,6 +415,10 @@ fn other_key_gives_no_identity() {
 // (5) The gpg fallback: the secret key lives only in GNUPGHOME.
 #[test]
 fn gpg_fallback_decrypts_and_exports() {
+    // GNUPGHOME and SOPS_GPG_EXEC are set for the library calls below.
+    if !alone_in_a_child_process("pgp_interop::gpg_fallback_decrypts_and_exports") {
+        return;
+    }
     let Some(home) = GpgHome::new() else { return };
     let fpr = home.gen_key("Test <t@example.com>", KeyKind::Rsa);
     let other = GpgHome::new().unwrap();
@@ -535,6 +540,10 @@ fn sha1_bound_key_still_works() {
 // natively, and GnuPG takes over when the fallback is allowed.
 #[test]
 fn bzip2_message() {
+    // GNUPGHOME and SOPS_GPG_EXEC are set for the library calls below.
+    if !alone_in_a_child_process("pgp_interop::bzip2_message") {
+        return;
+    }
     let Some(home) = GpgHome::new() else { return };
     let fpr = home.gen_key("Test <t@example.com>", KeyKind::Cv25519);
     let dir = keys_dir(&home.export_secret(&fpr));

@@ -1,8 +1,6 @@
 //! The front door: the demo, help for every command, completions.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn demo_runs_the_whole_flow() {

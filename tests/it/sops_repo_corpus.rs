@@ -8,13 +8,11 @@
 //! as sops users have it), and natively from the key file (`--keys-dir`)
 //! with an empty GNUPGHOME.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn corpus_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/sops-repo")

@@ -5,15 +5,13 @@
 //! one exit code and one message from `decrypt`, and one status and body
 //! from `serve`: no panic, nothing to tell them apart.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use sequoia_openpgp as openpgp;
 
 use openpgp::crypto::mpi::{self, Ciphertext, MPI};

@@ -1,9 +1,7 @@
 //! Failure behaviour: sops' exit codes, one clear line naming the file, no
 //! partial output, and never a secret value in an error.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const SECRET: &str = "hunter2-very-secret";
 

@@ -1,12 +1,10 @@
 //! The kustomize plugin against the real kustomize (built into kubectl) and
 //! kpt, on files encrypted by the real sops.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 
 const SECRET: &[u8] = b"apiVersion: v1\nkind: Secret\nmetadata:\n    name: db\n    namespace: apps\nstringData:\n    password: s3cret-db\n";
 const CONFIG_JSON: &[u8] = b"{\n\t\"token\": \"json-t0ken\"\n}\n";

@@ -4,8 +4,6 @@
 //! a Secret volume, limits and timeouts, metrics, SIGTERM drain, the load
 //! test command and the deploy manifests.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -14,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const ENC_REGEX: &str = "^(data|stringData)$";
 

@@ -4,8 +4,6 @@
 //! encrypted Secrets, the age CLI and GnuPG for cluster keys, and go-yaml
 //! v2's output (testdata/gitauth) for the Secret layout.
 
-mod common;
-
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -13,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use kustos::formats::{self, Format};
 use kustos::gitauth::{self, knownhosts, SecretMeta};
 

@@ -4,8 +4,6 @@
 //! A missing peer skips the test with a note, except when `CI` is set: then
 //! the test fails, so CI can never pass by silently skipping interop.
 
-#![allow(dead_code)]
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -396,4 +394,27 @@ pub fn enc_lines(s: &[u8]) -> Vec<String> {
         .filter(|l| l.contains("ENC[") && !l.contains("mac:"))
         .map(String::from)
         .collect()
+}
+
+/// Runs one test again, alone, in a child process of this test binary, for
+/// tests that change process-wide state (environment variables) that the
+/// other tests' threads would see. Returns `true` in the child, which runs
+/// the body; in the parent it returns `false` after the child passed.
+pub fn alone_in_a_child_process(test: &str) -> bool {
+    const MARK: &str = "KUSTOS_IT_ALONE";
+    if std::env::var_os(MARK).is_some() {
+        return true;
+    }
+    let out = Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", test, "--test-threads=1"])
+        .env(MARK, "1")
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} in a child process:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
 }

@@ -1,11 +1,9 @@
 //! `kustos render` on a fleet made by the onboarding flow and on
 //! kustomize-controller's decryption cases, with the real kubectl kustomize.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use kustos::formats::{self, Format};
 use kustos::sops::value::Map;
 

@@ -2,12 +2,10 @@
 //! hundred tenant Secrets (age and OpenPGP, some plaintext on purpose),
 //! checked with the real sops; a failure in the middle changes nothing.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 const TENANTS: usize = 240;
 
