@@ -296,123 +296,103 @@ fn golden_ssh_secret_from_files() {
     );
 }
 
+/// One refused `secret git` call: its arguments after `secret git a`, the
+/// environment and stdin it gets, what its error must say and a secret it
+/// must not repeat.
+struct Refused {
+    args: &'static [&'static str],
+    vars: &'static [(&'static str, &'static str)],
+    stdin: Option<&'static [u8]>,
+    says: &'static str,
+    never: Option<&'static str>,
+}
+
+const fn refused(args: &'static [&'static str], says: &'static str) -> Refused {
+    Refused {
+        args,
+        vars: &[],
+        stdin: None,
+        says,
+        never: None,
+    }
+}
+
 #[test]
 fn validation_errors_like_flux() {
     let env = Env::new();
-    let e = fails(&run(
-        &env,
-        &[],
-        &["secret", "git", "a", "--url", "https://h/r", "-u", "x"],
-    ));
-    assert!(
-        e.contains("for Git over HTTP/S the username and password, or a bearer token is required"),
-        "{e}"
-    );
-    let e = fails(&run_stdin(
-        &env,
-        &[("KUSTOS_GIT_PASSWORD", "pw")],
-        &[
-            "secret",
-            "git",
-            "a",
-            "--url",
-            "https://h/r",
-            "-u",
-            "x",
-            "--bearer-token-stdin",
-        ],
-        b"tok",
-    ));
-    assert!(
-        e.contains("user credentials and bearer token cannot be used together"),
-        "{e}"
-    );
-    let e = fails(&run(
-        &env,
-        &[],
-        &["secret", "git", "a", "--url", "ftp://h/r"],
-    ));
-    assert!(
-        e.contains("git URL scheme 'ftp' not supported, can be: ssh, http and https"),
-        "{e}"
-    );
-    let e = fails(&run(
-        &env,
-        &[],
-        &["secret", "git", "a", "--url", "ssh://git@h:org/repo"],
-    ));
-    assert!(e.contains("invalid port \":org\" after host"), "{e}");
-    // Secrets never come from argv.
-    let e = fails(&run(
-        &env,
-        &[],
-        &[
-            "secret",
-            "git",
-            "a",
-            "--url",
-            "https://h/r",
-            "-u",
-            "x",
-            "-p",
-            "hunter2",
-        ],
-    ));
-    assert!(
-        e.contains("--password-stdin") && !e.contains("hunter2"),
-        "{e}"
-    );
-    let e = fails(&run(
-        &env,
-        &[],
-        &["secret", "git", "a", "--url", "https://u:hunter2@h/r"],
-    ));
-    assert!(
-        e.contains("contains a password") && !e.contains("hunter2"),
-        "{e}"
-    );
-    // Flags for the other transport.
-    let e = fails(&run(
-        &env,
-        &[],
-        &[
-            "secret",
-            "git",
-            "a",
-            "--url",
-            "https://h/r",
-            "--all-host-keys",
-        ],
-    ));
-    assert!(e.contains("--all-host-keys is for ssh:// URLs"), "{e}");
-    let e = fails(&run(
-        &env,
-        &[],
-        &["secret", "git", "a", "--url", "ssh://git@h/r", "-u", "x"],
-    ));
-    assert!(e.contains("--username is for http(s) URLs"), "{e}");
+    let cases = [
+        refused(
+            &["--url", "https://h/r", "-u", "x"],
+            "for Git over HTTP/S the username and password, or a bearer token is required",
+        ),
+        Refused {
+            vars: &[("KUSTOS_GIT_PASSWORD", "pw")],
+            stdin: Some(b"tok"),
+            ..refused(
+                &["--url", "https://h/r", "-u", "x", "--bearer-token-stdin"],
+                "user credentials and bearer token cannot be used together",
+            )
+        },
+        refused(
+            &["--url", "ftp://h/r"],
+            "git URL scheme 'ftp' not supported, can be: ssh, http and https",
+        ),
+        refused(
+            &["--url", "ssh://git@h:org/repo"],
+            "invalid port \":org\" after host",
+        ),
+        // Secrets never come from argv.
+        Refused {
+            never: Some("hunter2"),
+            ..refused(
+                &["--url", "https://h/r", "-u", "x", "-p", "hunter2"],
+                "--password-stdin",
+            )
+        },
+        Refused {
+            never: Some("hunter2"),
+            ..refused(&["--url", "https://u:hunter2@h/r"], "contains a password")
+        },
+        // Flags for the other transport.
+        refused(
+            &["--url", "https://h/r", "--all-host-keys"],
+            "--all-host-keys is for ssh:// URLs",
+        ),
+        refused(
+            &["--url", "ssh://git@h/r", "-u", "x"],
+            "--username is for http(s) URLs",
+        ),
+        refused(
+            &[
+                "--url",
+                "ssh://git@h/r",
+                "--ssh-key-algorithm",
+                "rsa",
+                "--ssh-rsa-bits",
+                "1000",
+            ],
+            "invalid RSA key size 1000",
+        ),
+    ];
+    for case in &cases {
+        let mut args = vec!["secret", "git", "a"];
+        args.extend_from_slice(case.args);
+        let out = match case.stdin {
+            Some(input) => run_stdin(&env, case.vars, &args, input),
+            None => run(&env, case.vars, &args),
+        };
+        let e = fails(&out);
+        assert!(e.contains(case.says), "{:?}: {e}", case.args);
+        if let Some(secret) = case.never {
+            assert!(!e.contains(secret), "{:?}: {e}", case.args);
+        }
+    }
     let e = fails(&run(
         &env,
         &[],
         &["secret", "git", "Bad_Name", "--url", "https://h/r"],
     ));
     assert!(e.contains("invalid Secret name"), "{e}");
-    let e = fails(&run(
-        &env,
-        &[],
-        &[
-            "secret",
-            "git",
-            "a",
-            "--url",
-            "ssh://git@h/r",
-            "--ssh-key-algorithm",
-            "rsa",
-            "--ssh-rsa-bits",
-            "1000",
-        ],
-    ));
-    assert!(e.contains("invalid RSA key size 1000"), "{e}");
     // scp-style URLs are converted, with a note (known_hosts from a file: no network).
     let kh = env.write(
         "kh",
