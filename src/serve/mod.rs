@@ -553,28 +553,7 @@ impl TenantSockets {
 }
 
 async fn serve(cfg: ServeConfig) -> Result<()> {
-    let meta = std::fs::metadata(&cfg.keys_dir)
-        .map_err(|e| Error::io(format!("--keys-dir {}", cfg.keys_dir.display()), e))?;
-    if !meta.is_dir() {
-        return Err(Error::Other(format!(
-            "--keys-dir {}: not a folder",
-            cfg.keys_dir.display()
-        )));
-    }
-    let render_root = match &cfg.render_root {
-        Some(r) => {
-            let c = std::fs::canonicalize(r)
-                .map_err(|e| Error::io(format!("--render-root {}", r.display()), e))?;
-            if !c.is_dir() {
-                return Err(Error::Other(format!(
-                    "--render-root {}: not a folder",
-                    r.display()
-                )));
-            }
-            Some(c)
-        }
-        None => None,
-    };
+    let render_root = check_folders(&cfg)?;
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(KeyStore::new(
         cfg.keys_dir.clone(),
@@ -598,21 +577,89 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
         trust_tenant_header: cfg.trust_tenant_header,
         sandbox: cfg.sandbox,
     });
+    let acc = accepting(&cfg);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let api = http::router(state.clone());
+    let (loops, templates) = start_listeners(&cfg, &state, &api, &acc, &shutdown_tx).await?;
+    let sockets = TenantSockets {
+        templates,
+        mode: cfg.socket_mode,
+        router: api,
+        acc,
+        open: Default::default(),
+    };
+    let reloader = spawn_reloader(&cfg, store, metrics.clone(), sockets, shutdown_rx);
 
+    let sig = wait_for_signal().await;
+    state
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    log::info(
+        "draining",
+        vec![
+            ("signal", Value::from(sig)),
+            (
+                "in_flight",
+                Value::from(metrics.in_flight.load(std::sync::atomic::Ordering::Relaxed)),
+            ),
+        ],
+    );
+    let _ = shutdown_tx.send(true);
+    drain(&cfg, loops, reloader).await;
+    Ok(())
+}
+
+/// Checks `--keys-dir` and `--render-root`; returns the render root
+/// resolved, so later symlink changes cannot move it.
+fn check_folders(cfg: &ServeConfig) -> Result<Option<PathBuf>> {
+    let meta = std::fs::metadata(&cfg.keys_dir)
+        .map_err(|e| Error::io(format!("--keys-dir {}", cfg.keys_dir.display()), e))?;
+    if !meta.is_dir() {
+        return Err(Error::Other(format!(
+            "--keys-dir {}: not a folder",
+            cfg.keys_dir.display()
+        )));
+    }
+    let Some(r) = &cfg.render_root else {
+        return Ok(None);
+    };
+    let c = std::fs::canonicalize(r)
+        .map_err(|e| Error::io(format!("--render-root {}", r.display()), e))?;
+    if !c.is_dir() {
+        return Err(Error::Other(format!(
+            "--render-root {}: not a folder",
+            r.display()
+        )));
+    }
+    Ok(Some(c))
+}
+
+/// The HTTP/1 settings and the connection limit every listener shares.
+fn accepting(cfg: &ServeConfig) -> Accepting {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(cfg.timeout)
         .keep_alive(true)
         .max_buf_size(64 << 10);
-    let acc = Accepting {
+    Accepting {
         builder: Arc::new(builder),
         connections: Arc::new(Semaphore::new(cfg.max_connections.max(1))),
-    };
+    }
+}
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+/// Binds every `--listen` and `--admin-listen` address and starts its
+/// accept loop. Per-tenant socket templates are returned, not bound: they
+/// follow the key folders. On a bind error `shutdown` stops the loops
+/// already started before the error is returned.
+async fn start_listeners(
+    cfg: &ServeConfig,
+    state: &Arc<http::AppState>,
+    api: &axum::Router,
+    acc: &Accepting,
+    shutdown: &watch::Sender<bool>,
+) -> Result<(tokio::task::JoinSet<()>, Vec<String>)> {
     let mut loops = tokio::task::JoinSet::new();
-    let api = http::router(state.clone());
     let admin = http::admin_router(state.clone());
     let mut templates = Vec::new();
     let all = cfg
@@ -635,7 +682,7 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
         let (bound, addr) = match bound {
             Ok(b) => b,
             Err(e) => {
-                let _ = shutdown_tx.send(true);
+                let _ = shutdown.send(true);
                 while loops.join_next().await.is_some() {}
                 return Err(e);
             }
@@ -664,56 +711,54 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
                 ),
             ],
         );
-        loops.spawn(accept_loop(bound, router, acc.clone(), shutdown_rx.clone()));
+        loops.spawn(accept_loop(
+            bound,
+            router,
+            acc.clone(),
+            shutdown.subscribe(),
+        ));
     }
+    Ok((loops, templates))
+}
 
-    let mut sockets = TenantSockets {
-        templates,
-        mode: cfg.socket_mode,
-        router: api.clone(),
-        acc: acc.clone(),
-        open: Default::default(),
-    };
+/// Re-reads the key folders every `--reload-interval` (the mounted Secret
+/// changes under us) and opens or closes per-tenant sockets to match.
+fn spawn_reloader(
+    cfg: &ServeConfig,
+    store: Arc<KeyStore>,
+    metrics: Arc<Metrics>,
+    mut sockets: TenantSockets,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     sockets.sync(store.current().as_deref());
-    let reloader = {
-        let (s, m) = (store.clone(), metrics.clone());
-        let every = cfg.reload_interval.max(Duration::from_millis(50));
-        let mut shutdown = shutdown_rx.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    biased;
-                    _ = shutdown.changed() => break,
-                    _ = tick.tick() => {}
-                }
-                let (s2, m2) = (s.clone(), m.clone());
-                let outcome = tokio::task::spawn_blocking(move || reload(&s2, &m2)).await;
-                if matches!(outcome, Ok(ReloadOutcome::Reloaded(_))) {
-                    sockets.sync(s.current().as_deref());
-                }
+    let every = cfg.reload_interval.max(Duration::from_millis(50));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                _ = tick.tick() => {}
             }
-            sockets.close_all().await;
-        })
-    };
+            let (s2, m2) = (store.clone(), metrics.clone());
+            let outcome = tokio::task::spawn_blocking(move || reload(&s2, &m2)).await;
+            if matches!(outcome, Ok(ReloadOutcome::Reloaded(_))) {
+                sockets.sync(store.current().as_deref());
+            }
+        }
+        sockets.close_all().await;
+    })
+}
 
-    let sig = wait_for_signal().await;
-    state
-        .draining
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    log::info(
-        "draining",
-        vec![
-            ("signal", Value::from(sig)),
-            (
-                "in_flight",
-                Value::from(metrics.in_flight.load(std::sync::atomic::Ordering::Relaxed)),
-            ),
-        ],
-    );
-    let _ = shutdown_tx.send(true);
+/// Waits up to `--drain-timeout` for open connections to finish, then
+/// closes the rest.
+async fn drain(
+    cfg: &ServeConfig,
+    mut loops: tokio::task::JoinSet<()>,
+    reloader: tokio::task::JoinHandle<()>,
+) {
     let drained = tokio::time::timeout(cfg.drain_timeout, async {
         while loops.join_next().await.is_some() {}
         let _ = reloader.await;
@@ -736,7 +781,6 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
         }
     }
     log::info("stopped", vec![("drained", Value::from(drained))]);
-    Ok(())
 }
 
 #[cfg(test)]
