@@ -59,8 +59,29 @@ pub fn run(a: DemoArgs) -> CliResult {
     };
     let t0 = Instant::now();
     println!("kustos demo in {}\n", dir.display());
+    let (keys, recipient) = make_cluster_key(&dir)?;
+    let repo = init_fleet(&dir, &recipient)?;
+    add_tenant(&repo, recipient)?;
+    let has_kubectl = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("kubectl").is_file()));
+    validate_fleet(&repo, has_kubectl)?;
+    if has_kubectl {
+        render_tenant(&repo, &keys)?;
+    } else {
+        println!("5. (kubectl not found: skipping the in-cluster render step)");
+    }
+    println!("\nDone in {:.1?}.", t0.elapsed());
+    if a.dir.is_some() {
+        println!("Try: kustos tenant list --repo {}", repo.display());
+    } else {
+        println!("(The temporary folder is removed; pass --dir DIR to keep the files.)");
+    }
+    Ok(())
+}
 
-    // 1. The clusters' decryption key (what `kustos keygen age` makes).
+/// Step 1, the clusters' decryption key (what `kustos keygen age` makes):
+/// its folder and its recipient.
+fn make_cluster_key(dir: &Path) -> Result<(PathBuf, String), CliError> {
     let id = age::x25519::Identity::generate();
     let recipient = id.to_public().to_string();
     let keys = dir.join("cluster-keys");
@@ -75,14 +96,17 @@ pub fn run(a: DemoArgs) -> CliResult {
         )?;
     }
     println!("1. cluster decryption key: {recipient}\n   (cluster-keys/age.agekey, mode 0600; in the cluster it is the flux-system/sops-age Secret)");
+    Ok((keys, recipient))
+}
 
-    // 2. The fleet repository.
+/// Step 2, the fleet repository.
+fn init_fleet(dir: &Path, recipient: &str) -> Result<PathBuf, CliError> {
     let repo = dir.join("fleet");
     let plan = init::plan(
         &repo,
         &init::InitOptions {
             clusters: vec!["staging".into(), "production".into()],
-            key: DecryptionKey::Age(recipient.clone()),
+            key: DecryptionKey::Age(recipient.to_string()),
             allowed_sources: vec!["https://github.com/example/*".into()],
         },
     )?;
@@ -92,7 +116,11 @@ pub fn run(a: DemoArgs) -> CliResult {
         plan.changes.len()
     );
 
-    // 3. A tenant with HTTPS credentials, encrypted before they are written.
+    Ok(repo)
+}
+
+/// Step 3, a tenant with HTTPS credentials, encrypted before they are written.
+fn add_tenant(repo: &Path, recipient: String) -> Result<(), CliError> {
     let spec = TenantSpec {
         name: "dev-team".into(),
         namespaces: vec!["apps".into()],
@@ -125,7 +153,7 @@ pub fn run(a: DemoArgs) -> CliResult {
         &Default::default(),
     )?;
     let plan = tenant::plan_add(
-        &repo,
+        repo,
         &spec,
         &Default::default(),
         &tenant::AuthFile::New(enc),
@@ -136,20 +164,22 @@ pub fn run(a: DemoArgs) -> CliResult {
         "3. kustos tenant add dev-team: credentials encrypted in {:.1?}; the repository now holds:",
         t.elapsed()
     );
-    print!("{}", tree(&repo));
+    print!("{}", tree(repo));
     let auth = std::fs::read_to_string(repo.join("tenants/base/dev-team/auth.yaml")).map_err(io)?;
     println!("   tenants/base/dev-team/auth.yaml:");
     for line in auth.lines().take(12) {
         println!("     {}", line.chars().take(100).collect::<String>());
     }
 
-    // 4. Offline validation (kustomize builds when kubectl is installed).
-    let has_kubectl = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("kubectl").is_file()));
+    Ok(())
+}
+
+/// Step 4, offline validation (kustomize builds when kubectl is installed).
+fn validate_fleet(repo: &Path, build: bool) -> Result<(), CliError> {
     let report = validate::validate(
-        &repo,
+        repo,
         &validate::ValidateOptions {
-            build: has_kubectl,
+            build,
             ..Default::default()
         },
     )?;
@@ -166,41 +196,35 @@ pub fn run(a: DemoArgs) -> CliResult {
         ));
     }
 
-    // 5. What the cluster does: build and decrypt with the cluster key only.
-    if has_kubectl {
-        let ring = KeyRing::from_dir(&keys);
-        let t = Instant::now();
-        let out = crate::render::render(
-            &repo.join("tenants/staging"),
-            &ring,
-            &crate::render::RenderOptions {
-                tenant: Some("apps".into()),
-                ..Default::default()
-            },
-        )
-        .map_err(|e| CliError::new(e.exit_code(), e.to_string()))?;
-        let text = String::from_utf8_lossy(&out.yaml);
-        let ok = text.contains("password: demo-token-not-a-real-secret");
-        println!(
-            "5. kustos render tenants/staging --tenant apps: {} objects in {:.1?}, the tenant's Secret decrypted with the cluster key (MAC verified): {}",
-            text.matches("\napiVersion:").count() + 1,
-            t.elapsed(),
-            if ok { "yes" } else { "NO" }
-        );
-        if !ok {
-            return Err(CliError::new(
-                exit::GENERIC,
-                "demo: render did not decrypt the tenant credentials",
-            ));
-        }
-    } else {
-        println!("5. (kubectl not found: skipping the in-cluster render step)");
-    }
-    println!("\nDone in {:.1?}.", t0.elapsed());
-    if a.dir.is_some() {
-        println!("Try: kustos tenant list --repo {}", repo.display());
-    } else {
-        println!("(The temporary folder is removed; pass --dir DIR to keep the files.)");
+    Ok(())
+}
+
+/// Step 5, what the cluster does: build and decrypt with the cluster key only.
+fn render_tenant(repo: &Path, keys: &Path) -> Result<(), CliError> {
+    let ring = KeyRing::from_dir(keys);
+    let t = Instant::now();
+    let out = crate::render::render(
+        &repo.join("tenants/staging"),
+        &ring,
+        &crate::render::RenderOptions {
+            tenant: Some("apps".into()),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| CliError::new(e.exit_code(), e.to_string()))?;
+    let text = String::from_utf8_lossy(&out.yaml);
+    let ok = text.contains("password: demo-token-not-a-real-secret");
+    println!(
+        "5. kustos render tenants/staging --tenant apps: {} objects in {:.1?}, the tenant's Secret decrypted with the cluster key (MAC verified): {}",
+        text.matches("\napiVersion:").count() + 1,
+        t.elapsed(),
+        if ok { "yes" } else { "NO" }
+    );
+    if !ok {
+        return Err(CliError::new(
+            exit::GENERIC,
+            "demo: render did not decrypt the tenant credentials",
+        ));
     }
     Ok(())
 }
