@@ -14,4 +14,7 @@ if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --all-targets --quiet -- -D warnings
 fi
 python3 scripts/check-deps.py
+# `cargo test --all-targets` builds examples only as test harnesses; the
+# serve tests run the load generator as a program, so build it as one too.
+cargo build --examples --quiet
 cargo test --all-targets --quiet

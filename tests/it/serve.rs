@@ -1037,10 +1037,16 @@ fn not_ready_until_keys_arrive() {
     });
 }
 
-/// The load generator (`examples/` of this crate, built by `cargo test`).
+/// The load generator (`examples/` of this crate, built by `cargo build --examples`).
 fn loadtest_bin() -> PathBuf {
     let deps = Path::new(env!("CARGO_BIN_EXE_kustos")).parent().unwrap();
-    deps.join("examples/loadtest")
+    let bin = deps.join("examples/loadtest");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --examples` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
 }
 
 #[test]
