@@ -259,6 +259,57 @@ fn restrict_self(_read: &[PathBuf], _program: &Path) -> Result<(), String> {
     Err("Landlock is Linux-only".into())
 }
 
+/// Asks the person at the controlling terminal for one line of input,
+/// without echo when `secret`. `None` when there is no terminal (CI, the
+/// sidecar): callers then carry on as if the question was declined.
+pub fn ask_terminal(prompt: &str, secret: bool) -> Option<zeroize::Zeroizing<String>> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    use std::io::{Read, Write};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .ok()?;
+    let saved = tcgetattr(&tty).ok()?;
+    if secret {
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        tcsetattr(&tty, SetArg::TCSAFLUSH, &quiet).ok()?;
+    }
+    let mut out = &tty;
+    let _ = write!(out, "{prompt} ");
+    let _ = out.flush();
+    // Byte by byte into one buffer that is zeroized: a PIN must not linger
+    // in a reader's buffer or in a grown-and-freed allocation.
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(MAX_ANSWER));
+    let mut reader = &tty;
+    let mut byte = [0u8; 1];
+    let complete = loop {
+        match reader.read(&mut byte) {
+            Ok(1) if byte[0] == b'\n' => break true,
+            Ok(1) if bytes.len() < MAX_ANSWER => bytes.push(byte[0]),
+            Ok(1) => {}
+            _ => break !bytes.is_empty(),
+        }
+    };
+    zeroize::Zeroize::zeroize(&mut byte);
+    if secret {
+        let _ = tcsetattr(&tty, SetArg::TCSAFLUSH, &saved);
+        let _ = writeln!(out);
+    }
+    if !complete {
+        return None;
+    }
+    while bytes.last() == Some(&b'\r') {
+        bytes.pop();
+    }
+    let text = std::str::from_utf8(&bytes).ok()?;
+    Some(zeroize::Zeroizing::new(text.to_string()))
+}
+
+/// The longest answer [`ask_terminal`] keeps; the rest of a line is dropped.
+const MAX_ANSWER: usize = 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;

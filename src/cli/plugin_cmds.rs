@@ -66,12 +66,15 @@ fn ring_from_env(g: Option<&GlobalArgs>) -> KeyRing {
             .unwrap_or_default(),
     };
     // The plugin runs inside builds others may trigger (Argo CD's
-    // repo-server): no variable-time RSA for small keys there.
+    // repo-server): no variable-time RSA for small keys there. Age plugins
+    // are allowed: the key files that name them are the operator's, as
+    // with KSOPS, and without a terminal their questions are declined.
     KeyRing::new(crate::keys::KeySources {
         keys_dirs: dirs,
         use_env: true,
         gpg_fallback: true,
         weak_rsa: false,
+        age_plugins: true,
     })
 }
 

@@ -40,20 +40,48 @@ pub fn wrap(recipient: &str, secret: &[u8]) -> crate::Result<String> {
     Ok(s)
 }
 
-/// Parses an age recipient: `age1…` (X25519) or an SSH public key.
+/// Parses an age recipient: `age1…` (X25519), `age1NAME1…` (run through
+/// the `age-plugin-NAME` binary when a key is wrapped) or an SSH public key.
 pub fn parse_recipient(s: &str) -> crate::Result<Box<dyn age::Recipient + Send>> {
     let s = s.trim();
+    match classify_recipient(s)? {
+        RecipientKind::X25519(r) => Ok(Box::new(r)),
+        RecipientKind::Ssh(r) => Ok(Box::new(r)),
+        RecipientKind::Plugin(r) => {
+            let name = r.plugin().to_string();
+            age::plugin::RecipientPluginV1::new(&name, &[r], &[], PluginUi)
+                .map(|p| Box::new(p) as Box<dyn age::Recipient + Send>)
+                .map_err(|_| {
+                    Error::Key(format!(
+                        "age recipient {}…: {}",
+                        truncate(s),
+                        missing_plugin(&name)
+                    ))
+                })
+        }
+    }
+}
+
+enum RecipientKind {
+    X25519(age::x25519::Recipient),
+    Plugin(age::plugin::Recipient),
+    Ssh(age::ssh::Recipient),
+}
+
+/// Parses without looking for plugin binaries.
+fn classify_recipient(s: &str) -> crate::Result<RecipientKind> {
     if s.starts_with("age1") {
         if let Ok(r) = age::x25519::Recipient::from_str(s) {
-            return Ok(Box::new(r));
+            return Ok(RecipientKind::X25519(r));
         }
-        return Err(Error::Key(format!(
-            "invalid age recipient {s:?} (plugin recipients are not supported)"
-        )));
+        if let Ok(r) = age::plugin::Recipient::from_str(s) {
+            return Ok(RecipientKind::Plugin(r));
+        }
+        return Err(Error::Key(format!("invalid age recipient {s:?}")));
     }
     if s.starts_with("ssh-") {
         return age::ssh::Recipient::from_str(s)
-            .map(|r| Box::new(r) as Box<dyn age::Recipient + Send>)
+            .map(RecipientKind::Ssh)
             .map_err(|_| Error::Key(format!("invalid SSH recipient {:?}", truncate(s))));
     }
     Err(Error::Key(format!(
@@ -66,9 +94,49 @@ fn truncate(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
-/// Checks that a recipient string parses.
+/// Checks that a recipient string parses (a plugin's binary need not be
+/// installed: files are validated where the plugin may not be).
 pub fn validate_recipient(s: &str) -> crate::Result<()> {
-    parse_recipient(s).map(|_| ())
+    classify_recipient(s.trim()).map(|_| ())
+}
+
+fn missing_plugin(name: &str) -> String {
+    format!("the age plugin binary age-plugin-{name} is not in PATH")
+}
+
+/// How age plugins reach the person running kustos: messages ("touch your
+/// YubiKey") on stderr, questions and PINs at the controlling terminal.
+/// Without a terminal every question is declined, as age does.
+#[derive(Clone, Copy)]
+struct PluginUi;
+
+impl age::Callbacks for PluginUi {
+    fn display_message(&self, message: &str) {
+        eprintln!("{}", crate::error::escape_for_terminal(message));
+    }
+
+    fn confirm(&self, message: &str, yes_string: &str, no_string: Option<&str>) -> Option<bool> {
+        let no = no_string.unwrap_or("no");
+        let question = format!(
+            "{} [{}/{}]:",
+            crate::error::escape_for_terminal(message),
+            crate::error::escape_for_terminal(yes_string),
+            crate::error::escape_for_terminal(no)
+        );
+        let answer = crate::platform::ask_terminal(&question, false)?;
+        Some(answer.trim().eq_ignore_ascii_case(yes_string))
+    }
+
+    fn request_public_string(&self, description: &str) -> Option<String> {
+        let prompt = crate::error::escape_for_terminal(description);
+        crate::platform::ask_terminal(&prompt, false).map(|s| s.to_string())
+    }
+
+    fn request_passphrase(&self, description: &str) -> Option<age::secrecy::SecretString> {
+        let prompt = crate::error::escape_for_terminal(description);
+        crate::platform::ask_terminal(&prompt, true)
+            .map(|s| age::secrecy::SecretString::from(s.to_string()))
+    }
 }
 
 type Ident = Box<dyn age::Identity + Send + Sync>;
@@ -77,6 +145,11 @@ type Ident = Box<dyn age::Identity + Send + Sync>;
 #[derive(Default)]
 pub struct AgeIdentities {
     identities: Vec<Ident>,
+    /// `AGE-PLUGIN-…` identities, tried after the others through their
+    /// plugin's binary.
+    plugin_identities: Vec<age::plugin::Identity>,
+    /// Whether `AGE-PLUGIN-…` lines may load (see [`KeySources::age_plugins`]).
+    allow_plugins: bool,
     /// Where identities were found (for messages).
     pub locations: Vec<String>,
     /// Problems while loading (unreadable files, bad lines); no secrets.
@@ -98,12 +171,12 @@ impl AgeIdentities {
 
     /// Number of identities.
     pub fn len(&self) -> usize {
-        self.identities.len()
+        self.identities.len() + self.plugin_identities.len()
     }
 
     /// True when no identity loaded.
     pub fn is_empty(&self) -> bool {
-        self.identities.is_empty()
+        self.len() == 0
     }
 
     /// Identities from an in-memory identity file (tests, the sidecar).
@@ -115,7 +188,10 @@ impl AgeIdentities {
 
     /// Loads from the key sources.
     pub fn load(src: &KeySources) -> Self {
-        let mut me = AgeIdentities::default();
+        let mut me = AgeIdentities {
+            allow_plugins: src.age_plugins,
+            ..Default::default()
+        };
         for dir in &src.keys_dirs {
             me.load_dir(dir);
         }
@@ -255,7 +331,7 @@ impl AgeIdentities {
     /// Parses an age identity file: one `AGE-SECRET-KEY-1…` per line, `#`
     /// comments and blank lines skipped. Tolerates CRLF line ends.
     fn add_identity_text(&mut self, text: &str, location: &str) {
-        let before = self.identities.len();
+        let before = self.len();
         if text.contains("-----BEGIN AGE ENCRYPTED FILE-----")
             || text.starts_with("age-encryption.org/")
         {
@@ -291,26 +367,55 @@ impl AgeIdentities {
                     )),
                 }
             } else if line.starts_with("AGE-PLUGIN-") {
-                self.problems.push(format!(
-                    "{location}: line {}: age plugin identities are not supported",
-                    n + 1
-                ));
+                self.add_plugin_identity(line, location, n + 1);
             } else {
                 self.problems
                     .push(format!("{location}: line {} is not an age identity", n + 1));
             }
         }
-        if self.identities.len() > before {
+        if self.len() > before {
             self.locations.push(location.to_string());
         } else {
             self.looked.push(location.to_string());
         }
     }
 
+    /// An `AGE-PLUGIN-…` line: kept for its plugin where plugins may run.
+    fn add_plugin_identity(&mut self, line: &str, location: &str, line_no: usize) {
+        if !self.allow_plugins {
+            self.problems.push(format!(
+                "{location}: line {line_no}: age plugin identities are not used by services (serve, render, the Argo CD plugin)"
+            ));
+            return;
+        }
+        match age::plugin::Identity::from_str(line) {
+            Ok(id) => self.plugin_identities.push(id),
+            Err(_) => self.problems.push(format!(
+                "{location}: invalid age plugin identity on line {line_no}"
+            )),
+        }
+    }
+
+    /// One plugin client per plugin named by the loaded identities, and the
+    /// names of those whose binary is missing.
+    fn plugin_clients(&self) -> (Vec<age::plugin::IdentityPluginV1<PluginUi>>, Vec<String>) {
+        let mut names: Vec<&str> = self.plugin_identities.iter().map(|i| i.plugin()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let (mut clients, mut missing) = (Vec::new(), Vec::new());
+        for name in names {
+            match age::plugin::IdentityPluginV1::new(name, &self.plugin_identities, PluginUi) {
+                Ok(c) => clients.push(c),
+                Err(_) => missing.push(missing_plugin(name)),
+            }
+        }
+        (clients, missing)
+    }
+
     /// Unwraps one armored age stanza (entries over [`MAX_AGE_ENTRY`]
     /// bytes are refused).
     pub fn unwrap(&self, enc: &str) -> Result<Zeroizing<Vec<u8>>, UnwrapError> {
-        if self.identities.is_empty() {
+        if self.is_empty() {
             let mut msg = "no age identity found".to_string();
             if !self.problems.is_empty() {
                 msg.push_str(&format!(" ({})", self.problems.join("; ")));
@@ -330,20 +435,34 @@ impl AgeIdentities {
         let reader = ArmoredReader::new(enc.trim_start().as_bytes());
         let decryptor = age::Decryptor::new_buffered(reader)
             .map_err(|e| UnwrapError::Failed(format!("malformed age stanza: {e}")))?;
-        let mut r = decryptor
-            .decrypt(
-                self.identities
-                    .iter()
-                    .map(|i| i.as_ref() as &dyn age::Identity),
-            )
-            .map_err(|e| match e {
-                age::DecryptError::NoMatchingKeys => UnwrapError::NoIdentity(format!(
+        // Plugins come last: they may ask for a touch or a PIN, which is
+        // wasted when a plain identity opens the stanza.
+        let (plugins, missing) = if self.plugin_identities.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            self.plugin_clients()
+        };
+        let identities = self
+            .identities
+            .iter()
+            .map(|i| i.as_ref() as &dyn age::Identity)
+            .chain(plugins.iter().map(|p| p as &dyn age::Identity));
+        let mut r = decryptor.decrypt(identities).map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys => {
+                let mut msg = format!(
                     "none of the {} age identities ({}) matches",
-                    self.identities.len(),
+                    self.len(),
                     self.locations.join(", ")
-                )),
-                other => UnwrapError::Failed(format!("age: {other}")),
-            })?;
+                );
+                if !missing.is_empty() {
+                    msg.push_str(&format!(" ({})", missing.join("; ")));
+                }
+                UnwrapError::NoIdentity(msg)
+            }
+            other => {
+                UnwrapError::Failed(crate::error::escape_for_terminal(&format!("age: {other}")))
+            }
+        })?;
         let mut out = Zeroizing::new(Vec::with_capacity(33));
         r.read_to_end(&mut out)
             .map_err(|e| UnwrapError::Failed(format!("age: {e}")))?;
@@ -430,6 +549,42 @@ mod tests {
             other.unwrap(&enc),
             Err(UnwrapError::NoIdentity(_))
         ));
+    }
+
+    /// A plugin identity: the test plugin's format, made without running it.
+    const PLUGIN_IDENTITY: &str =
+        "AGE-PLUGIN-KUSTOSTEST-1G9R52T2NG4P4Y32594952KFDX9X4SDZWX49YV3FNGDVNYKJSFQEYWS24G5U9YNZKXEGRQS23XDDRJW2CXG64Y4ZXGY64W42V23V563JNFS69ZNJSTFTNXVQ292EQV";
+
+    #[test]
+    fn services_do_not_load_plugin_identities() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("yubikey.agekey"), PLUGIN_IDENTITY).unwrap();
+        let service = KeySources {
+            keys_dirs: vec![dir.path().to_path_buf()],
+            ..Default::default()
+        };
+        let ids = AgeIdentities::load(&service);
+        assert!(ids.is_empty());
+        assert!(
+            ids.problems.join(" ").contains("not used by services"),
+            "{:?}",
+            ids.problems
+        );
+        let person = KeySources {
+            age_plugins: true,
+            ..service
+        };
+        let ids = AgeIdentities::load(&person);
+        assert_eq!(ids.len(), 1, "{:?}", ids.problems);
+    }
+
+    #[test]
+    fn plugin_recipients_validate_without_their_binary() {
+        let r = "age1kustostest1v9nk2vfnw3a8xunvwa5xc7p5wge8ywrnv4nnyethv9ur26r2wfmnvdfhva6kxvrkw9k8qcmwd5c8gdp50qmhwdt9wvu8yvrndpjsan9dz5";
+        validate_recipient(r).unwrap();
+        let err = parse_recipient(r).err().unwrap().to_string();
+        assert!(err.contains("age-plugin-kustostest"), "{err}");
+        assert!(validate_recipient("age1notarecipient").is_err());
     }
 
     #[test]

@@ -105,6 +105,10 @@ pub struct KeySources {
     /// attack needs many decryptions an attacker can time, which a
     /// service (`serve`, `render`) gives and a command run does not.
     pub weak_rsa: bool,
+    /// Load `AGE-PLUGIN-…` identities and run their `age-plugin-NAME`
+    /// binaries. Only for a person at their own machine: a plugin is a
+    /// program chosen by a line of a key file, and may ask questions.
+    pub age_plugins: bool,
 }
 
 /// The identities available to unwrap data keys, loaded lazily.
@@ -150,6 +154,7 @@ impl KeyRing {
             use_env: true,
             gpg_fallback: true,
             weak_rsa: true,
+            age_plugins: true,
         })
     }
 

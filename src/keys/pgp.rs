@@ -88,6 +88,7 @@ pub fn wrap(fp: &str, secret: &[u8]) -> crate::Result<String> {
             use_env: true,
             gpg_fallback: true,
             weak_rsa: false,
+            age_plugins: false,
         },
     )
 }

@@ -6,6 +6,7 @@
 mod common;
 
 mod age_keys;
+mod age_plugins;
 mod build_inputs;
 mod cli;
 mod errors;

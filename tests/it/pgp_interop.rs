@@ -204,6 +204,7 @@ fn dir_sources(dir: &Path) -> KeySources {
         use_env: false,
         gpg_fallback: false,
         weak_rsa: false,
+        age_plugins: false,
     }
 }
 
@@ -433,6 +434,7 @@ fn gpg_fallback_decrypts_and_exports() {
             use_env: false,
             gpg_fallback: true,
             weak_rsa: false,
+            age_plugins: false,
         };
         let keys = PgpKeys::load(&src);
         assert!(keys.is_empty());
