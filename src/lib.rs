@@ -17,6 +17,7 @@ pub mod formats;
 pub mod fsutil;
 pub mod gitauth;
 pub mod keys;
+pub mod keyservice;
 pub mod kustomize;
 pub mod ops;
 pub mod platform;

@@ -179,7 +179,7 @@ pub fn rotate(g: &GlobalArgs, a: RotateArgs) -> CliResult {
     let store = store_options(cfg.as_ref(), a.indent)?;
     let run = || -> CliResult<Vec<u8>> {
         let (mut tree, mut cipher) = open(g, &a.file, in_fmt, &a.order, false)?;
-        rotate_tree(&mut tree, &mut cipher, &changes)?;
+        rotate_tree(&mut tree, &mut cipher, &changes, &g.key_services())?;
         Ok(formats::emit_encrypted(out_fmt, &tree, &store)?)
     };
     let out = run().map_err(|e| e.in_file(&label))?;
@@ -284,7 +284,7 @@ pub fn updatekeys(g: &GlobalArgs, a: UpdatekeysArgs) -> CliResult {
                 &ring,
             )
             .map_err(crate::Error::from)?;
-            rewrap(&mut tree, &key, &rule.key_groups, threshold)?;
+            rewrap(&mut tree, &key, &rule.key_groups, threshold, &ring.services)?;
             let out = formats::emit_encrypted(fmt, &tree, &store)?;
             fsutil::write_atomic(file, &out, NewFileMode::Shared)?;
             eprintln!("File {label} synced with new keys");
@@ -613,6 +613,7 @@ pub fn edit(g: &GlobalArgs, a: EditArgs) -> CliResult {
     } else {
         let cfg = load_config(g)?;
         let spec = encrypt_spec(
+            g,
             &a.keys,
             &a.selection,
             a.shamir_threshold,
@@ -623,7 +624,12 @@ pub fn edit(g: &GlobalArgs, a: EditArgs) -> CliResult {
         .map_err(|e| e.in_file(&label))?;
         let mut md = spec.metadata(in_fmt)?;
         let key = DataKey::generate();
-        keys::wrap_data_key(&mut md.key_groups, &mut md.shamir_threshold, &key)?;
+        keys::wrap_data_key(
+            &mut md.key_groups,
+            &mut md.shamir_threshold,
+            &key,
+            &spec.services,
+        )?;
         (
             Tree {
                 branches: example(in_fmt),

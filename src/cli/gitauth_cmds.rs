@@ -424,6 +424,7 @@ fn encryption(
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{}.yaml", a.name)));
     let spec = sops_cmds::encrypt_spec(
+        g,
         &flags,
         &SelectionFlags::default(),
         None,

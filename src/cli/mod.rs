@@ -10,6 +10,7 @@ mod file_cmds;
 mod flags;
 mod fleet_cmds;
 mod gitauth_cmds;
+mod keyservice_cmds;
 mod legacy;
 mod plugin_cmds;
 mod render_cmds;
@@ -122,12 +123,50 @@ pub struct GlobalArgs {
         value_name = "DIR"
     )]
     pub keys_dir: Vec<PathBuf>,
+    /// A sops key service to wrap and unwrap data keys with, after this process's own keys: unix:///PATH or tcp://HOST:PORT (repeatable)
+    #[arg(
+        long = "keyservice",
+        global = true,
+        env = "SOPS_KEYSERVICE",
+        value_delimiter = ',',
+        value_name = "URI",
+        value_parser = parse_keyservice
+    )]
+    pub keyservice: Vec<crate::keys::keyservice::RemoteKeyService>,
+    /// Use this process's own keys (sops' local key service); =false leaves only --keyservice
+    #[arg(
+        long = "enable-local-keyservice",
+        global = true,
+        env = "SOPS_ENABLE_LOCAL_KEYSERVICE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "true",
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub enable_local_keyservice: bool,
     /// Print debug information (never secret values) to stderr
     #[arg(long, global = true)]
     pub verbose: bool,
     /// Accepted for sops compatibility; kustos never checks for updates
     #[arg(long, global = true, hide = true)]
     pub disable_version_check: bool,
+}
+
+fn parse_keyservice(uri: &str) -> Result<crate::keys::keyservice::RemoteKeyService, String> {
+    crate::keys::keyservice::RemoteKeyService::new(uri)
+}
+
+impl GlobalArgs {
+    /// Where data keys are wrapped and unwrapped (`--keyservice`,
+    /// `--enable-local-keyservice`).
+    pub fn key_services(&self) -> crate::keys::keyservice::KeyServices {
+        crate::keys::keyservice::KeyServices {
+            local: self.enable_local_keyservice,
+            remote: self.keyservice.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -191,6 +230,8 @@ enum Command {
     },
     /// Run the in-cluster decryption sidecar (HTTP on a Unix socket or TCP; keys from --keys-dir, hot-reloaded)
     Serve(serve_cmds::ServeArgs),
+    /// Serve this machine's age and OpenPGP keys to sops and kustos clients (sops' key service)
+    Keyservice(keyservice_cmds::KeyserviceArgs),
     /// Run the whole flow on generated keys in a temporary folder
     Demo(demo::DemoArgs),
     /// Print a shell completion script
@@ -319,6 +360,7 @@ fn run_inner(args: Vec<OsString>, forget_parser: bool) -> i32 {
         Command::Validate(a) => fleet_cmds::validate(&cli.global, a),
         Command::Fleet { cmd } => fleet_cmds::fleet_cmd(&cli.global, cmd),
         Command::Serve(a) => serve_cmds::serve(&cli.global, a),
+        Command::Keyservice(a) => keyservice_cmds::keyservice(&cli.global, a),
         Command::Demo(a) => demo::run(a),
         Command::Completion { shell } => {
             let mut cmd = visible(&Cli::command());
@@ -421,7 +463,6 @@ mod tests {
         let script = String::from_utf8(out).unwrap();
         for hidden in [
             "--add-kms",
-            "--keyservice",
             "--disable-version-check",
             "--encryption-context",
         ] {

@@ -48,19 +48,6 @@ pub struct EncryptArgs {
     /// Indentation of the output (legacy sops flag)
     #[arg(long, hide = true)]
     pub indent: Option<i64>,
-    /// Accepted for sops compatibility (kustos has no key service)
-    #[arg(long, hide = true)]
-    pub keyservice: Vec<String>,
-    /// Accepted for sops compatibility: a boolean, `--enable-local-keyservice=false` to turn off
-    #[arg(
-        long = "enable-local-keyservice",
-        hide = true,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
-    pub enable_local_keyservice: Option<bool>,
 }
 
 /// Arguments of `decrypt`.
@@ -93,19 +80,6 @@ pub struct DecryptArgs {
     /// Indentation of the output (legacy sops flag)
     #[arg(long, hide = true)]
     pub indent: Option<i64>,
-    /// Accepted for sops compatibility (kustos has no key service)
-    #[arg(long, hide = true)]
-    pub keyservice: Vec<String>,
-    /// Accepted for sops compatibility: a boolean, `--enable-local-keyservice=false` to turn off
-    #[arg(
-        long = "enable-local-keyservice",
-        hide = true,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
-    pub enable_local_keyservice: Option<bool>,
 }
 
 pub(crate) fn conflict(msg: &str) -> CliError {
@@ -151,6 +125,7 @@ pub(crate) fn store_options(cfg: Option<&Config>, indent: Option<i64>) -> CliRes
 pub(crate) fn key_ring(g: &GlobalArgs, order: Vec<String>) -> KeyRing {
     let mut ring = KeyRing::from_env(g.keys_dir.clone());
     ring.decryption_order = order;
+    ring.services = g.key_services();
     ring
 }
 
@@ -168,6 +143,7 @@ pub(crate) enum RuleMatch {
 /// The encryption spec for a file: CLI keys replace config keys; CLI
 /// selection options override the rule's.
 pub(crate) fn encrypt_spec(
+    g: &GlobalArgs,
     keys: &KeyFlags,
     sel: &SelectionFlags,
     threshold: Option<usize>,
@@ -260,6 +236,7 @@ pub(crate) fn encrypt_spec(
             .unwrap_or(0),
         rules,
         mac_only_encrypted: sel.mac_only_encrypted || rule.is_some_and(|r| r.mac_only_encrypted),
+        services: g.key_services(),
     })
 }
 
@@ -452,6 +429,7 @@ pub fn encrypt(g: &GlobalArgs, a: EncryptArgs) -> CliResult {
         let in_fmt = parse_format(a.formats.input_type.as_deref(), &name)?;
         let out_fmt = parse_format(a.formats.output_type.as_deref(), &name)?;
         let spec = encrypt_spec(
+            g,
             &a.keys,
             &a.selection,
             a.shamir_threshold,
@@ -516,13 +494,7 @@ pub fn decrypt(g: &GlobalArgs, a: DecryptArgs) -> CliResult {
     // Decryption does not need .sops.yaml, but sops reads its store settings.
     let cfg = load_config(g)?;
     let store = store_options(cfg.as_ref(), a.indent)?;
-    // Without the local key service (and no remote one, which kustos does
-    // not speak yet) no key can unwrap the data key, as with sops.
-    let ring = if a.enable_local_keyservice == Some(false) {
-        crate::keys::folder::folder_ring(Vec::new())
-    } else {
-        key_ring(g, order)
-    };
+    let ring = key_ring(g, order);
     let opts = DecryptOptions {
         ignore_mac: a.mac.ignore_mac,
         extract,

@@ -309,7 +309,8 @@ fn prepare(
             let key =
                 keys::recover_data_key(&t.metadata.key_groups, t.metadata.shamir_threshold, ring)
                     .map_err(|e| ctx(e.into()))?;
-            rekey::rewrap(&mut t, &key, &rule.key_groups, threshold).map_err(ctx)?;
+            rekey::rewrap(&mut t, &key, &rule.key_groups, threshold, &ring.services)
+                .map_err(ctx)?;
             let new = formats::emit_encrypted(f.format, &t, store).map_err(ctx)?;
             verify(&new, f.format, &key, ring).map_err(ctx)?;
             Ok(Prepared {
@@ -328,7 +329,7 @@ fn prepare(
                     .map_err(|e| ctx(e.into()))?;
             let mut cipher = Cipher::new(&key);
             tree::decrypt(&mut t.branches, &t.metadata, &mut cipher, false).map_err(ctx)?;
-            rekey::rotate_tree(&mut t, &mut cipher, changes).map_err(ctx)?;
+            rekey::rotate_tree(&mut t, &mut cipher, changes, &ring.services).map_err(ctx)?;
             let new_key = cipher.key().clone();
             let after = key_names(&t);
             let new = formats::emit_encrypted(f.format, &t, store).map_err(ctx)?;

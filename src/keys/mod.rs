@@ -8,8 +8,10 @@
 pub mod age;
 pub mod clusterkey;
 pub mod folder;
+pub mod keyservice;
 pub mod pgp;
 mod pgp_rsa;
+mod runtime;
 pub mod shamir;
 
 use std::fmt;
@@ -118,6 +120,8 @@ pub struct KeyRing {
     pgp: OnceLock<pgp::PgpKeys>,
     /// `--decryption-order`.
     pub decryption_order: Vec<String>,
+    /// This process's keys and `--keyservice` services, in sops' order.
+    pub services: keyservice::KeyServices,
 }
 
 impl fmt::Debug for KeyRing {
@@ -136,6 +140,7 @@ impl KeyRing {
             age: OnceLock::new(),
             pgp: OnceLock::new(),
             decryption_order: vec!["age".into(), "pgp".into()],
+            services: keyservice::KeyServices::default(),
         }
     }
 
@@ -174,8 +179,24 @@ impl KeyRing {
         self.age().len() + self.pgp().len()
     }
 
-    /// Unwraps one stanza.
+    /// Unwraps one stanza: with this process's keys, then (when they fail
+    /// or the local service is off) with each `--keyservice`.
     pub fn unwrap(&self, key: &MasterKey) -> Result<Zeroizing<Vec<u8>>, UnwrapError> {
+        let local = if self.services.local {
+            match self.unwrap_local(key) {
+                Ok(k) => return Ok(k),
+                Err(e) if self.services.remote.is_empty() => return Err(e),
+                Err(e) => Some(e),
+            }
+        } else {
+            None
+        };
+        self.services.unwrap_remote(key, local)
+    }
+
+    /// Unwraps one stanza with this process's keys only (what a key
+    /// service serves: it never forwards).
+    pub fn unwrap_local(&self, key: &MasterKey) -> Result<Zeroizing<Vec<u8>>, UnwrapError> {
         match key {
             MasterKey::Age { enc, .. } => self.age().unwrap(enc),
             MasterKey::Pgp { fp, enc, .. } => self.pgp().unwrap(fp, enc, self.sources.gpg_fallback),
@@ -270,12 +291,29 @@ pub fn recover_data_key(
     })
 }
 
+/// An entry for `recipient` holding `enc` wrapped elsewhere (by a key
+/// service).
+fn with_enc(recipient: &Recipient, enc: String) -> MasterKey {
+    match recipient {
+        Recipient::Age(r) => MasterKey::Age {
+            recipient: r.clone(),
+            enc,
+        },
+        Recipient::Pgp(fp) => MasterKey::Pgp {
+            fp: fp.clone(),
+            created_at: Timestamp::now_utc(),
+            enc,
+        },
+    }
+}
+
 /// Wraps a data key for every key of every group (splitting it with Shamir
 /// when there are several groups), as sops' `UpdateMasterKeys` does.
 pub fn wrap_data_key(
     groups: &mut [KeyGroup],
     threshold: &mut usize,
     key: &DataKey,
+    services: &keyservice::KeyServices,
 ) -> crate::Result<()> {
     if groups.is_empty() {
         return Err(crate::Error::NoEncryptionKeys(
@@ -306,7 +344,7 @@ pub fn wrap_data_key(
         }
         for mk in group.iter_mut() {
             if let Some(r) = mk.recipient() {
-                *mk = MasterKey::wrap(&r, part)?;
+                *mk = services.wrap(&r, part)?;
             }
         }
     }

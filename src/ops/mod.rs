@@ -26,6 +26,8 @@ pub struct EncryptSpec {
     pub rules: SelectionRules,
     /// Only encrypted values enter the MAC.
     pub mac_only_encrypted: bool,
+    /// Where the data key is wrapped (this process, `--keyservice`).
+    pub services: keys::keyservice::KeyServices,
 }
 
 impl EncryptSpec {
@@ -67,7 +69,12 @@ pub fn encrypt_branches(
     }
     let mut md = spec.metadata(format)?;
     let key = DataKey::generate();
-    keys::wrap_data_key(&mut md.key_groups, &mut md.shamir_threshold, &key)?;
+    keys::wrap_data_key(
+        &mut md.key_groups,
+        &mut md.shamir_threshold,
+        &key,
+        &spec.services,
+    )?;
     let mut cipher = Cipher::new(&key);
     md.last_modified = Timestamp::now_utc();
     tree::encrypt(&mut branches, &mut md, &mut cipher)?;

@@ -3,6 +3,7 @@
 //! creation rule's groups). Shared by the single-file commands and the
 //! fleet-wide runs.
 
+use crate::keys::keyservice::KeyServices;
 use crate::keys::{self, KeyGroup, MasterKey, Recipient};
 use crate::sops::{Cipher, DataKey, Tree};
 use crate::{ops, Result};
@@ -72,7 +73,12 @@ impl KeyChanges {
 
 /// Generates a new data key, wraps it for the (changed) groups and
 /// re-encrypts every value under it; IVs are kept as sops does.
-pub fn rotate_tree(tree: &mut Tree, cipher: &mut Cipher, changes: &KeyChanges) -> Result<()> {
+pub fn rotate_tree(
+    tree: &mut Tree,
+    cipher: &mut Cipher,
+    changes: &KeyChanges,
+    services: &KeyServices,
+) -> Result<()> {
     changes.apply(&mut tree.metadata.key_groups);
     if tree
         .metadata
@@ -90,6 +96,7 @@ pub fn rotate_tree(tree: &mut Tree, cipher: &mut Cipher, changes: &KeyChanges) -
         &mut tree.metadata.key_groups,
         &mut tree.metadata.shamir_threshold,
         &key,
+        services,
     )?;
     cipher.rekey(&key);
     ops::reencrypt(tree, cipher)
@@ -136,6 +143,7 @@ pub fn rewrap(
     key: &DataKey,
     rule_groups: &[Vec<Recipient>],
     threshold: usize,
+    services: &KeyServices,
 ) -> Result<()> {
     let old = std::mem::take(&mut tree.metadata.key_groups);
     tree.metadata.shamir_threshold = threshold;
@@ -151,7 +159,7 @@ pub fn rewrap(
             };
             group.push(match keep {
                 Some(k) => k,
-                None => MasterKey::wrap(r, key.as_bytes())?,
+                None => services.wrap(r, key.as_bytes())?,
             });
         }
         tree.metadata.key_groups = vec![group];
@@ -165,6 +173,7 @@ pub fn rewrap(
             &mut tree.metadata.key_groups,
             &mut tree.metadata.shamir_threshold,
             key,
+            services,
         )
     }
 }

@@ -20,6 +20,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("plugin", 7),
     ("render", 7),
     ("serve", 8),
+    ("keyservice", 8),
     ("cli", 9),
 ];
 

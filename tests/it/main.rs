@@ -18,6 +18,7 @@ mod gitauth;
 mod hardening;
 mod interop_sops;
 mod isolation;
+mod keyservice;
 mod ksops_corpus;
 mod layers;
 mod newer_sops;

@@ -2,66 +2,7 @@
 //! for RSA-3072 and Curve25519 keys decrypt with kustos from `*.asc` files
 //! alone (empty GNUPGHOME), and kustos files decrypt with sops/gpg.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use crate::common::*;
-
-fn gpg(home: &Path) -> Command {
-    let mut c = Command::new("gpg");
-    c.env("GNUPGHOME", home).args([
-        "--batch",
-        "--no-tty",
-        "--pinentry-mode",
-        "loopback",
-        "--passphrase",
-        "",
-    ]);
-    c
-}
-
-/// Makes a GnuPG home with one key; returns (home, fingerprint, armored secret key).
-fn gpg_key(dir: &Path, name: &str, algo: &str) -> (PathBuf, String, Vec<u8>) {
-    let home = dir.join(format!("gnupg-{name}"));
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let uid = format!("{name} <{name}@kustos.test>");
-    let o = gpg(&home)
-        .args(["--quick-gen-key", &uid, algo, "default", "never"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = gpg(&home)
-        .args(["--with-colons", "--list-secret-keys", &uid])
-        .output()
-        .unwrap();
-    let fpr = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .find(|l| l.starts_with("fpr:"))
-        .and_then(|l| l.split(':').nth(9))
-        .unwrap()
-        .to_string();
-    if algo.starts_with("rsa") {
-        // An explicit algorithm gives a sign-only primary: add an encryption subkey.
-        let o = gpg(&home)
-            .args(["--quick-add-key", &fpr, algo, "encr", "never"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
-    let o = gpg(&home)
-        .args(["--armor", "--export-secret-keys", &fpr])
-        .output()
-        .unwrap();
-    (home, fpr, o.stdout)
-}
-
-fn stop_agent(home: &Path) {
-    let _ = Command::new("gpgconf")
-        .env("GNUPGHOME", home)
-        .args(["--kill", "gpg-agent"])
-        .output();
-}
 
 #[test]
 fn pgp_both_ways_rsa_and_curve25519() {

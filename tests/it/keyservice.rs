@@ -1,0 +1,288 @@
+//! sops' key service protocol both ways with the real sops 3.11: sops as a
+//! client of `kustos keyservice`, and kustos as a client of
+//! `sops keyservice`, for age and OpenPGP keys, with no key on the client.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+const PLAIN: &[u8] = b"password: p4ss\n";
+
+/// A key service process, stopped on drop.
+struct Service {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Service {
+    /// Starts `cmd` (a key service on `socket`) and waits for the socket.
+    fn start(mut cmd: Command, socket: &Path) -> Service {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut svc = Service {
+            child,
+            socket: socket.to_path_buf(),
+        };
+        let start = Instant::now();
+        while std::os::unix::net::UnixStream::connect(socket).is_err() {
+            if let Ok(Some(status)) = svc.child.try_wait() {
+                panic!("the key service exited: {status}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "no socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        svc
+    }
+
+    fn uri(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client command with no keys of its own: no age key file, an empty
+/// GnuPG home.
+fn keyless(env: &Env, program: &Path) -> Command {
+    let mut c = env.cmd(program);
+    let empty = env.path("empty-gnupg");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::set_permissions(&empty, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    c.env_remove("SOPS_AGE_KEY_FILE").env("GNUPGHOME", empty);
+    c
+}
+
+#[test]
+fn real_sops_decrypts_and_encrypts_through_kustos_keyservice() {
+    let Some(sops) = sops() else { return };
+    let Some(_) = require("gpg", which("gpg")) else {
+        return;
+    };
+    let env = Env::new();
+    let plain = env.write("s.yaml", PLAIN);
+    let (gpg_home, fpr, secret) = gpg_key(env.dir.path(), "ks", "rsa3072");
+    stop_agent(&gpg_home);
+    env.write("keys/sops.asc", &secret);
+    let socket = env.path("kustos.sock");
+    let mut cmd = env.cmd(&kustos_bin());
+    cmd.args(["keyservice", "--network", "unix", "--address"])
+        .arg(&socket)
+        .arg("--keys-dir")
+        .arg(env.path("keys"));
+    let svc = Service::start(cmd, &socket);
+
+    // Files sops encrypted for age and PGP, decrypted by sops with only the
+    // kustos key service holding the keys.
+    let by_age = ok(&env.sops(
+        &sops,
+        &["encrypt", "--age", &env.recipient, plain.to_str().unwrap()],
+    ));
+    let age_file = env.write("age.enc.yaml", &by_age);
+    let out = keyless(&env, &sops)
+        .args([
+            "decrypt",
+            "--enable-local-keyservice=false",
+            "--keyservice",
+            &svc.uri(),
+        ])
+        .arg(&age_file)
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), PLAIN);
+
+    // sops wraps for the PGP key through the service (no local GnuPG key),
+    // and decrypts through it again.
+    let out = keyless(&env, &sops)
+        .args([
+            "encrypt",
+            "--enable-local-keyservice=false",
+            "--keyservice",
+            &svc.uri(),
+            "--pgp",
+            &fpr,
+        ])
+        .arg(&plain)
+        .output()
+        .unwrap();
+    let pgp_file = env.write("pgp.enc.yaml", &ok(&out));
+    let out = keyless(&env, &sops)
+        .args([
+            "decrypt",
+            "--enable-local-keyservice=false",
+            "--keyservice",
+            &svc.uri(),
+        ])
+        .arg(&pgp_file)
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), PLAIN);
+    // And kustos reads it with the key itself.
+    let out = env.kustos(&[
+        "decrypt",
+        "--keys-dir",
+        env.path("keys").to_str().unwrap(),
+        pgp_file.to_str().unwrap(),
+    ]);
+    assert_eq!(ok(&out), PLAIN);
+}
+
+#[test]
+fn kustos_decrypts_and_encrypts_through_sops_keyservice() {
+    let Some(sops) = sops() else { return };
+    let Some(_) = require("gpg", which("gpg")) else {
+        return;
+    };
+    let env = Env::new();
+    let plain = env.write("s.yaml", PLAIN);
+    let (gpg_home, fpr, _) = gpg_key(env.dir.path(), "ks", "future-default");
+    let socket = env.path("sops.sock");
+    let mut cmd = env.cmd(&sops);
+    cmd.env("GNUPGHOME", &gpg_home)
+        .args(["keyservice", "--network", "unix", "--address"])
+        .arg(&socket);
+    let svc = Service::start(cmd, &socket);
+
+    let by_age = ok(&env.kustos(&["encrypt", "--age", &env.recipient, plain.to_str().unwrap()]));
+    let age_file = env.write("age.enc.yaml", &by_age);
+    let out = keyless(&env, &kustos_bin())
+        .args([
+            "decrypt",
+            "--enable-local-keyservice=false",
+            "--keyservice",
+            &svc.uri(),
+        ])
+        .arg(&age_file)
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), PLAIN);
+
+    // kustos has neither the certificate nor the key: sops' service wraps
+    // and unwraps with its GnuPG.
+    let out = keyless(&env, &kustos_bin())
+        .args([
+            "encrypt",
+            "--enable-local-keyservice=false",
+            "--keyservice",
+            &svc.uri(),
+            "--pgp",
+            &fpr,
+        ])
+        .arg(&plain)
+        .output()
+        .unwrap();
+    let pgp_file = env.write("pgp.enc.yaml", &ok(&out));
+    let out = keyless(&env, &kustos_bin())
+        .args(["decrypt", "--keyservice", &svc.uri()])
+        .arg(&pgp_file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok(&out),
+        PLAIN,
+        "the local keys fail first, then the service answers"
+    );
+    // SOPS_KEYSERVICE works as the flag does.
+    let out = keyless(&env, &kustos_bin())
+        .env("SOPS_KEYSERVICE", svc.uri())
+        .env("SOPS_ENABLE_LOCAL_KEYSERVICE", "false")
+        .arg("decrypt")
+        .arg(&pgp_file)
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), PLAIN);
+    drop(svc);
+    stop_agent(&gpg_home);
+}
+
+#[test]
+fn without_any_key_service_nothing_decrypts() {
+    let env = Env::new();
+    let plain = env.write("s.yaml", PLAIN);
+    let enc = ok(&env.kustos(&["encrypt", "--age", &env.recipient, plain.to_str().unwrap()]));
+    let f = env.write("s.enc.yaml", &enc);
+    let out = env.kustos(&[
+        "decrypt",
+        "--enable-local-keyservice=false",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(128));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("local key service is disabled"), "{err}");
+    // A service nobody runs is named with the reason.
+    let out = env.kustos(&[
+        "decrypt",
+        "--enable-local-keyservice=false",
+        "--keyservice",
+        "unix:///nonexistent/kustos.sock",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(128));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unix:///nonexistent/kustos.sock"), "{err}");
+    // A malformed address is a usage error.
+    let out = env.kustos(&[
+        "decrypt",
+        "--keyservice",
+        "localhost:5000",
+        f.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tcp://HOST:PORT"));
+}
+
+#[test]
+fn keyservice_refuses_non_loopback_tcp_without_allow_remote() {
+    let env = Env::new();
+    let out = env.kustos(&["keyservice", "--address", "0.0.0.0:0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--allow-remote"), "{err}");
+}
+
+#[test]
+fn keyservice_over_loopback_tcp() {
+    let env = Env::new();
+    let plain = env.write("s.yaml", PLAIN);
+    let enc = ok(&env.kustos(&["encrypt", "--age", &env.recipient, plain.to_str().unwrap()]));
+    let f = env.write("s.enc.yaml", &enc);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = env
+        .cmd(&kustos_bin())
+        .args(["keyservice", "--address", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "not listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = keyless(&env, &kustos_bin())
+        .args([
+            "decrypt",
+            "--enable-local-keyservice=false",
+            "--keyservice",
+            &format!("tcp://127.0.0.1:{port}"),
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(ok(&out), PLAIN);
+}
