@@ -110,6 +110,7 @@ pub struct Cli {
 
 /// Flags every command takes.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Path to the .sops.yaml config (default: searched from the current directory up)
     #[arg(long, global = true, env = "SOPS_CONFIG", value_name = "FILE")]
