@@ -279,7 +279,9 @@ pub fn run(ring: KeyRing, opts: Options) -> Result<()> {
 
 async fn serve(svc: KeyService, listen: Listen) -> Result<()> {
     let routes = tonic::service::Routes::from(router(svc));
-    let mut server = tonic::transport::Server::builder();
+    // Each request is key work on the blocking pool: bound what one
+    // connection can queue.
+    let mut server = tonic::transport::Server::builder().concurrency_limit_per_connection(16);
     let router = server.add_routes(routes);
     match listen {
         Listen::Tcp(addr) => {
