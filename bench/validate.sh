@@ -16,7 +16,7 @@ age-keygen -o "$W/key.txt" 2>/dev/null
 R="$(grep -o 'age1[0-9a-z]*' "$W/key.txt")"
 "$K" init --age "$R" "$W/fleet" >/dev/null 2>&1
 for i in $(seq 1 "$n"); do
-  "$K" tenant add "team$i" -n "team$i" --git-url "https://example.com/org/team$i" \
+  "$K" tenant add "team$i" -n "team$i" --git-url "https://github.com/org/team$i" \
     --auth none --repo "$W/fleet" -y >/dev/null 2>&1
 done
 cat > "$W/reference.sh" <<'SH'

@@ -104,6 +104,24 @@ fn missing_plugin(name: &str) -> String {
     format!("the age plugin binary age-plugin-{name} is not in PATH")
 }
 
+/// `SOPS_AGE_KEY` may hold several identities on one line, separated by
+/// spaces, as sops 3.13 reads it; comment lines stay whole.
+fn one_key_per_line(text: &str) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(text.len() + 8));
+    for line in text.lines() {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        for word in line.split_whitespace() {
+            out.push_str(word);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// How age plugins reach the person running kustos: messages ("touch your
 /// YubiKey") on stderr, questions and PINs at the controlling terminal.
 /// Without a terminal every question is declined, as age does.
@@ -255,7 +273,7 @@ impl AgeIdentities {
         }
         if let Ok(text) = std::env::var("SOPS_AGE_KEY") {
             let text = Zeroizing::new(text);
-            self.add_identity_text(&text, "SOPS_AGE_KEY");
+            self.add_identity_text(&one_key_per_line(&text), "SOPS_AGE_KEY");
         }
         if let Some(p) = std::env::var_os("SOPS_AGE_KEY_FILE") {
             let loc = format!("SOPS_AGE_KEY_FILE={}", Path::new(&p).display());
@@ -585,6 +603,19 @@ mod tests {
         let err = parse_recipient(r).err().unwrap().to_string();
         assert!(err.contains("age-plugin-kustostest"), "{err}");
         assert!(validate_recipient("age1notarecipient").is_err());
+    }
+
+    #[test]
+    fn sops_age_key_takes_several_identities_per_line() {
+        let a = age::x25519::Identity::generate();
+        let b = age::x25519::Identity::generate();
+        let text = format!(
+            "# keys\n{}  {}\n",
+            a.to_string().expose_secret(),
+            b.to_string().expose_secret()
+        );
+        let ids = AgeIdentities::from_text(&one_key_per_line(&text), "SOPS_AGE_KEY");
+        assert_eq!(ids.len(), 2, "{:?}", ids.problems);
     }
 
     #[test]
