@@ -184,6 +184,15 @@ impl KeyService {
             .ok_or_else(|| Status::invalid_argument("Must provide a key"))?;
         let what = describe(key);
         let recipient = recipient_of(key)?;
+        // A plugin recipient names a program to run: a caller must not
+        // choose what this service executes.
+        if let Recipient::Age(r) = &recipient {
+            if crate::keys::age::is_plugin_recipient(r) {
+                return Err(Status::permission_denied(
+                    "kustos keyservice does not run age plugins for callers",
+                ));
+            }
+        }
         self.approve("encrypt", &what)?;
         let answer = MasterKey::wrap(&recipient, &req.plaintext);
         log(

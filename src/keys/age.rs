@@ -100,6 +100,11 @@ pub fn validate_recipient(s: &str) -> crate::Result<()> {
     classify_recipient(s.trim()).map(|_| ())
 }
 
+/// Whether wrapping for this recipient runs an `age-plugin-NAME` binary.
+pub fn is_plugin_recipient(s: &str) -> bool {
+    matches!(classify_recipient(s.trim()), Ok(RecipientKind::Plugin(_)))
+}
+
 fn missing_plugin(name: &str) -> String {
     format!("the age plugin binary age-plugin-{name} is not in PATH")
 }
@@ -600,6 +605,10 @@ mod tests {
     fn plugin_recipients_validate_without_their_binary() {
         let r = "age1kustostest1v9nk2vfnw3a8xunvwa5xc7p5wge8ywrnv4nnyethv9ur26r2wfmnvdfhva6kxvrkw9k8qcmwd5c8gdp50qmhwdt9wvu8yvrndpjsan9dz5";
         validate_recipient(r).unwrap();
+        assert!(is_plugin_recipient(r));
+        assert!(!is_plugin_recipient(
+            &age::x25519::Identity::generate().to_public().to_string()
+        ));
         let err = parse_recipient(r).err().unwrap().to_string();
         assert!(err.contains("age-plugin-kustostest"), "{err}");
         assert!(validate_recipient("age1notarecipient").is_err());

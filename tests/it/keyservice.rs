@@ -286,3 +286,32 @@ fn keyservice_over_loopback_tcp() {
     let _ = child.wait();
     assert_eq!(ok(&out), PLAIN);
 }
+
+/// A caller cannot make the service run a program: wrapping for an age
+/// plugin recipient would start `age-plugin-NAME`.
+#[test]
+fn keyservice_never_runs_age_plugins_for_callers() {
+    let env = Env::new();
+    let plain = env.write("s.yaml", PLAIN);
+    let socket = env.path("kustos.sock");
+    let mut cmd = env.cmd(&kustos_bin());
+    cmd.args(["keyservice", "--network", "unix", "--address"])
+        .arg(&socket);
+    let svc = Service::start(cmd, &socket);
+    let plugin_recipient = "age1kustostest1v9nk2vfnw3a8xunvwa5xc7p5wge8ywrnv4nnyethv9ur26r2wfmnvdfhva6kxvrkw9k8qcmwd5c8gdp50qmhwdt9wvu8yvrndpjsan9dz5";
+    let out = keyless(&env, &kustos_bin())
+        .args([
+            "encrypt",
+            "--enable-local-keyservice=false",
+            "--keyservice",
+            &svc.uri(),
+            "--age",
+            plugin_recipient,
+        ])
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not run age plugins"), "{err}");
+}
