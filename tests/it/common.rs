@@ -123,7 +123,12 @@ impl Env {
             .env("XDG_CONFIG_HOME", self.path("home/.config"))
             .env("GNUPGHOME", self.path("home/.gnupg"))
             .env("SOPS_AGE_KEY_FILE", &self.key_file)
-            .env("SOPS_DISABLE_VERSION_CHECK", "1");
+            .env("SOPS_DISABLE_VERSION_CHECK", "1")
+            // Files of the corpora name real AWS KMS keys, which kustos and
+            // sops try when no other key opens them: no test may reach AWS
+            // or the instance metadata service (KMS tests set moto's URL).
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
         c
     }
 
