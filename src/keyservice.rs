@@ -18,7 +18,6 @@ use tonic_prost::ProstCodec;
 use crate::error::{escape_for_terminal, UnwrapError};
 use crate::keys::keyservice::{proto, MAX_MESSAGE};
 use crate::keys::{KeyRing, MasterKey, Recipient};
-use crate::sops::time::Timestamp;
 use crate::{Error, Result};
 
 /// Where to listen.
@@ -153,14 +152,7 @@ impl KeyService {
         let what = describe(key);
         let enc = String::from_utf8(req.ciphertext.clone())
             .map_err(|_| Status::invalid_argument("the ciphertext is not text"))?;
-        let master = match recipient_of(key)? {
-            Recipient::Age(recipient) => MasterKey::Age { recipient, enc },
-            Recipient::Pgp(fp) => MasterKey::Pgp {
-                fp,
-                created_at: Timestamp::now_utc(),
-                enc,
-            },
-        };
+        let master = crate::keys::with_enc(&recipient_of(key)?, enc);
         self.approve("decrypt", &what)?;
         let answer = self.ring.unwrap_local(&master);
         log(

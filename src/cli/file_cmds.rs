@@ -100,11 +100,11 @@ pub struct RotateArgs {
     /// Remove PGP fingerprints from every key group
     #[arg(long = "rm-pgp", value_name = "FPRS")]
     pub rm_pgp: Option<String>,
-    /// Cloud KMS changes (not supported; kept for a clear error)
-    #[arg(long = "add-kms", hide = true)]
+    /// Add AWS KMS key ARNs (comma separated, each optionally +ROLE_ARN) to the first key group
+    #[arg(long = "add-kms", value_name = "ARNS")]
     pub add_kms: Option<String>,
-    #[arg(long = "rm-kms", hide = true)]
-    #[allow(missing_docs)]
+    /// Remove AWS KMS keys from every key group
+    #[arg(long = "rm-kms", value_name = "ARNS")]
     pub rm_kms: Option<String>,
     #[arg(long = "add-gcp-kms", hide = true)]
     #[allow(missing_docs)]
@@ -129,9 +129,12 @@ pub struct RotateArgs {
     pub filename_override: Option<PathBuf>,
     #[command(flatten)]
     pub order: DecryptionOrder,
-    /// Accepted for compatibility
-    #[arg(long = "encryption-context", hide = true)]
+    /// KMS encryption context of the --add-kms/--rm-kms keys, e.g. team:web
+    #[arg(long = "encryption-context", value_name = "PAIRS")]
     pub encryption_context: Option<String>,
+    /// The AWS profile of the --add-kms/--rm-kms keys
+    #[arg(long = "aws-profile", value_name = "PROFILE")]
+    pub aws_profile: Option<String>,
     /// Indentation of YAML/JSON output (sops' global --indent)
     #[arg(long, hide = true, value_name = "N")]
     pub indent: Option<i64>,
@@ -145,8 +148,6 @@ pub fn rotate(g: &GlobalArgs, a: RotateArgs) -> CliResult {
         ));
     }
     for v in [
-        &a.add_kms,
-        &a.rm_kms,
         &a.add_gcp_kms,
         &a.rm_gcp_kms,
         &a.add_azure_kv,
@@ -157,11 +158,20 @@ pub fn rotate(g: &GlobalArgs, a: RotateArgs) -> CliResult {
         if v.as_deref().is_some_and(|s| !s.is_empty()) {
             return Err(CliError::new(
                 exit::GENERIC,
-                "cloud KMS and Vault keys are not supported by kustos; use age or PGP",
+                "GCP KMS, Azure Key Vault and Vault keys are not supported by kustos; use age, PGP or AWS KMS",
             ));
         }
     }
-    let changes = KeyChanges::parse(&a.add_age, &a.rm_age, &a.add_pgp, &a.rm_pgp)?;
+    // sops' rotate takes a malformed context as none (it checks the format
+    // only where it builds new key groups).
+    let context = crate::keys::kms::parse_context(a.encryption_context.as_deref().unwrap_or(""))
+        .unwrap_or_default();
+    let changes = KeyChanges::parse(&a.add_age, &a.rm_age, &a.add_pgp, &a.rm_pgp)?.with_kms(
+        &a.add_kms,
+        &a.rm_kms,
+        &context,
+        a.aws_profile.as_deref().unwrap_or(""),
+    )?;
     if !a.file.exists() && !changes.is_empty() {
         return Err(CliError::new(
             exit::CANNOT_CHANGE_KEYS_FROM_NON_EXISTENT_FILE,

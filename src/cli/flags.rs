@@ -71,8 +71,8 @@ pub struct KeyFlags {
     /// Comma separated list of PGP fingerprints
     #[arg(short = 'p', long, env = "SOPS_PGP_FP", value_name = "FPRS")]
     pub pgp: Option<String>,
-    /// AWS KMS ARNs (not supported by kustos; kept so scripts get a clear error)
-    #[arg(short = 'k', long, env = "SOPS_KMS_ARN", hide = true)]
+    /// Comma separated list of AWS KMS key ARNs, each optionally +ROLE_ARN to assume
+    #[arg(short = 'k', long, env = "SOPS_KMS_ARN", value_name = "ARNS")]
     pub kms: Option<String>,
     /// GCP KMS resource IDs (not supported)
     #[arg(long = "gcp-kms", env = "SOPS_GCP_KMS_IDS", hide = true)]
@@ -83,19 +83,36 @@ pub struct KeyFlags {
     /// Vault transit URIs (not supported)
     #[arg(long = "hc-vault-transit", env = "SOPS_VAULT_URIS", hide = true)]
     pub hc_vault_transit: Option<String>,
-    /// AWS profile (accepted for compatibility)
-    #[arg(long = "aws-profile", hide = true)]
+    /// The AWS profile for the --kms keys (stored with them)
+    #[arg(long = "aws-profile", value_name = "PROFILE")]
     pub aws_profile: Option<String>,
-    /// KMS encryption context (accepted for compatibility)
-    #[arg(long = "encryption-context", hide = true)]
+    /// KMS encryption context for the --kms keys (and a rule's flat kms list), e.g. team:web,env:prod
+    #[arg(long = "encryption-context", value_name = "PAIRS")]
     pub encryption_context: Option<String>,
 }
 
+/// `--encryption-context`, checked as sops checks it when it makes key
+/// groups (exit code 6 for a malformed one).
+pub fn encryption_context(s: Option<&str>) -> CliResult<Vec<(String, String)>> {
+    crate::keys::kms::parse_context(s.unwrap_or("")).ok_or_else(|| {
+        CliError::new(
+            exit::ERROR_INVALID_KMS_ENCRYPTION_CONTEXT_FORMAT,
+            "Invalid KMS encryption context format",
+        )
+        .with_hint("give key:value pairs separated by commas, e.g. team:web,env:prod")
+    })
+}
+
 impl KeyFlags {
+    /// The validated `--encryption-context`.
+    pub fn context(&self) -> CliResult<Vec<(String, String)>> {
+        encryption_context(self.encryption_context.as_deref())
+    }
+
     /// The single key group the flags name, or `None` when no key flag is set.
     pub fn group(&self) -> CliResult<Option<Vec<Recipient>>> {
+        let context = self.context()?;
         for (name, v) in [
-            ("AWS KMS", &self.kms),
             ("GCP KMS", &self.gcp_kms),
             ("Azure Key Vault", &self.azure_kv),
             ("HashiCorp Vault", &self.hc_vault_transit),
@@ -103,16 +120,27 @@ impl KeyFlags {
             if v.as_deref().is_some_and(|s| !s.is_empty()) {
                 return Err(CliError::new(
                     exit::GENERIC,
-                    format!("{name} keys are not supported by kustos; use age or PGP recipients"),
+                    format!(
+                        "{name} keys are not supported by kustos; use age, PGP or AWS KMS keys"
+                    ),
                 ));
             }
         }
         let age = self.age.as_deref().filter(|s| !s.is_empty());
         let pgp = self.pgp.as_deref().filter(|s| !s.is_empty());
-        if age.is_none() && pgp.is_none() {
+        let kms = self.kms.as_deref().filter(|s| !s.is_empty());
+        if age.is_none() && pgp.is_none() && kms.is_none() {
             return Ok(None);
         }
-        let mut group = Vec::new();
+        // sops' order within the group: KMS, then PGP, then age.
+        let mut group: Vec<Recipient> = crate::keys::kms::keys_from_arns(
+            kms.unwrap_or(""),
+            &context,
+            self.aws_profile.as_deref().unwrap_or(""),
+        )?
+        .into_iter()
+        .map(Recipient::Kms)
+        .collect();
         for fp in pgp
             .unwrap_or("")
             .split(',')

@@ -692,6 +692,18 @@ pub struct FleetRotateArgs {
     /// Remove PGP fingerprints from every file
     #[arg(long = "rm-pgp", value_name = "FPRS")]
     pub rm_pgp: Option<String>,
+    /// Add AWS KMS key ARNs (each optionally +ROLE_ARN) to every file's first key group
+    #[arg(long = "add-kms", value_name = "ARNS")]
+    pub add_kms: Option<String>,
+    /// Remove AWS KMS keys from every file
+    #[arg(long = "rm-kms", value_name = "ARNS")]
+    pub rm_kms: Option<String>,
+    /// KMS encryption context of the --add-kms/--rm-kms keys, e.g. team:web
+    #[arg(long = "encryption-context", value_name = "PAIRS")]
+    pub encryption_context: Option<String>,
+    /// The AWS profile of the --add-kms/--rm-kms keys
+    #[arg(long = "aws-profile", value_name = "PROFILE")]
+    pub aws_profile: Option<String>,
 }
 
 fn fleet_config(g: &GlobalArgs, dir: &std::path::Path) -> CliResult<Option<config::Config>> {
@@ -858,8 +870,15 @@ pub fn fleet_cmd(g: &GlobalArgs, cmd: FleetCommand) -> CliResult {
         }
         FleetCommand::Updatekeys(a) => run_fleet(g, &a, fleet::bulk::Operation::UpdateKeys),
         FleetCommand::Rotate(a) => {
+            let context = super::flags::encryption_context(a.encryption_context.as_deref())?;
             let changes =
-                crate::ops::rekey::KeyChanges::parse(&a.add_age, &a.rm_age, &a.add_pgp, &a.rm_pgp)?;
+                crate::ops::rekey::KeyChanges::parse(&a.add_age, &a.rm_age, &a.add_pgp, &a.rm_pgp)?
+                    .with_kms(
+                        &a.add_kms,
+                        &a.rm_kms,
+                        &context,
+                        a.aws_profile.as_deref().unwrap_or(""),
+                    )?;
             run_fleet(g, &a.run, fleet::bulk::Operation::Rotate(changes))
         }
     }

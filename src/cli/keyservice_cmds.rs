@@ -60,6 +60,7 @@ pub fn keyservice(g: &GlobalArgs, a: KeyserviceArgs) -> CliResult {
         gpg_fallback: true,
         weak_rsa: false,
         age_plugins: true,
+        kms: crate::keys::KmsAccess::Off,
     });
     keyservice::run(ring, opts).map_err(CliError::from)
 }

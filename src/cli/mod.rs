@@ -462,12 +462,16 @@ mod tests {
         let mut out = Vec::new();
         clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "kustos", &mut out);
         let script = String::from_utf8(out).unwrap();
-        for hidden in [
-            "--add-kms",
-            "--disable-version-check",
-            "--encryption-context",
-        ] {
+        for hidden in ["--disable-version-check", "--gcp-kms"] {
             assert!(!script.contains(hidden), "{hidden} is offered");
+        }
+        for shown in [
+            "--kms",
+            "--add-kms",
+            "--encryption-context",
+            "--aws-profile",
+        ] {
+            assert!(script.contains(shown), "{shown} is not offered");
         }
         assert!(script.contains("--input-type"));
         assert!(

@@ -69,12 +69,14 @@ fn ring_from_env(g: Option<&GlobalArgs>) -> KeyRing {
     // repo-server): no variable-time RSA for small keys there. Age plugins
     // are allowed: the key files that name them are the operator's, as
     // with KSOPS, and without a terminal their questions are declined.
+    // KMS as sops (and KSOPS) use it: the caller's AWS credentials, any key.
     KeyRing::new(crate::keys::KeySources {
         keys_dirs: dirs,
         use_env: true,
         gpg_fallback: true,
         weak_rsa: false,
         age_plugins: true,
+        kms: crate::keys::KmsAccess::Any,
     })
 }
 

@@ -152,6 +152,7 @@ pub(crate) fn encrypt_spec(
     rules: RuleMatch,
 ) -> CliResult<EncryptSpec> {
     let cli_group = keys.group()?;
+    let context = keys.context()?;
     let rule = match (cfg, rules) {
         (Some(c), RuleMatch::Required) => c.rule_for(file)?,
         (Some(c), RuleMatch::UnlessKeysGiven) => c.rule_for(file).or_else(|e| {
@@ -185,7 +186,7 @@ pub(crate) fn encrypt_spec(
                     e.exact = true;
                     return Err(e);
                 }
-                r.key_groups.clone()
+                r.groups_with_context(&context)
             }
             None => {
                 return Err(CliError::new(

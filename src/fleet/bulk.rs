@@ -259,14 +259,21 @@ fn key_names(t: &Tree) -> Vec<String> {
     t.metadata.master_keys().map(MasterKey::name).collect()
 }
 
-/// Checks a new file: MAC under `key`, and every stanza we can open gives `key`.
+/// Checks a new file: MAC under `key`, and every stanza we can open gives
+/// `key`. A KMS stanza counts as one we can open only when the ring already
+/// holds its plaintext: asking KMS again for each new file would double the
+/// calls a fleet run makes.
 fn verify(new: &[u8], format: Format, key: &DataKey, ring: &KeyRing) -> Result<()> {
     let mut t = formats::load_encrypted(format, new)?;
     for mk in t.metadata.master_keys() {
         if t.metadata.key_groups.len() > 1 {
             break; // shares, not the key; the full recovery below covers it
         }
-        if let Ok(k) = ring.unwrap(mk) {
+        let opened = match mk {
+            MasterKey::Kms { .. } => ring.unwrap_cached(mk).ok_or(()),
+            _ => ring.unwrap(mk).map_err(|_| ()),
+        };
+        if let Ok(k) = opened {
             if k.as_slice() != key.as_bytes() {
                 return Err(Error::Other(format!(
                     "the new stanza for {} does not hold the data key",

@@ -8,7 +8,6 @@
 //! does: `unix:///path/to.sock` or `tcp://host:port`, plaintext HTTP/2, as
 //! every sops client speaks it.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +16,7 @@ use zeroize::Zeroizing;
 
 use super::Recipient;
 use crate::error::{escape_for_terminal, UnwrapError};
-use crate::sops::masterkey::{ForeignKind, MasterKey};
+use crate::sops::masterkey::{ForeignKind, KmsKeyId, MasterKey};
 use crate::sops::value::{Map, Value};
 
 /// The protocol's messages.
@@ -207,16 +206,13 @@ fn field(fields: &Map, name: &str) -> String {
         .to_string()
 }
 
-fn kms_context(fields: &Map) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    if let Some(Value::Map(m)) = fields.get("context") {
-        for item in &m.0 {
-            if let (Some(k), Some(v)) = (item.key.as_str(), item.value.as_str()) {
-                out.insert(k.to_string(), v.to_string());
-            }
-        }
+fn kms_key(k: &KmsKeyId) -> proto::KmsKey {
+    proto::KmsKey {
+        arn: k.arn.clone(),
+        role: k.role.clone(),
+        context: k.context.iter().cloned().collect(),
+        aws_profile: k.aws_profile.clone(),
     }
-    out
 }
 
 /// The protocol's key for a file's master key entry (sops'
@@ -230,13 +226,8 @@ pub fn key_of(mk: &MasterKey) -> proto::Key {
         MasterKey::Pgp { fp, .. } => KeyType::PgpKey(proto::PgpKey {
             fingerprint: fp.clone(),
         }),
+        MasterKey::Kms { key, .. } => KeyType::KmsKey(kms_key(key)),
         MasterKey::Foreign { kind, fields } => match kind {
-            ForeignKind::Kms => KeyType::KmsKey(proto::KmsKey {
-                arn: field(fields, "arn"),
-                role: field(fields, "role"),
-                context: kms_context(fields),
-                aws_profile: field(fields, "aws_profile"),
-            }),
             ForeignKind::GcpKms => KeyType::GcpKmsKey(proto::GcpKmsKey {
                 resource_id: field(fields, "resource_id"),
             }),
@@ -267,6 +258,7 @@ pub fn key_of_recipient(r: &Recipient) -> proto::Key {
         Recipient::Pgp(fp) => KeyType::PgpKey(proto::PgpKey {
             fingerprint: fp.clone(),
         }),
+        Recipient::Kms(k) => KeyType::KmsKey(kms_key(k)),
     };
     proto::Key {
         key_type: Some(key_type),

@@ -9,6 +9,7 @@ pub mod age;
 pub mod clusterkey;
 pub mod folder;
 pub mod keyservice;
+pub mod kms;
 pub mod pgp;
 mod pgp_rsa;
 mod runtime;
@@ -23,7 +24,8 @@ use zeroize::Zeroizing;
 use crate::sops::cipher::DataKey;
 use crate::sops::time::Timestamp;
 
-pub use crate::sops::masterkey::{ForeignKind, KeyGroup, MasterKey};
+pub use crate::sops::masterkey::{ForeignKind, KeyGroup, KmsKeyId, MasterKey};
+pub use kms::KmsAccess;
 
 /// What only the key backends can do with a metadata entry.
 impl MasterKey {
@@ -39,6 +41,11 @@ impl MasterKey {
                 created_at: Timestamp::now_utc(),
                 enc: pgp::wrap(fp, secret)?,
             }),
+            Recipient::Kms(k) => Ok(MasterKey::Kms {
+                key: k.clone(),
+                created_at: Timestamp::now_utc(),
+                enc: kms::encrypt(k, secret)?,
+            }),
         }
     }
 
@@ -47,6 +54,7 @@ impl MasterKey {
         match self {
             MasterKey::Age { recipient, .. } => Some(Recipient::Age(recipient.clone())),
             MasterKey::Pgp { fp, .. } => Some(Recipient::Pgp(fp.clone())),
+            MasterKey::Kms { key, .. } => Some(Recipient::Kms(key.clone())),
             MasterKey::Foreign { .. } => None,
         }
     }
@@ -59,13 +67,16 @@ pub enum Recipient {
     Age(String),
     /// An OpenPGP fingerprint.
     Pgp(String),
+    /// An AWS KMS key (with its role, context and profile).
+    Kms(KmsKeyId),
 }
 
 impl Recipient {
-    /// The string sops shows for it.
-    pub fn name(&self) -> &str {
+    /// The string sops shows for it (its `ToString`).
+    pub fn name(&self) -> String {
         match self {
-            Recipient::Age(s) | Recipient::Pgp(s) => s,
+            Recipient::Age(s) | Recipient::Pgp(s) => s.clone(),
+            Recipient::Kms(k) => k.name(),
         }
     }
 
@@ -84,6 +95,11 @@ pub fn placeholder(r: &Recipient) -> MasterKey {
         },
         Recipient::Pgp(fp) => MasterKey::Pgp {
             fp: fp.clone(),
+            created_at: Timestamp::now_utc(),
+            enc: String::new(),
+        },
+        Recipient::Kms(k) => MasterKey::Kms {
+            key: k.clone(),
             created_at: Timestamp::now_utc(),
             enc: String::new(),
         },
@@ -111,6 +127,8 @@ pub struct KeySources {
     /// binaries. Only for a person at their own machine: a plugin is a
     /// program chosen by a line of a key file, and may ask questions.
     pub age_plugins: bool,
+    /// Which AWS KMS keys may be used (none by default).
+    pub kms: KmsAccess,
 }
 
 /// The identities available to unwrap data keys, loaded lazily.
@@ -118,6 +136,7 @@ pub struct KeyRing {
     sources: KeySources,
     age: OnceLock<age::AgeIdentities>,
     pgp: OnceLock<pgp::PgpKeys>,
+    kms_cache: kms::KmsCache,
     /// `--decryption-order`.
     pub decryption_order: Vec<String>,
     /// This process's keys and `--keyservice` services, in sops' order.
@@ -139,6 +158,7 @@ impl KeyRing {
             sources,
             age: OnceLock::new(),
             pgp: OnceLock::new(),
+            kms_cache: kms::KmsCache::default(),
             decryption_order: vec!["age".into(), "pgp".into()],
             services: keyservice::KeyServices::default(),
         }
@@ -152,7 +172,8 @@ impl KeyRing {
         })
     }
 
-    /// sops' sources plus `--keys-dir` folders.
+    /// sops' sources plus `--keys-dir` folders; any KMS key the AWS
+    /// credentials can use, as with sops.
     pub fn from_env(keys_dirs: Vec<PathBuf>) -> Self {
         Self::new(KeySources {
             keys_dirs,
@@ -160,6 +181,7 @@ impl KeyRing {
             gpg_fallback: true,
             weak_rsa: true,
             age_plugins: true,
+            kms: KmsAccess::Any,
         })
     }
 
@@ -177,6 +199,25 @@ impl KeyRing {
     /// Number of identities (age and PGP) that loaded.
     pub fn identity_count(&self) -> usize {
         self.age().len() + self.pgp().len()
+    }
+
+    /// The plaintext of a KMS entry when this ring already has it, without
+    /// calling KMS (checks of freshly written files use it).
+    pub fn unwrap_cached(&self, key: &MasterKey) -> Option<Zeroizing<Vec<u8>>> {
+        match key {
+            MasterKey::Kms { key, enc, .. } => self.kms_cache.get(key, enc),
+            _ => None,
+        }
+    }
+
+    fn unwrap_kms(&self, key: &KmsKeyId, enc: &str) -> Result<Zeroizing<Vec<u8>>, UnwrapError> {
+        if self.sources.kms == KmsAccess::Off {
+            return Err(UnwrapError::Unsupported(
+                "kms keys are not enabled for this key ring".into(),
+            ));
+        }
+        self.kms_cache
+            .get_or_fetch(key, enc, || kms::decrypt(key, enc))
     }
 
     /// Unwraps one stanza: with this process's keys, then (when they fail
@@ -200,6 +241,7 @@ impl KeyRing {
         match key {
             MasterKey::Age { enc, .. } => self.age().unwrap(enc),
             MasterKey::Pgp { fp, enc, .. } => self.pgp().unwrap(fp, enc, self.sources.gpg_fallback),
+            MasterKey::Kms { key, enc, .. } => self.unwrap_kms(key, enc),
             MasterKey::Foreign { kind, .. } => Err(UnwrapError::Unsupported(format!(
                 "{} keys are not supported by kustos",
                 kind.field()
@@ -223,6 +265,12 @@ pub fn crypto_backends() -> Vec<String> {
         "age: the age crate (X25519, ChaCha20-Poly1305; ssh-rsa identities with the rsa crate)"
             .into(),
         "SOPS values and MAC: RustCrypto aes-gcm and sha2".into(),
+        if kms::AVAILABLE {
+            "AWS KMS: the AWS SDK for Rust (KMS encrypts and decrypts; TLS by rustls on aws-lc-rs)"
+                .into()
+        } else {
+            "AWS KMS: not in this build (feature aws-kms)".into()
+        },
     ]
 }
 
@@ -292,8 +340,8 @@ pub fn recover_data_key(
 }
 
 /// An entry for `recipient` holding `enc` wrapped elsewhere (by a key
-/// service).
-fn with_enc(recipient: &Recipient, enc: String) -> MasterKey {
+/// service), or to be unwrapped for one.
+pub fn with_enc(recipient: &Recipient, enc: String) -> MasterKey {
     match recipient {
         Recipient::Age(r) => MasterKey::Age {
             recipient: r.clone(),
@@ -301,6 +349,11 @@ fn with_enc(recipient: &Recipient, enc: String) -> MasterKey {
         },
         Recipient::Pgp(fp) => MasterKey::Pgp {
             fp: fp.clone(),
+            created_at: Timestamp::now_utc(),
+            enc,
+        },
+        Recipient::Kms(k) => MasterKey::Kms {
+            key: k.clone(),
             created_at: Timestamp::now_utc(),
             enc,
         },
@@ -428,7 +481,7 @@ mod tests {
         group.insert(
             0,
             MasterKey::Foreign {
-                kind: ForeignKind::Kms,
+                kind: ForeignKind::GcpKms,
                 fields: Default::default(),
             },
         );

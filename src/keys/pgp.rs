@@ -89,6 +89,7 @@ pub fn wrap(fp: &str, secret: &[u8]) -> crate::Result<String> {
             gpg_fallback: true,
             weak_rsa: false,
             age_plugins: false,
+            kms: Default::default(),
         },
     )
 }

@@ -57,6 +57,29 @@ impl KeyChanges {
         Ok(c)
     }
 
+    /// Adds `--add-kms`/`--rm-kms` ARN lists, each entry taking the
+    /// `--encryption-context` and `--aws-profile` as sops gives them (a
+    /// removal matches an entry whose ARN, role, context and profile all
+    /// match, as sops compares its `ToString`).
+    pub fn with_kms(
+        mut self,
+        add_kms: &Option<String>,
+        rm_kms: &Option<String>,
+        context: &[(String, String)],
+        aws_profile: &str,
+    ) -> crate::Result<KeyChanges> {
+        let add =
+            keys::kms::keys_from_arns(add_kms.as_deref().unwrap_or(""), context, aws_profile)?;
+        // sops puts KMS keys first among the additions.
+        let mut added: Vec<Recipient> = add.into_iter().map(Recipient::Kms).collect();
+        added.append(&mut self.add);
+        self.add = added;
+        for k in keys::kms::keys_from_arns(rm_kms.as_deref().unwrap_or(""), context, aws_profile)? {
+            self.remove.push(k.name());
+        }
+        Ok(self)
+    }
+
     /// Applies the changes to key groups (sops' rotate semantics).
     pub fn apply(&self, groups: &mut Vec<KeyGroup>) {
         if groups.is_empty() {
@@ -88,7 +111,7 @@ pub fn rotate_tree(
         .any(|k| matches!(k, MasterKey::Foreign { .. }))
     {
         return Err(crate::Error::NoEncryptionKeys(
-            "the file lists cloud KMS or Vault keys, which kustos cannot wrap a new data key for; remove them with --rm-* first".into(),
+            "the file lists GCP KMS, Azure Key Vault or Vault keys, which kustos cannot wrap a new data key for; remove them with --rm-* first".into(),
         ));
     }
     let key = DataKey::generate();
@@ -124,7 +147,7 @@ pub fn diff_groups(ours: &[KeyGroup], theirs: &[Vec<Recipient>]) -> Vec<GroupDif
                 .unwrap_or_default();
             let t: Vec<String> = theirs
                 .get(i)
-                .map(|g| g.iter().map(|r| r.name().to_string()).collect())
+                .map(|g| g.iter().map(Recipient::name).collect())
                 .unwrap_or_default();
             GroupDiff {
                 common: t.iter().filter(|k| o.contains(k)).cloned().collect(),

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::sops::masterkey::{ForeignKind, KeyGroup, MasterKey};
+use crate::sops::masterkey::{ForeignKind, KeyGroup, KmsKeyId, MasterKey};
 use crate::sops::time::Timestamp;
 use crate::sops::value::{Item, Key, Map, Value};
 use crate::{Error, Result};
@@ -116,7 +116,9 @@ impl Metadata {
         for g in &self.key_groups {
             h.update((g.len() as u64).to_le_bytes());
             for k in g {
-                for part in [k.type_id(), k.enc()] {
+                // The name too: a KMS ciphertext is bound to its key ARN
+                // and context, which the name carries.
+                for part in [k.type_id(), &k.name(), k.enc()] {
                     h.update((part.len() as u64).to_le_bytes());
                     h.update(part.as_bytes());
                 }
@@ -139,9 +141,100 @@ fn s(v: impl Into<String>) -> Value {
     Value::str(v.into())
 }
 
-fn group_lists(group: &KeyGroup) -> [(String, Vec<Value>); 6] {
+/// yaml.v3's order for string map keys (its `keyList.Less`): letters
+/// compare by code point, a letter sorts after a non-letter unless the
+/// runes before were digits, and runs of digits compare as numbers. sops
+/// writes a KMS encryption context (a Go map) in this order in YAML files.
+fn yaml_v3_less(a: &str, b: &str) -> bool {
+    let ar: Vec<char> = a.chars().collect();
+    let br: Vec<char> = b.chars().collect();
+    let mut digits = false;
+    for i in 0..ar.len().min(br.len()) {
+        if ar[i] == br[i] {
+            digits = ar[i].is_numeric();
+            continue;
+        }
+        let (al, bl) = (ar[i].is_alphabetic(), br[i].is_alphabetic());
+        if al && bl {
+            return ar[i] < br[i];
+        }
+        if al || bl {
+            return if digits { al } else { bl };
+        }
+        let (mut an, mut bn) = (0i64, 0i64);
+        if ar[i] == '0' || br[i] == '0' {
+            let mut j = i;
+            while j > 0 && ar[j - 1].is_numeric() {
+                j -= 1;
+                if ar[j] != '0' {
+                    an = 1;
+                    bn = 1;
+                    break;
+                }
+            }
+        }
+        let run = |s: &[char], n: &mut i64| -> usize {
+            let mut k = i;
+            while k < s.len() && s[k].is_numeric() {
+                *n = n
+                    .wrapping_mul(10)
+                    .wrapping_add((s[k] as i64).wrapping_sub('0' as i64));
+                k += 1;
+            }
+            k
+        };
+        let ai = run(&ar, &mut an);
+        let bi = run(&br, &mut bn);
+        if an != bn {
+            return an < bn;
+        }
+        if ai != bi {
+            return ai < bi;
+        }
+        return ar[i] < br[i];
+    }
+    ar.len() < br.len()
+}
+
+/// A KMS entry as sops' `kmskey` struct marshals it: `role` and `context`
+/// only when set, `aws_profile` always; the context map in the key order
+/// of the writer (yaml.v3's in YAML, byte order in JSON and the flattened
+/// dotenv/INI forms).
+fn kms_entry(key: &KmsKeyId, created_at: &Timestamp, enc: &str, layout: Layout) -> Value {
+    let mut m = Map::new();
+    m.push("arn", s(key.arn.clone()));
+    if !key.role.is_empty() {
+        m.push("role", s(key.role.clone()));
+    }
+    if !key.context.is_empty() {
+        let mut pairs: Vec<&(String, String)> = key.context.iter().collect();
+        if layout == Layout::Yaml {
+            pairs.sort_by(|a, b| {
+                if yaml_v3_less(&a.0, &b.0) {
+                    std::cmp::Ordering::Less
+                } else if yaml_v3_less(&b.0, &a.0) {
+                    std::cmp::Ordering::Greater
+                } else {
+                    a.0.cmp(&b.0)
+                }
+            });
+        }
+        let mut c = Map::new();
+        for (k, v) in pairs {
+            c.push(k.clone(), s(v.clone()));
+        }
+        m.push("context", Value::Map(c));
+    }
+    m.push("created_at", s(created_at.rfc3339()));
+    m.push("enc", s(enc.to_string()));
+    m.push("aws_profile", s(key.aws_profile.clone()));
+    Value::Map(m)
+}
+
+fn group_lists(group: &KeyGroup, layout: Layout) -> [(String, Vec<Value>); 6] {
     let mut pgp = Vec::new();
     let mut age = Vec::new();
+    let mut kms = Vec::new();
     let mut foreign: BTreeMap<&'static str, Vec<Value>> = BTreeMap::new();
     for k in group {
         match k {
@@ -162,6 +255,11 @@ fn group_lists(group: &KeyGroup) -> [(String, Vec<Value>); 6] {
                 m.push("enc", s(enc.clone()));
                 age.push(Value::Map(m));
             }
+            MasterKey::Kms {
+                key,
+                created_at,
+                enc,
+            } => kms.push(kms_entry(key, created_at, enc, layout)),
             MasterKey::Foreign { kind, fields } => foreign
                 .entry(kind.field())
                 .or_default()
@@ -171,7 +269,7 @@ fn group_lists(group: &KeyGroup) -> [(String, Vec<Value>); 6] {
     let mut take = |k: &'static str| foreign.remove(k).unwrap_or_default();
     [
         ("pgp".into(), pgp),
-        ("kms".into(), take("kms")),
+        ("kms".into(), kms),
         ("gcp_kms".into(), take("gcp_kms")),
         ("azure_kv".into(), take("azure_kv")),
         ("hc_vault".into(), take("hc_vault")),
@@ -189,7 +287,7 @@ pub fn to_value(md: &Metadata, layout: Layout) -> Value {
         let mut groups = Vec::new();
         for g in &md.key_groups {
             let mut gm = Map::new();
-            for (name, list) in group_lists(g) {
+            for (name, list) in group_lists(g, layout) {
                 // Inside a group only hc_vault and age lack omitempty.
                 let always = name == "hc_vault" || name == "age";
                 if !list.is_empty() {
@@ -209,7 +307,7 @@ pub fn to_value(md: &Metadata, layout: Layout) -> Value {
         m.push("key_groups", Value::Seq(groups));
     }
     let top: Option<[(String, Vec<Value>); 6]> = if md.key_groups.len() == 1 {
-        Some(group_lists(&md.key_groups[0]))
+        Some(group_lists(&md.key_groups[0], layout))
     } else {
         None
     };
@@ -280,11 +378,51 @@ fn list<'a>(m: &'a Map, name: &str) -> Result<Vec<&'a Map>> {
     }
 }
 
+fn kms_context(e: &Map) -> Result<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    match e.get("context") {
+        None | Some(Value::Null) => {}
+        Some(Value::Map(c)) => {
+            for item in &c.0 {
+                let Key::Str(k) = &item.key else {
+                    continue;
+                };
+                if matches!(item.value, Value::Null) {
+                    return Err(Error::Metadata("kms context values must be strings".into()));
+                }
+                let mut one = Map::new();
+                one.push("v", item.value.clone());
+                pairs.push((
+                    k.clone(),
+                    field_str(&one, "v").map_err(|_| {
+                        Error::Metadata("kms context values must be strings".into())
+                    })?,
+                ));
+            }
+        }
+        Some(_) => return Err(Error::Metadata("kms context must be a map".into())),
+    }
+    Ok(pairs)
+}
+
 fn parse_group(m: &Map) -> Result<KeyGroup> {
     let mut g = KeyGroup::new();
     // Internal order: kms, gcp_kms, azure_kv, hc_vault, pgp, age (sops' internalGroupFrom).
+    for e in list(m, "kms")? {
+        let mut key = KmsKeyId {
+            arn: field_str(e, "arn")?,
+            role: field_str(e, "role")?,
+            aws_profile: field_str(e, "aws_profile")?,
+            ..Default::default()
+        };
+        key.set_context(kms_context(e)?);
+        g.push(MasterKey::Kms {
+            key,
+            created_at: parse_time("created_at", &field_str(e, "created_at")?)?,
+            enc: field_str(e, "enc")?,
+        });
+    }
     for kind in [
-        ForeignKind::Kms,
         ForeignKind::GcpKms,
         ForeignKind::AzureKv,
         ForeignKind::HcVault,
@@ -555,6 +693,123 @@ mod tests {
             let back = from_value(&to_value(&md, Layout::Json)).unwrap();
             assert_eq!(back, md);
         }
+    }
+
+    fn with_kms(mut md: Metadata) -> Metadata {
+        let mut key = KmsKeyId {
+            arn: "arn:aws:kms:us-east-1:123456789012:key/k".into(),
+            role: "arn:aws:iam::123456789012:role/r".into(),
+            ..Default::default()
+        };
+        key.set_context([
+            ("a10".to_string(), "x".to_string()),
+            ("a9".to_string(), "y".to_string()),
+            ("B".to_string(), "true".to_string()),
+        ]);
+        md.key_groups[0].insert(
+            0,
+            MasterKey::Kms {
+                key,
+                created_at: Timestamp::parse_rfc3339("2025-01-02T03:04:05+02:00").unwrap(),
+                enc: "AQIDAHg=".into(),
+            },
+        );
+        md
+    }
+
+    #[test]
+    fn kms_entries_round_trip_in_sops_field_order() {
+        for n in [1, 3] {
+            let md = with_kms(sample(n));
+            for layout in [Layout::Yaml, Layout::Json] {
+                let v = to_value(&md, layout);
+                assert_eq!(from_value(&v).unwrap(), md);
+            }
+            assert_eq!(unflatten(&flatten(&md)).unwrap(), md);
+        }
+        let md = with_kms(sample(1));
+        let v = to_value(&md, Layout::Yaml);
+        let kms = v.as_map().unwrap().get("kms").unwrap();
+        let Value::Seq(items) = kms else { panic!() };
+        let e = items[0].as_map().unwrap();
+        let keys: Vec<String> = e.0.iter().map(|i| format!("{:?}", i.key)).collect();
+        assert_eq!(
+            keys,
+            [
+                "\"arn\"",
+                "\"role\"",
+                "\"context\"",
+                "\"created_at\"",
+                "\"enc\"",
+                "\"aws_profile\""
+            ]
+        );
+        let ctx: Vec<String> = e
+            .get("context")
+            .unwrap()
+            .as_map()
+            .unwrap()
+            .0
+            .iter()
+            .map(|i| format!("{:?}", i.key))
+            .collect();
+        // yaml.v3: letters after digits' runs compare numerically; JSON: bytes.
+        assert_eq!(ctx, ["\"B\"", "\"a9\"", "\"a10\""]);
+        let v = to_value(&md, Layout::Json);
+        let Value::Seq(items) = v.as_map().unwrap().get("kms").unwrap() else {
+            panic!()
+        };
+        let ctx: Vec<String> = items[0]
+            .as_map()
+            .unwrap()
+            .get("context")
+            .unwrap()
+            .as_map()
+            .unwrap()
+            .0
+            .iter()
+            .map(|i| format!("{:?}", i.key))
+            .collect();
+        assert_eq!(ctx, ["\"B\"", "\"a10\"", "\"a9\""]);
+        // The offset of a parsed time is kept, fractions are not written.
+        let Value::Seq(items) = to_value(&md, Layout::Yaml)
+            .as_map()
+            .unwrap()
+            .get("kms")
+            .unwrap()
+            .clone()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            items[0]
+                .as_map()
+                .unwrap()
+                .get("created_at")
+                .unwrap()
+                .as_str(),
+            Some("2025-01-02T03:04:05+02:00")
+        );
+    }
+
+    #[test]
+    fn yaml_v3_key_order() {
+        let mut v = vec![
+            "b", "a10", "a9", "a", "A", "_x", "1", "10", "9", "a1b", "a1_",
+        ];
+        v.sort_by(|a, b| {
+            if yaml_v3_less(a, b) {
+                std::cmp::Ordering::Less
+            } else if yaml_v3_less(b, a) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        });
+        assert_eq!(
+            v,
+            ["_x", "1", "9", "10", "A", "a", "a1b", "a1_", "a9", "a10", "b"]
+        );
     }
 
     #[test]

@@ -480,3 +480,274 @@ pub fn stop_agent(home: &Path) {
         .args(["--kill", "gpg-agent"])
         .output();
 }
+
+/// A real AWS KMS and STS API on 127.0.0.1: moto's server (PyPI
+/// `moto[server]`), one per test binary, with request recording on so
+/// tests can count the calls made to a key. It exits when the test binary
+/// does (it watches its stdin, which this process holds open).
+pub struct Moto {
+    _child: std::sync::Mutex<std::process::Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+/// The secret access key the tests give kustos: no output may show it.
+pub const FAKE_AWS_SECRET: &str = "kustos-test-secret-access-key-never-shown";
+
+/// Runs moto's threaded server until stdin closes.
+const MOTO_LAUNCHER: &str = r#"
+import sys
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
+server.start()
+print("ready", flush=True)
+sys.stdin.read()
+server.stop()
+"#;
+
+/// The shared moto server, or skip/fail when moto is not installed.
+pub fn moto() -> Option<&'static Moto> {
+    static M: OnceLock<Option<Moto>> = OnceLock::new();
+    let found = M.get_or_init(|| {
+        let ok = Command::new("python3")
+            .args(["-c", "import moto.server"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            return None;
+        }
+        Some(Moto::start())
+    });
+    require(
+        "moto (pip install 'moto[server]')",
+        found.as_ref().map(|_| PathBuf::new()),
+    )?;
+    found.as_ref()
+}
+
+impl Moto {
+    fn start() -> Moto {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = Command::new("python3")
+                .args(["-c", MOTO_LAUNCHER, &port.to_string()])
+                .current_dir(dir.path())
+                .env("MOTO_RECORDER_FILEPATH", dir.path().join("recording.jsonl"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start moto");
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+            let url = format!("http://127.0.0.1:{port}");
+            if line.trim() == "ready" && wait_for_port(port) {
+                let m = Moto {
+                    _child: std::sync::Mutex::new(child),
+                    url,
+                    _dir: dir,
+                };
+                m.http("POST", "/moto-api/recorder/start-recording", &[], b"");
+                return m;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("moto did not start");
+    }
+
+    /// One plain HTTP/1.1 request; the status and body of the answer.
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
+        use std::io::Read;
+        let addr = self.url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let head_end = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP answer");
+        let head = String::from_utf8_lossy(&resp[..head_end]).to_string();
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let mut body = resp[head_end + 4..].to_vec();
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            body = dechunk(&body);
+        }
+        (status, body)
+    }
+
+    /// A KMS API call (JSON protocol) in `region`; moto reads the region
+    /// from the credential scope and does not check the signature.
+    pub fn kms(&self, region: &str, action: &str, input: serde_json::Value) -> serde_json::Value {
+        self.json_call(region, "kms", &format!("TrentService.{action}"), input)
+    }
+
+    fn json_call(
+        &self,
+        region: &str,
+        service: &str,
+        target: &str,
+        input: serde_json::Value,
+    ) -> serde_json::Value {
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=test/20250101/{region}/{service}/aws4_request, SignedHeaders=host, Signature=0"
+        );
+        let (code, body) = self.http(
+            "POST",
+            "/",
+            &[
+                ("X-Amz-Target", target),
+                ("Content-Type", "application/x-amz-json-1.1"),
+                ("Authorization", &auth),
+            ],
+            input.to_string().as_bytes(),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert_eq!(code, 200, "{target}: {}", String::from_utf8_lossy(&body));
+        v
+    }
+
+    /// A new symmetric KMS key in `region`: (key ARN, key id).
+    pub fn create_key(&self, region: &str) -> (String, String) {
+        let v = self.kms(region, "CreateKey", serde_json::json!({}));
+        (
+            v["KeyMetadata"]["Arn"].as_str().unwrap().to_string(),
+            v["KeyMetadata"]["KeyId"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// The recorded requests: (X-Amz-Target or form Action, JSON or form body).
+    pub fn recorded(&self) -> Vec<(String, String)> {
+        use base64::Engine as _;
+        let (_, body) = self.http("GET", "/moto-api/recorder/download-recording", &[], b"");
+        let mut out = Vec::new();
+        for line in String::from_utf8_lossy(&body).lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let raw = v["body"].as_str().unwrap_or("");
+            let body = if v["body_encoded"].as_bool() == Some(true) {
+                base64::engine::general_purpose::STANDARD
+                    .decode(raw)
+                    .map(|b| String::from_utf8_lossy(&b).to_string())
+                    .unwrap_or_default()
+            } else {
+                raw.to_string()
+            };
+            let target = v["headers"]["X-Amz-Target"]
+                .as_str()
+                .map(String::from)
+                .or_else(|| {
+                    body.split('&')
+                        .find_map(|kv| kv.strip_prefix("Action="))
+                        .map(String::from)
+                })
+                .unwrap_or_default();
+            out.push((target, body));
+        }
+        out
+    }
+
+    /// How many KMS `Decrypt` calls named this key ARN.
+    pub fn decrypt_calls(&self, arn: &str) -> usize {
+        self.recorded()
+            .iter()
+            .filter(|(t, b)| {
+                t == "TrentService.Decrypt"
+                    && serde_json::from_str::<serde_json::Value>(b)
+                        .is_ok_and(|v| v["KeyId"].as_str() == Some(arn))
+            })
+            .count()
+    }
+
+    /// The environment the real sops and kustos need to reach this server:
+    /// dummy credentials, no shared config files, no instance metadata.
+    pub fn aws_env(&self, home: &Path) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.url.as_str()),
+            ("AWS_ACCESS_KEY_ID", "AKIAKUSTOSTEST000001"),
+            ("AWS_SECRET_ACCESS_KEY", FAKE_AWS_SECRET),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain([
+            (
+                "AWS_CONFIG_FILE".to_string(),
+                home.join(".aws/config").display().to_string(),
+            ),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE".to_string(),
+                home.join(".aws/credentials").display().to_string(),
+            ),
+        ])
+        .collect()
+    }
+}
+
+fn wait_for_port(port: u16) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&b[..eol])
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim(),
+            16,
+        )
+        .unwrap_or(0);
+        if size == 0 || b.len() < eol + 2 + size {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[(eol + 4 + size).min(b.len())..];
+    }
+}

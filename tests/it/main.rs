@@ -19,6 +19,7 @@ mod hardening;
 mod interop_sops;
 mod isolation;
 mod keyservice;
+mod kms;
 mod ksops_corpus;
 mod layers;
 mod newer_sops;

@@ -205,6 +205,7 @@ fn dir_sources(dir: &Path) -> KeySources {
         gpg_fallback: false,
         weak_rsa: false,
         age_plugins: false,
+        ..Default::default()
     }
 }
 
@@ -435,6 +436,7 @@ fn gpg_fallback_decrypts_and_exports() {
             gpg_fallback: true,
             weak_rsa: false,
             age_plugins: false,
+            ..Default::default()
         };
         let keys = PgpKeys::load(&src);
         assert!(keys.is_empty());
