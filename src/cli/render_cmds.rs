@@ -22,6 +22,9 @@ pub struct IsolationArgs {
     /// Refuse to render unless kubectl can be confined by the kernel (Landlock)
     #[arg(long, env = "KUSTOS_REQUIRE_LANDLOCK")]
     pub require_landlock: bool,
+    /// With --keys-dir, also use the AWS KMS keys listed in *.awskms files of the key folders (AWS credentials from the environment)
+    #[arg(long = "allow-kms", env = "KUSTOS_ALLOW_KMS")]
+    pub allow_kms: bool,
 }
 
 /// Arguments of `render`.
@@ -60,7 +63,12 @@ pub struct CmpArgs {
 /// The key ring for `tenant`: with `--keys-dir`, only the tenant's folder of
 /// a per-tenant layout (plus the platform keys when asked); without it, the
 /// user's own keys (environment, as sops finds them).
-fn ring_for(g: &GlobalArgs, tenant: Option<&str>, platform_keys: bool) -> CliResult<KeyRing> {
+fn ring_for(
+    g: &GlobalArgs,
+    tenant: Option<&str>,
+    platform_keys: bool,
+    allow_kms: bool,
+) -> CliResult<KeyRing> {
     if g.keys_dir.is_empty() {
         return Ok(KeyRing::from_env(Vec::new()));
     }
@@ -75,7 +83,7 @@ fn ring_for(g: &GlobalArgs, tenant: Option<&str>, platform_keys: bool) -> CliRes
         })?;
         dirs.extend(mine);
     }
-    Ok(folder_ring(dirs))
+    Ok(folder_ring(dirs, allow_kms))
 }
 
 fn options(iso: &IsolationArgs, tenant: Option<String>, root: Option<PathBuf>) -> RenderOptions {
@@ -116,7 +124,12 @@ fn render_error(e: RenderError, dir: &Path) -> CliError {
 
 /// `kustos render`.
 pub fn render(g: &GlobalArgs, a: RenderArgs) -> CliResult {
-    let ring = ring_for(g, a.tenant.as_deref(), a.isolation.platform_keys)?;
+    let ring = ring_for(
+        g,
+        a.tenant.as_deref(),
+        a.isolation.platform_keys,
+        a.isolation.allow_kms,
+    )?;
     let opts = options(&a.isolation, a.tenant, a.root);
     run(g, &a.dir, &ring, &opts)
 }
@@ -132,7 +145,12 @@ pub fn cmp(g: &GlobalArgs, cmd: CmpCommand) -> CliResult {
             let namespace = std::env::var("ARGOCD_APP_NAMESPACE")
                 .ok()
                 .filter(|s| !s.is_empty());
-            let ring = ring_for(g, namespace.as_deref(), a.isolation.platform_keys)?;
+            let ring = ring_for(
+                g,
+                namespace.as_deref(),
+                a.isolation.platform_keys,
+                a.isolation.allow_kms,
+            )?;
             let tenant = if a.no_tenant_scope { None } else { namespace };
             let opts = options(&a.isolation, tenant, None);
             run(g, Path::new("."), &ring, &opts)

@@ -42,6 +42,9 @@ pub struct ServeArgs {
     /// Add the top-level keys (platform keys) to every tenant's key ring
     #[arg(long)]
     pub platform_keys: bool,
+    /// Use the AWS KMS keys listed in each ring's *.awskms files (AWS credentials from the environment: IRSA, Pod Identity)
+    #[arg(long = "allow-kms")]
+    pub allow_kms: bool,
     /// How often the keys folder is checked for a rotated Secret
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub reload_interval: Duration,
@@ -126,6 +129,7 @@ pub fn serve(g: &GlobalArgs, a: ServeArgs) -> CliResult {
         admin_listen: parse(&a.admin_listen)?,
         render_root: a.render_root,
         platform_keys: a.platform_keys,
+        allow_kms: a.allow_kms,
         reload_interval: a.reload_interval,
         max_body: usize::try_from(a.max_body).map_err(|_| usage("--max-body is too large"))?,
         timeout: a.timeout,

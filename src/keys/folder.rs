@@ -1,6 +1,7 @@
 //! Keys folders as a mounted Kubernetes Secret holds them, in two layouts:
 //!
-//! * flat: `KEYS/*.agekey`, `KEYS/*.asc` — one key ring for everything;
+//! * flat: `KEYS/*.agekey`, `KEYS/*.asc`, `KEYS/*.awskms` — one key ring
+//!   for everything;
 //! * per tenant: `KEYS/<namespace>/*.agekey` … — tenant `ns` gets only the
 //!   keys in `KEYS/ns`; the top-level files are *platform keys*, added to a
 //!   tenant's ring only when asked to (`--platform-keys`).
@@ -38,10 +39,17 @@ pub enum RingError {
 }
 
 /// A key ring that reads only `dirs` (no environment, no gpg agent), age
-/// keys first.
-pub fn folder_ring(dirs: Vec<PathBuf>) -> KeyRing {
+/// keys first. With `allow_kms`, the AWS KMS keys listed in `*.awskms`
+/// files of those folders are usable too (with the process's AWS
+/// credentials); no other KMS key is.
+pub fn folder_ring(dirs: Vec<PathBuf>, allow_kms: bool) -> KeyRing {
     let mut ring = KeyRing::new(KeySources {
         keys_dirs: dirs,
+        kms: if allow_kms {
+            super::KmsAccess::Listed
+        } else {
+            super::KmsAccess::Off
+        },
         ..Default::default()
     });
     ring.decryption_order = vec!["age".into(), "pgp".into()];
@@ -119,12 +127,17 @@ impl Layout {
 }
 
 /// The key ring `tenant` may use from the keys folder `root`.
-pub fn tenant_ring(root: &Path, tenant: Option<&str>, platform_keys: bool) -> Result<KeyRing> {
+pub fn tenant_ring(
+    root: &Path,
+    tenant: Option<&str>,
+    platform_keys: bool,
+    allow_kms: bool,
+) -> Result<KeyRing> {
     let layout = Layout::read(root)?;
     let dirs = layout
         .dirs_for(root, tenant, platform_keys)
         .map_err(|e| Error::Key(format!("{}: {e}", root.display())))?;
-    Ok(folder_ring(dirs))
+    Ok(folder_ring(dirs, allow_kms))
 }
 
 #[cfg(test)]
@@ -179,5 +192,46 @@ mod tests {
             l.dirs_for(flat.path(), Some("x"), false).unwrap(),
             vec![flat.path().to_path_buf()]
         );
+    }
+
+    // Both refusals come before any request: the ARNs below name no real
+    // key, and no endpoint is set.
+    #[test]
+    fn folder_rings_use_no_kms_key_unless_allowed_and_listed() {
+        use crate::keys::{MasterKey, UnwrapError};
+        use crate::sops::time::Timestamp;
+        let d = tempfile::tempdir().unwrap();
+        let listed = "arn:aws:kms:us-east-1:111122223333:key/listed";
+        std::fs::write(d.path().join("team.awskms"), format!("{listed}\n")).unwrap();
+        let entry = |arn: &str| MasterKey::Kms {
+            key: crate::keys::kms::key_from_arn(arn, &[], ""),
+            created_at: Timestamp::now_utc(),
+            enc: "AQIDBA==".into(),
+        };
+        let off = folder_ring(vec![d.path().to_path_buf()], false);
+        assert!(matches!(
+            off.unwrap(&entry(listed)),
+            Err(UnwrapError::Unsupported(_))
+        ));
+        assert!(off.kms_allowed().keys.is_empty());
+        let on = folder_ring(vec![d.path().to_path_buf()], true);
+        assert_eq!(on.kms_allowed().keys.len(), 1);
+        let other = "arn:aws:kms:us-east-1:111122223333:key/other";
+        assert!(matches!(
+            on.unwrap(&entry(other)),
+            Err(UnwrapError::NoIdentity(_))
+        ));
+        let with_role = format!("{listed}+arn:aws:iam::111122223333:role/r");
+        assert!(matches!(
+            on.unwrap(&entry(&with_role)),
+            Err(UnwrapError::NoIdentity(_))
+        ));
+        // A line that is no ARN is named when a key is refused.
+        std::fs::write(d.path().join("bad.awskms"), "arn:aws:kms:nope\n").unwrap();
+        let on = folder_ring(vec![d.path().to_path_buf()], true);
+        let Err(UnwrapError::NoIdentity(msg)) = on.unwrap(&entry(other)) else {
+            panic!("an unlisted key was not refused");
+        };
+        assert!(msg.contains("bad.awskms:1: not a KMS key ARN"), "{msg}");
     }
 }

@@ -18,6 +18,7 @@
 //! kept on rewrite) but every call reports that this build has no KMS.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use zeroize::Zeroizing;
@@ -28,12 +29,17 @@ pub use crate::sops::masterkey::KmsKeyId;
 /// Which KMS keys a key ring may use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KmsAccess {
-    /// None: KMS entries are reported as not enabled (the services).
+    /// None: KMS entries are reported as not enabled (the services,
+    /// unless the operator passes `--allow-kms`).
     #[default]
     Off,
     /// Any key the AWS credentials can use, as sops does (the
     /// sops-compatible commands, run with the user's own credentials).
     Any,
+    /// Only the keys listed in `*.awskms` files of the ring's keys folders
+    /// (`render --keys-dir`, `cmp generate`, the sidecar with
+    /// `--allow-kms`): a tenant uses the KMS keys its folder names.
+    Listed,
 }
 
 /// sops' `arnRegex`: `arn:aws…:kms:REGION:ACCOUNT:key/…` or `alias/…`.
@@ -131,6 +137,83 @@ pub fn session_name(hostname: &str) -> String {
     let mut name = format!("sops@{kept}");
     name.truncate(64);
     name
+}
+
+/// The KMS keys a keys folder allows: `*.awskms` files, one `ARN` or
+/// `ARN+ROLE_ARN` a line, `#` comments and blank lines ignored.
+#[derive(Clone, Debug, Default)]
+pub struct AllowList {
+    /// (key ARN, role ARN or empty).
+    pub keys: Vec<(String, String)>,
+    /// Files or lines that could not be used, one message each.
+    pub problems: Vec<String>,
+}
+
+impl AllowList {
+    /// Reads the `*.awskms` files directly in `dirs` (symlinks followed, as
+    /// a mounted Secret's files are).
+    pub fn load(dirs: &[std::path::PathBuf]) -> AllowList {
+        let mut out = AllowList::default();
+        for dir in dirs {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut files: Vec<std::path::PathBuf> = rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension().is_some_and(|x| x == "awskms")
+                        && !p
+                            .file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with('.'))
+                        && p.is_file()
+                })
+                .collect();
+            files.sort();
+            for f in files {
+                out.read_file(&f);
+            }
+        }
+        out
+    }
+
+    fn read_file(&mut self, f: &Path) {
+        let shown = escape_for_terminal(&f.display().to_string());
+        let text = match crate::fsutil::read_file(f) {
+            Ok(t) => t,
+            Err(e) => {
+                self.problems.push(format!("{shown}: {e}"));
+                return;
+            }
+        };
+        let Ok(text) = std::str::from_utf8(&text) else {
+            self.problems.push(format!("{shown}: not UTF-8 text"));
+            return;
+        };
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let k = key_from_arn(line, &[], "");
+            if region_of(&k.arn).is_none() {
+                self.problems.push(format!(
+                    "{shown}:{}: not a KMS key ARN (ARN or ARN+ROLE_ARN)",
+                    n + 1
+                ));
+                continue;
+            }
+            self.keys.push((k.arn, k.role));
+        }
+    }
+
+    /// Whether the entry's key and role are listed.
+    pub fn allows(&self, key: &KmsKeyId) -> bool {
+        self.keys
+            .iter()
+            .any(|(a, r)| *a == key.arn && *r == key.role)
+    }
 }
 
 /// What a KMS answer is cached by: the exact ciphertext, the key ARN and
@@ -567,6 +650,36 @@ mod tests {
         assert_eq!(session_name("a b/c"), "sops@abc");
         let long = "h".repeat(100);
         assert_eq!(session_name(&long).len(), 64);
+    }
+
+    #[test]
+    fn allow_lists_name_keys_and_roles() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("team.awskms"),
+            "# team keys\narn:aws:kms:us-east-1:1:key/a\n\narn:aws:kms:us-east-1:1:key/b+arn:aws:iam::1:role/r\nnot-an-arn\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("ignored.txt"),
+            "arn:aws:kms:us-east-1:1:key/c\n",
+        )
+        .unwrap();
+        let l = AllowList::load(&[d.path().to_path_buf()]);
+        assert_eq!(l.keys.len(), 2);
+        assert_eq!(l.problems.len(), 1);
+        assert!(l.problems[0].contains("team.awskms:5"));
+        let mut k = key_from_arn("arn:aws:kms:us-east-1:1:key/a", &[], "");
+        assert!(l.allows(&k));
+        k.role = "arn:aws:iam::1:role/r".into();
+        assert!(!l.allows(&k), "a role is part of what is allowed");
+        let k = key_from_arn(
+            "arn:aws:kms:us-east-1:1:key/b+arn:aws:iam::1:role/r",
+            &[],
+            "",
+        );
+        assert!(l.allows(&k));
+        assert!(!l.allows(&key_from_arn("arn:aws:kms:us-east-1:1:key/c", &[], "")));
     }
 
     #[test]

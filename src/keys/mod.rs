@@ -136,6 +136,7 @@ pub struct KeyRing {
     sources: KeySources,
     age: OnceLock<age::AgeIdentities>,
     pgp: OnceLock<pgp::PgpKeys>,
+    kms_allowed: OnceLock<kms::AllowList>,
     kms_cache: kms::KmsCache,
     /// `--decryption-order`.
     pub decryption_order: Vec<String>,
@@ -158,6 +159,7 @@ impl KeyRing {
             sources,
             age: OnceLock::new(),
             pgp: OnceLock::new(),
+            kms_allowed: OnceLock::new(),
             kms_cache: kms::KmsCache::default(),
             decryption_order: vec!["age".into(), "pgp".into()],
             services: keyservice::KeyServices::default(),
@@ -196,9 +198,18 @@ impl KeyRing {
         self.pgp.get_or_init(|| pgp::PgpKeys::load(&self.sources))
     }
 
-    /// Number of identities (age and PGP) that loaded.
+    /// The KMS keys the ring's folders allow (`*.awskms`), with
+    /// [`KmsAccess::Listed`]; empty otherwise.
+    pub fn kms_allowed(&self) -> &kms::AllowList {
+        self.kms_allowed.get_or_init(|| match self.sources.kms {
+            KmsAccess::Listed => kms::AllowList::load(&self.sources.keys_dirs),
+            KmsAccess::Off | KmsAccess::Any => kms::AllowList::default(),
+        })
+    }
+
+    /// Number of identities (age and PGP, and listed KMS keys) that loaded.
     pub fn identity_count(&self) -> usize {
-        self.age().len() + self.pgp().len()
+        self.age().len() + self.pgp().len() + self.kms_allowed().keys.len()
     }
 
     /// The plaintext of a KMS entry when this ring already has it, without
@@ -211,10 +222,25 @@ impl KeyRing {
     }
 
     fn unwrap_kms(&self, key: &KmsKeyId, enc: &str) -> Result<Zeroizing<Vec<u8>>, UnwrapError> {
-        if self.sources.kms == KmsAccess::Off {
-            return Err(UnwrapError::Unsupported(
-                "kms keys are not enabled for this key ring".into(),
-            ));
+        match self.sources.kms {
+            KmsAccess::Off => {
+                return Err(UnwrapError::Unsupported(
+                    "kms keys are not enabled for this key ring (services need --allow-kms)".into(),
+                ))
+            }
+            // Refused before any request: the sidecar's AWS identity may
+            // well be able to use the key, for another tenant.
+            KmsAccess::Listed if !self.kms_allowed().allows(key) => {
+                let mut msg =
+                    "this key (and role) is not listed in a *.awskms file of the keys folder"
+                        .to_string();
+                let problems = &self.kms_allowed().problems;
+                if !problems.is_empty() {
+                    msg.push_str(&format!(" ({})", problems.join("; ")));
+                }
+                return Err(UnwrapError::NoIdentity(msg));
+            }
+            KmsAccess::Any | KmsAccess::Listed => {}
         }
         self.kms_cache
             .get_or_fetch(key, enc, || kms::decrypt(key, enc))

@@ -120,6 +120,7 @@ struct Seen {
 pub struct KeyStore {
     dir: PathBuf,
     platform_keys: bool,
+    allow_kms: bool,
     cache_size: usize,
     current: RwLock<Option<Arc<Generation>>>,
     seen: Mutex<Seen>,
@@ -132,11 +133,19 @@ impl KeyStore {
         KeyStore {
             dir,
             platform_keys,
+            allow_kms: false,
             cache_size,
             current: RwLock::new(None),
             seen: Mutex::new(Seen::default()),
             last_id: AtomicU64::new(0),
         }
+    }
+
+    /// Lets the rings use the AWS KMS keys their folders list in
+    /// `*.awskms` files.
+    pub fn with_kms(mut self, allow: bool) -> Self {
+        self.allow_kms = allow;
+        self
     }
 
     /// The keys folder.
@@ -172,7 +181,13 @@ impl KeyStore {
                 }
             }
             let id = self.last_id.load(Ordering::Relaxed) + 1;
-            let result = load_generation(&fp.root, self.platform_keys, id, self.cache_size);
+            let result = load_generation(
+                &fp.root,
+                self.platform_keys,
+                self.allow_kms,
+                id,
+                self.cache_size,
+            );
             // Was the folder swapped while it was read? Then read it again.
             match fingerprint(&self.dir) {
                 Ok(after) if after.hash == fp.hash => {}
@@ -284,14 +299,21 @@ fn walk_fingerprint(dir: &Path, depth: usize, h: &mut impl Hasher) -> Result<()>
     Ok(())
 }
 
-fn load_ring(name: &str, dirs: Vec<PathBuf>, problems: &mut BTreeSet<String>) -> NamedRing {
-    let ring = folder_ring(dirs);
+fn load_ring(
+    name: &str,
+    dirs: Vec<PathBuf>,
+    allow_kms: bool,
+    problems: &mut BTreeSet<String>,
+) -> NamedRing {
+    let ring = folder_ring(dirs, allow_kms);
     // Load everything now, so errors show before the ring is used.
     let age = ring.age();
     let pgp = ring.pgp();
+    let kms = ring.kms_allowed();
     problems.extend(age.problems.iter().cloned());
     problems.extend(pgp.problems.iter().cloned());
-    let identities = age.len() + pgp.len();
+    problems.extend(kms.problems.iter().cloned());
+    let identities = age.len() + pgp.len() + kms.keys.len();
     NamedRing {
         name: name.to_string(),
         ring,
@@ -303,6 +325,7 @@ fn load_ring(name: &str, dirs: Vec<PathBuf>, problems: &mut BTreeSet<String>) ->
 fn load_generation(
     root: &Path,
     platform_keys: bool,
+    allow_kms: bool,
     id: u64,
     cache_size: usize,
 ) -> Result<Generation> {
@@ -317,7 +340,12 @@ fn load_generation(
             ignored.join(", ")
         ));
     }
-    let mut rings = vec![load_ring(PLATFORM, vec![root.to_path_buf()], &mut problems)];
+    let mut rings = vec![load_ring(
+        PLATFORM,
+        vec![root.to_path_buf()],
+        allow_kms,
+        &mut problems,
+    )];
     let tenant_mode = !tenant_dirs.is_empty();
     let mut by_name = HashMap::new();
     for (name, path) in tenant_dirs {
@@ -325,9 +353,12 @@ fn load_generation(
         if platform_keys {
             dirs.push(root.to_path_buf());
         }
-        let r = load_ring(&name, dirs, &mut problems);
+        let r = load_ring(&name, dirs, allow_kms, &mut problems);
         if r.identities == 0 {
-            problems.insert(format!("tenant {name}: no usable key (*.agekey or *.asc)"));
+            problems.insert(format!(
+                "tenant {name}: no usable key (*.agekey or *.asc{})",
+                if allow_kms { ", or *.awskms" } else { "" }
+            ));
         }
         by_name.insert(name, rings.len());
         rings.push(r);
@@ -354,8 +385,9 @@ fn load_generation(
     }
     if gen.usable_identities() == 0 {
         return Err(Error::Other(format!(
-            "{}: no usable key (*.agekey or *.asc)",
-            root.display()
+            "{}: no usable key (*.agekey or *.asc{})",
+            root.display(),
+            if allow_kms { ", or *.awskms" } else { "" }
         )));
     }
     Ok(gen)

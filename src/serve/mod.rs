@@ -129,6 +129,8 @@ pub struct ServeConfig {
     pub render_root: Option<PathBuf>,
     /// Add the top-level keys to every tenant's ring.
     pub platform_keys: bool,
+    /// Use the KMS keys each ring's folders list in `*.awskms` files.
+    pub allow_kms: bool,
     /// How often the keys folder is checked.
     pub reload_interval: Duration,
     /// Largest request body.
@@ -167,6 +169,7 @@ impl Default for ServeConfig {
             admin_listen: Vec::new(),
             render_root: None,
             platform_keys: false,
+            allow_kms: false,
             reload_interval: Duration::from_secs(2),
             max_body: 1 << 20,
             timeout: Duration::from_secs(30),
@@ -555,11 +558,10 @@ impl TenantSockets {
 async fn serve(cfg: ServeConfig) -> Result<()> {
     let render_root = check_folders(&cfg)?;
     let metrics = Arc::new(Metrics::new());
-    let store = Arc::new(KeyStore::new(
-        cfg.keys_dir.clone(),
-        cfg.platform_keys,
-        cfg.cache_size,
-    ));
+    let store = Arc::new(
+        KeyStore::new(cfg.keys_dir.clone(), cfg.platform_keys, cfg.cache_size)
+            .with_kms(cfg.allow_kms),
+    );
     {
         let (s, m) = (store.clone(), metrics.clone());
         let _ = tokio::task::spawn_blocking(move || reload(&s, &m)).await;

@@ -40,11 +40,22 @@ impl Server {
         extra: &[&str],
         trap_key: Option<&Path>,
     ) -> Server {
+        Self::start_with_vars(keys, sock, extra, trap_key, &[])
+    }
+
+    fn start_with_vars(
+        keys: &Path,
+        sock: Option<&Path>,
+        extra: &[&str],
+        trap_key: Option<&Path>,
+        vars: &[(String, String)],
+    ) -> Server {
         let home = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(kustos_bin());
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", home.path())
+            .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("serve")
             .arg("--keys-dir")
             .arg(keys)
@@ -565,6 +576,99 @@ fn tenants_only_use_their_own_keys() {
     assert_eq!(code, 422, "{body}");
     let (code, _) = srv.decrypt(false, &[("X-Kustos-Tenant", "tenant-a")], &for_a);
     assert_eq!(code, 200);
+}
+
+#[test]
+fn tenants_only_use_the_kms_keys_their_folder_lists() {
+    let (Some(sops), Some(_), Some(moto)) = (sops(), curl(), moto()) else {
+        return;
+    };
+    let env = Env::new();
+    let (ka, _) = moto.create_key("us-east-1");
+    let (kb, _) = moto.create_key("us-east-1");
+    let aws = moto.aws_env(&env.path("home"));
+    let encrypt = |name: &str, ns: &str, value: &str, arn: &str| -> Vec<u8> {
+        env.write(name, secret_for(ns, value).as_bytes());
+        let mut c = env.cmd(&sops);
+        c.envs(aws.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        ok(&c
+            .args([
+                "encrypt",
+                "--kms",
+                arn,
+                "--encrypted-regex",
+                ENC_REGEX,
+                name,
+            ])
+            .output()
+            .unwrap())
+    };
+    let for_a = encrypt("a.yaml", "tenant-a", "kms-value-of-a", &ka);
+    let for_b = encrypt("b.yaml", "tenant-b", "kms-value-of-b", &kb);
+    let keys = env.path("keys");
+    env.write(
+        "keys/tenant-a/team.awskms",
+        format!("# tenant-a's key\n{ka}\n").as_bytes(),
+    );
+    env.write("keys/tenant-b/team.awskms", format!("{kb}\n").as_bytes());
+    // A platform list joins a tenant's ring only with --platform-keys.
+    env.write("keys/platform.awskms", format!("{ka}\n").as_bytes());
+    // Age keys too: without --allow-kms a folder with only a KMS list has
+    // no usable key, and the sidecar loads no keys folder with such a
+    // tenant.
+    for ns in ["tenant-a", "tenant-b"] {
+        let (_, age) = new_age_key(env.dir.path(), ns);
+        copy_key(&age, &keys.join(ns).join("age.agekey"));
+    }
+    let dec =
+        |srv: &Server, ns: &str, body: &[u8]| srv.decrypt(false, &[("X-Kustos-Tenant", ns)], body);
+
+    // Without --allow-kms the sidecar calls no KMS at all.
+    let before = moto.decrypt_calls(&ka);
+    let srv = Server::start_with_vars(&keys, None, &["--trust-tenant-header"], None, &aws);
+    let (code, body) = dec(&srv, "tenant-a", &for_a);
+    assert_eq!(code, 422, "{body}");
+    assert!(!body.contains("kms-value-of-a"));
+    assert_eq!(moto.decrypt_calls(&ka), before);
+    drop(srv);
+
+    let srv = Server::start_with_vars(
+        &keys,
+        None,
+        &["--trust-tenant-header", "--allow-kms"],
+        None,
+        &aws,
+    );
+    let before = moto.decrypt_calls(&ka);
+    for _ in 0..3 {
+        let (code, body) = dec(&srv, "tenant-a", &for_a);
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("kms-value-of-a"));
+    }
+    assert_eq!(
+        moto.decrypt_calls(&ka) - before,
+        1,
+        "the data key is cached"
+    );
+    let (code, body) = dec(&srv, "tenant-b", &for_b);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("kms-value-of-b"));
+    // tenant-b cannot use tenant-a's key (nor the platform list's), even
+    // though the sidecar's credentials can: KMS is never asked, and the
+    // answer is the one for a file the tenant has no key for.
+    let before = moto.decrypt_calls(&ka);
+    let (code, body) = dec(&srv, "tenant-b", &for_a);
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        error_of(&body).contains("none of them is a recipient"),
+        "{body}"
+    );
+    assert!(!body.contains("kms-value-of-a"));
+    assert_eq!(moto.decrypt_calls(&ka), before);
+    let (_, m) = srv.get("/metrics");
+    assert!(m.contains("kustos_keys{tenant=\"tenant-a\"} 2"), "{m}");
+    let logs = srv.logs();
+    assert!(!logs.contains("kms-value-of") && !logs.contains(FAKE_AWS_SECRET));
 }
 
 #[test]
