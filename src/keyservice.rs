@@ -112,6 +112,16 @@ fn recipient_of(key: &proto::Key) -> std::result::Result<Recipient, Status> {
     match &key.key_type {
         Some(KeyType::AgeKey(k)) => Ok(Recipient::Age(k.recipient.clone())),
         Some(KeyType::PgpKey(k)) => Ok(Recipient::Pgp(k.fingerprint.clone())),
+        Some(KeyType::KmsKey(k)) => {
+            let mut key = crate::keys::KmsKeyId {
+                arn: k.arn.clone(),
+                role: k.role.clone(),
+                aws_profile: k.aws_profile.clone(),
+                ..Default::default()
+            };
+            key.set_context(k.context.clone());
+            Ok(Recipient::Kms(key))
+        }
         Some(_) => Err(Status::unimplemented(format!(
             "kustos keyservice does not serve {}",
             describe(key)

@@ -13,7 +13,8 @@ use crate::keyservice::{self, Listen, Options};
     after_help = "Clients: sops or kustos with --keyservice unix:///PATH or tcp://HOST:PORT \
 (and --enable-local-keyservice=false to use only the service).\n\
 Keys: age identities and OpenPGP keys found as `kustos decrypt` finds them (SOPS_AGE_KEY_FILE, \
-~/.config/sops/age/keys.txt, --keys-dir, GnuPG). A key service never forwards to another one.\n\
+~/.config/sops/age/keys.txt, --keys-dir, GnuPG), and AWS KMS keys with this machine's AWS credentials. \
+A key service never forwards to another one.\n\
 The protocol has no authentication: keep TCP on loopback, or put an authenticating proxy or service \
 mesh in front and pass --allow-remote."
 )]
@@ -52,15 +53,16 @@ pub fn keyservice(g: &GlobalArgs, a: KeyserviceArgs) -> CliResult {
         allow_remote: a.allow_remote,
     };
     keyservice::check(&opts).map_err(|e| CliError::new(exit::GENERIC, e))?;
-    // The user's own keys, as sops' key service uses them; RSA keys
-    // aws-lc-rs does not take stay unused, as in every service.
+    // The user's own keys and AWS credentials, as sops' key service uses
+    // them; RSA keys aws-lc-rs does not take stay unused, as in every
+    // service.
     let ring = KeyRing::new(KeySources {
         keys_dirs: g.keys_dir.clone(),
         use_env: true,
         gpg_fallback: true,
         weak_rsa: false,
         age_plugins: true,
-        kms: crate::keys::KmsAccess::Off,
+        kms: crate::keys::KmsAccess::Any,
     });
     keyservice::run(ring, opts).map_err(CliError::from)
 }

@@ -1,6 +1,7 @@
 //! sops' key service protocol both ways with the real sops 3.11: sops as a
 //! client of `kustos keyservice`, and kustos as a client of
-//! `sops keyservice`, for age and OpenPGP keys, with no key on the client.
+//! `sops keyservice`, for age, OpenPGP and AWS KMS keys (moto's KMS), with
+//! no key or AWS credential on the client.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -203,6 +204,55 @@ fn kustos_decrypts_and_encrypts_through_sops_keyservice() {
     assert_eq!(ok(&out), PLAIN);
     drop(svc);
     stop_agent(&gpg_home);
+}
+
+#[test]
+fn aws_kms_keys_go_through_key_services_both_ways() {
+    let (Some(sops), Some(moto)) = (sops(), moto()) else {
+        return;
+    };
+    let env = Env::new();
+    let plain = env.write("s.yaml", PLAIN);
+    let (arn, _) = moto.create_key("us-east-1");
+    let aws = moto.aws_env(&env.path("home"));
+    // Only the service has AWS credentials and moto's address; clients
+    // keep Env's closed endpoint.
+    for (name, server) in [("kustos", kustos_bin()), ("sops", sops.clone())] {
+        let socket = env.path(&format!("{name}-kms.sock"));
+        let mut cmd = env.cmd(&server);
+        cmd.envs(aws.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .args(["keyservice", "--network", "unix", "--address"])
+            .arg(&socket);
+        let svc = Service::start(cmd, &socket);
+        let through = |program: &Path, args: &[&str], file: &Path| {
+            keyless(&env, program)
+                .args(args)
+                .args([
+                    "--enable-local-keyservice=false",
+                    "--keyservice",
+                    &svc.uri(),
+                ])
+                .arg(file)
+                .output()
+                .unwrap()
+        };
+        for writer in [kustos_bin(), sops.clone()] {
+            let out = through(&writer, &["encrypt", "--kms", &arn], &plain);
+            let file = env.write("kms.enc.yaml", &ok(&out));
+            let text = std::fs::read_to_string(&file).unwrap();
+            assert!(text.contains(&format!("arn: {arn}")), "{text}");
+            for reader in [kustos_bin(), sops.clone()] {
+                let out = through(&reader, &["decrypt"], &file);
+                assert_eq!(
+                    ok(&out),
+                    PLAIN,
+                    "{name} service, {} wrote, {} read",
+                    writer.display(),
+                    reader.display()
+                );
+            }
+        }
+    }
 }
 
 #[test]
