@@ -26,25 +26,13 @@ pub enum NewFileMode {
     Shared,
 }
 
-/// The process umask, from /proc/self/status (Linux); 022 if unknown.
-fn umask() -> u32 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Umask:"))
-                .and_then(|l| u32::from_str_radix(l[6..].trim(), 8).ok())
-        })
-        .unwrap_or(0o022)
-}
-
 /// Writes `data` to `path` atomically. [`NewFileMode::Private`] files are
 /// always 0600; a [`NewFileMode::Shared`] file keeps the mode it had, or
 /// gets 0644 minus the umask when new.
 pub fn write_atomic(path: &Path, data: &[u8], mode: NewFileMode) -> Result<()> {
     let staged = stage(path, data, mode)?;
     fs::File::open(&staged.tmp)
-        .and_then(|f| f.sync_all())
+        .and_then(|f| crate::platform::sync_file(&f))
         .and_then(|_| staged.set_final_mode())
         .map_err(|e| Error::Write(format!("cannot write {}: {e}", show(path))))?;
     let dir = staged.dir.clone();
@@ -54,7 +42,7 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: NewFileMode) -> Result<()> {
         .map_err(|e| Error::Write(format!("cannot replace {}: {}", show(path), e.error)))?;
     // Make the rename durable too.
     if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
+        let _ = crate::platform::sync_file(&d);
     }
     Ok(())
 }
@@ -87,7 +75,7 @@ fn stage(path: &Path, data: &[u8], mode: NewFileMode) -> Result<Staged> {
     let final_mode = match (mode, fs::metadata(path)) {
         (NewFileMode::Private, _) => 0o600,
         (NewFileMode::Shared, Ok(m)) => m.permissions().mode() & 0o7777,
-        (NewFileMode::Shared, Err(_)) => 0o644 & !umask(),
+        (NewFileMode::Shared, Err(_)) => 0o644 & !crate::platform::umask(),
     };
     let name = path
         .file_name()
@@ -117,7 +105,8 @@ fn stage(path: &Path, data: &[u8], mode: NewFileMode) -> Result<Staged> {
 /// Many atomic writes made durable together.
 ///
 /// Each file is written to its temporary name without an fsync; `commit`
-/// then flushes each filesystem involved once (`syncfs`) before the renames
+/// then flushes them all before the renames (on Linux one `syncfs` per
+/// filesystem, elsewhere one fsync per file: [`crate::platform::sync_files`])
 /// and fsyncs each folder after them. Per-file fsyncs cost one journal
 /// commit each, which dominated fleet-wide runs; the crash guarantee is the
 /// same: every target is either its old or its new content.
@@ -209,7 +198,7 @@ impl Batch {
         if durable {
             for d in dirs {
                 if let Ok(d) = fs::File::open(d) {
-                    let _ = d.sync_all();
+                    let _ = crate::platform::sync_file(&d);
                 }
             }
         }
@@ -217,31 +206,14 @@ impl Batch {
     }
 }
 
-/// Gets staged data to stable storage: a few files are fsynced one by one,
-/// more by one `syncfs` per filesystem.
+/// Gets staged data to stable storage, as cheaply as this system allows
+/// ([`crate::platform::sync_files`]).
 fn flush(staged: &[Staged]) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::MetadataExt;
-    let err = |p: &Path, e: std::io::Error| Error::Write(format!("cannot write {}: {e}", show(p)));
-    if staged.len() <= 2 {
-        for s in staged {
-            fs::File::open(&s.tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| err(&s.target, e))?;
-        }
-        return Ok(());
-    }
-    let mut devices = Vec::new();
-    for s in staged {
-        let f = fs::File::open(&s.tmp).map_err(|e| err(&s.target, e))?;
-        let dev = f.metadata().map_err(|e| err(&s.target, e))?.dev();
-        if devices.contains(&dev) {
-            continue;
-        }
-        devices.push(dev);
-        nix::unistd::syncfs(f.as_raw_fd()).map_err(|e| err(&s.target, std::io::Error::from(e)))?;
-    }
-    Ok(())
+    let paths: Vec<&Path> = staged.iter().map(|s| s.tmp.as_ref()).collect();
+    crate::platform::sync_files(&paths).map_err(|e| {
+        let target = &staged[e.index].target;
+        Error::Write(format!("cannot write {}: {}", show(target), e.error))
+    })
 }
 
 /// A path for messages: control characters escaped.

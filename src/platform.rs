@@ -1,5 +1,17 @@
-//! What differs between operating systems, in one place: process hardening
-//! and the confinement of child processes.
+//! What differs between operating systems, in one place: process hardening,
+//! durable writes, private scratch folders and the confinement of child
+//! processes. kustos builds for Linux (glibc and musl, x86_64 and arm64)
+//! and macOS (Apple Silicon and Intel); each function here has a portable
+//! fallback, so the rest of the code calls no system-specific API.
+//!
+//! | what | Linux | macOS and other Unix systems |
+//! | --- | --- | --- |
+//! | [`harden_process`] | `PR_SET_DUMPABLE=0`, `RLIMIT_CORE=0` | `RLIMIT_CORE=0` |
+//! | [`sync_file`] | `fsync` | `F_FULLFSYNC` (else `fsync`) |
+//! | [`sync_files`] | one `syncfs` per filesystem | [`sync_file`] per file |
+//! | [`memory_scratch_dir`] | `$XDG_RUNTIME_DIR`, `/dev/shm` | `$XDG_RUNTIME_DIR`, `$TMPDIR` |
+//! | [`umask`] | `/proc/self/status` | a probe file |
+//! | [`confinement`] | Landlock | none (static path checks) |
 //!
 //! On Linux, the kubectl child of a render runs under Landlock: it may read
 //! its workspace and execute its own binary, and nothing else (no other
@@ -11,6 +23,7 @@
 //! on its static path checks alone and says so.
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// The hidden first argument that makes the kustos binary run
@@ -43,10 +56,115 @@ pub fn core_dumps_disabled() -> bool {
     }
 }
 
+/// Gets the data and metadata of an open file (or folder) to stable storage.
+///
+/// On macOS a plain `fsync` only hands the data to the drive, whose cache
+/// may lose it on power failure; `F_FULLFSYNC` also empties that cache.
+/// The standard library's `sync_all` asks for `F_FULLFSYNC` there but fails
+/// on filesystems that refuse it (macFUSE, some network mounts), which then
+/// get `fsync`: all they offer.
+pub fn sync_file(f: &File) -> std::io::Result<()> {
+    #[cfg(target_vendor = "apple")]
+    {
+        use nix::fcntl::{fcntl, FcntlArg};
+        use std::os::fd::AsRawFd as _;
+        if fcntl(f.as_raw_fd(), FcntlArg::F_FULLFSYNC).is_ok() {
+            return Ok(());
+        }
+        nix::unistd::fsync(f.as_raw_fd()).map_err(std::io::Error::from)
+    }
+    #[cfg(not(target_vendor = "apple"))]
+    {
+        f.sync_all()
+    }
+}
+
+/// A file [`sync_files`] could not get to stable storage.
+#[derive(Debug)]
+pub struct SyncError {
+    /// Its index in the list.
+    pub index: usize,
+    /// Why.
+    pub error: std::io::Error,
+}
+
+/// Gets the data of every file in `paths` to stable storage. On Linux,
+/// more than two files cost one `syncfs` per filesystem instead of one
+/// journal commit per file; elsewhere each file gets [`sync_file`]. Files
+/// are opened one at a time, so a batch of any size stays within the
+/// open-file limit.
+pub fn sync_files(paths: &[&Path]) -> Result<(), SyncError> {
+    #[cfg(target_os = "linux")]
+    if paths.len() > 2 {
+        return sync_filesystems(paths);
+    }
+    sync_each(paths)
+}
+
+/// The portable way: [`sync_file`] on each file.
+fn sync_each(paths: &[&Path]) -> Result<(), SyncError> {
+    for (index, p) in paths.iter().enumerate() {
+        File::open(p)
+            .and_then(|f| sync_file(&f))
+            .map_err(|error| SyncError { index, error })?;
+    }
+    Ok(())
+}
+
+/// One `syncfs` per filesystem the files are on.
+#[cfg(target_os = "linux")]
+fn sync_filesystems(paths: &[&Path]) -> Result<(), SyncError> {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let mut devices = Vec::new();
+    for (index, p) in paths.iter().enumerate() {
+        let err = |error| SyncError { index, error };
+        let f = File::open(p).map_err(err)?;
+        let dev = f.metadata().map_err(err)?.dev();
+        if devices.contains(&dev) {
+            continue;
+        }
+        devices.push(dev);
+        nix::unistd::syncfs(f.as_raw_fd()).map_err(|e| err(e.into()))?;
+    }
+    Ok(())
+}
+
+/// The process's file mode creation mask. Linux reports it in
+/// `/proc/self/status`; elsewhere (or without `/proc`) a probe file created
+/// with mode 0777 shows which bits the mask removes. Setting and restoring
+/// the mask with `umask(2)` would race with other threads creating files.
+/// 022 if neither works.
+pub fn umask() -> u32 {
+    static MASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *MASK.get_or_init(|| proc_status_umask().or_else(probe_umask).unwrap_or(0o022))
+}
+
+fn proc_status_umask() -> Option<u32> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+}
+
+fn probe_umask() -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let probe = tempfile::Builder::new()
+        .prefix(".kustos-umask-")
+        .permissions(std::fs::Permissions::from_mode(0o777))
+        .tempfile()
+        .ok()?;
+    let mode = probe.as_file().metadata().ok()?.permissions().mode();
+    Some(0o777 & !mode)
+}
+
 /// The best folder for a short-lived private plaintext file: a per-user
-/// tmpfs (`$XDG_RUNTIME_DIR`), else `/dev/shm`, else the temporary folder.
-/// Memory-backed folders keep plaintext off disks (and out of backups);
-/// callers still create their own 0700 folder inside.
+/// tmpfs (`$XDG_RUNTIME_DIR`), else `/dev/shm` (Linux), else the temporary
+/// folder (on macOS `$TMPDIR`, a per-user 0700 folder). Memory-backed
+/// folders keep plaintext off disks (and out of backups); callers still
+/// create their own 0700 folder inside ([`private_scratch_dir`]).
 pub fn memory_scratch_dir() -> PathBuf {
     let candidates = [
         std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
@@ -57,6 +175,16 @@ pub fn memory_scratch_dir() -> PathBuf {
         .flatten()
         .find(|p| p.is_absolute() && is_writable_dir(p))
         .unwrap_or_else(std::env::temp_dir)
+}
+
+/// A new folder only this user can enter (0700, or less by the umask), in
+/// [`memory_scratch_dir`]; removed with everything in it when dropped.
+pub fn private_scratch_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt as _;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(memory_scratch_dir())
 }
 
 fn is_writable_dir(p: &Path) -> bool {
@@ -334,5 +462,73 @@ mod tests {
                 std::process::ExitCode::from(CONFINE_FAILED)
             );
         }
+    }
+
+    #[test]
+    fn every_way_of_syncing_reaches_every_file() {
+        let d = tempfile::tempdir().unwrap();
+        let files: Vec<PathBuf> = (0..4)
+            .map(|i| {
+                let p = d.path().join(format!("f{i}"));
+                std::fs::write(&p, b"data").unwrap();
+                p
+            })
+            .collect();
+        let all: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        // A few files and a batch (one `syncfs` on Linux), and the per-file
+        // way every other system takes, here too.
+        sync_files(&all[..1]).unwrap();
+        sync_files(&all).unwrap();
+        sync_each(&all).unwrap();
+        sync_file(&File::open(d.path()).unwrap()).unwrap();
+        // A file that cannot be synced is named by its place in the list.
+        let gone = d.path().join("gone");
+        for n in [2, 4] {
+            let mut some = all[..n - 1].to_vec();
+            some.push(&gone);
+            let e = sync_files(&some).unwrap_err();
+            assert_eq!(e.index, n - 1);
+            assert_eq!(e.error.kind(), std::io::ErrorKind::NotFound);
+            assert_eq!(sync_each(&some).unwrap_err().index, n - 1);
+        }
+    }
+
+    #[test]
+    fn a_probe_file_finds_the_umask_the_kernel_reports() {
+        let probed = probe_umask().expect("the temporary folder is writable");
+        assert_eq!(probed & !0o777, 0);
+        if cfg!(target_os = "linux") {
+            assert_eq!(Some(probed), proc_status_umask());
+        } else {
+            assert_eq!(proc_status_umask(), None);
+        }
+        assert_eq!(umask(), probed);
+    }
+
+    #[test]
+    fn private_scratch_folders_are_for_this_user_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = private_scratch_dir(".kustos-test-").unwrap();
+        let path = dir.path().to_path_buf();
+        assert!(path.starts_with(memory_scratch_dir()));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+        std::fs::write(path.join("plain"), b"secret").unwrap();
+        drop(dir);
+        assert!(!path.exists());
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    #[test]
+    fn without_landlock_confinement_is_refused_not_faked() {
+        assert_eq!(
+            confinement(),
+            Confinement::Unavailable("Landlock is Linux-only".into())
+        );
+        let args = ["--", "/usr/bin/true"].map(OsString::from);
+        assert_eq!(
+            confined_exec_main(&args),
+            std::process::ExitCode::from(CONFINE_FAILED)
+        );
     }
 }

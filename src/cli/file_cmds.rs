@@ -648,15 +648,12 @@ pub fn edit(g: &GlobalArgs, a: EditArgs) -> CliResult {
             Cipher::new(&key),
         )
     };
-    let dir = tempfile::Builder::new()
-        .prefix(".kustos-edit-")
-        .tempdir_in(crate::platform::memory_scratch_dir())
-        .map_err(|e| {
-            CliError::new(
-                exit::COULD_NOT_WRITE_OUTPUT_FILE,
-                format!("Could not create temporary directory: {e}"),
-            )
-        })?;
+    let dir = crate::platform::private_scratch_dir(".kustos-edit-").map_err(|e| {
+        CliError::new(
+            exit::COULD_NOT_WRITE_OUTPUT_FILE,
+            format!("Could not create temporary directory: {e}"),
+        )
+    })?;
     let tmp = dir.path().join(a.file.file_name().unwrap_or_default());
     let plain = if a.show_master_keys {
         Zeroizing::new(formats::emit_encrypted(out_fmt, &tree, &store)?)

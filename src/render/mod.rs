@@ -415,3 +415,29 @@ fn check_secret_namespace(d: &Map, tenant: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn required_confinement_is_refused_where_the_kernel_has_none() {
+        let with = |sandbox| RenderOptions {
+            sandbox,
+            ..RenderOptions::default()
+        };
+        assert!(matches!(
+            choose_confinement(&with(Sandbox::Off)),
+            Ok(Confinement::Unavailable(_))
+        ));
+        // Where the kernel has no Landlock (macOS, old Linux kernels), a
+        // render that requires it fails instead of running unconfined.
+        let required = choose_confinement(&with(Sandbox::Required));
+        match platform::confinement() {
+            Confinement::Landlock => assert_eq!(required.unwrap(), Confinement::Landlock),
+            Confinement::Unavailable(why) => {
+                assert!(matches!(required, Err(RenderError::NoSandbox(w)) if w == why));
+            }
+        }
+    }
+}

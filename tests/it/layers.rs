@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 /// Layer of each top-level module, as ARCHITECTURE.md lists them.
 const LAYERS: &[(&str, u8)] = &[
     ("error", 0),
+    ("platform", 0),
     ("fsutil", 1),
-    ("platform", 1),
     ("sops", 2),
     ("formats", 3),
     ("keys", 4),
