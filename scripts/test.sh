@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs the real peers, then checks
-# formatting and lints, runs every test (unit, integration, interop against
-# sops/age/gpg/sshd/kubectl/kpt) and a short fuzz smoke run.
+# formatting and lints (here and for Apple Silicon macOS), runs every test
+# (unit, integration, interop against sops/age/gpg/sshd/kubectl/kpt) and a
+# short fuzz smoke run. scripts/test-platforms.sh adds Intel macOS and the
+# arm64 Linux binary under qemu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,9 @@ if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --all-targets --quiet -- -D warnings
 fi
 python3 scripts/check-deps.py
+# macOS: the crate, its tests and examples type-check and pass the lints
+# for Apple Silicon, so code that only builds on Linux fails here.
+scripts/check-platforms.sh aarch64-apple-darwin
 # `cargo test --all-targets` builds examples only as test harnesses; the
 # serve tests run the load generator as a program, so build it as one too.
 cargo build --examples --quiet

@@ -26,6 +26,7 @@ mod newer_sops;
 mod pgp_cli;
 mod pgp_interop;
 mod pgp_rsa;
+mod platforms;
 mod plugin;
 mod render;
 mod serve;
