@@ -3,7 +3,7 @@
 # fastest binary for this machine (the `dist` profile, fat LTO).
 #   scripts/build-dist.sh [--target TRIPLE] [--profile NAME] [cargo build flags…]
 # The release workflow calls it for each published binary;
-# scripts/test-platforms.sh calls it with `--target
+# scripts/test-arm64.sh calls it with `--target
 # aarch64-unknown-linux-gnu --profile dev` for the arm64 binary it runs
 # under qemu.
 #

@@ -54,7 +54,7 @@ if [ "$(uname -s)" = Linux ] && ((${#missing[@]})); then
   apt_install "${missing[@]}"
 fi
 
-# The arm64 binary of scripts/test-platforms.sh: cross-compiled and
+# The arm64 binary of scripts/test-arm64.sh: cross-compiled and
 # static (glibc's static libraries), run by qemu-user. Without the
 # recommended binfmt package: the test calls qemu-aarch64 itself, nothing
 # is registered.

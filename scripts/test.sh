@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs the real peers, then checks
 # formatting and lints (here and for Apple Silicon macOS), runs every test
-# (unit, integration, interop against sops/age/gpg/sshd/kubectl/kpt) and a
-# short fuzz smoke run. scripts/test-platforms.sh adds Intel macOS and the
-# arm64 Linux binary under qemu.
+# (unit, integration, interop against sops/age/gpg/sshd/kubectl/kpt, a
+# short fuzz smoke run) and the arm64 Linux binary under qemu.
+# scripts/test-platforms.sh adds Intel macOS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,3 +23,5 @@ scripts/check-platforms.sh aarch64-apple-darwin
 # serve tests run the load generator as a program, so build it as one too.
 cargo build --examples --quiet
 cargo test --all-targets --quiet
+# Linux arm64: the cross-built binary, run under qemu (tests/it/platforms.rs).
+scripts/test-arm64.sh

@@ -2,7 +2,7 @@
 //! tests.
 //!
 //! `KUSTOS_PLATFORM_BIN` names a kustos build and `KUSTOS_PLATFORM_TARGET`
-//! its target triple: scripts/test-platforms.sh cross-builds one for arm64
+//! its target triple: scripts/test-arm64.sh cross-builds one for arm64
 //! Linux, which runs here under `qemu-aarch64` (qemu-user); the release
 //! workflow names each release binary on its own runner. That build must be
 //! what the triple says (and static, for Linux), decrypt what the real sops
@@ -62,7 +62,7 @@ fn platform_build() -> Option<Build> {
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
     else {
-        eprintln!("SKIP: no build for another platform (KUSTOS_PLATFORM_BIN; scripts/test-platforms.sh sets it)");
+        eprintln!("SKIP: no build for another platform (KUSTOS_PLATFORM_BIN; scripts/test-arm64.sh sets it)");
         return None;
     };
     // Commands run in their own folders: a relative path would not resolve.
