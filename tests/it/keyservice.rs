@@ -64,6 +64,23 @@ fn keyless(env: &Env, program: &Path) -> Command {
     c
 }
 
+/// `program ARGS… --enable-local-keyservice=false --keyservice URI FILE`
+/// with no keys of its own: only the service can wrap or unwrap.
+fn only_through(
+    env: &Env,
+    program: &Path,
+    uri: &str,
+    args: &[&str],
+    file: &Path,
+) -> std::process::Output {
+    keyless(env, program)
+        .args(args)
+        .args(["--enable-local-keyservice=false", "--keyservice", uri])
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn real_sops_decrypts_and_encrypts_through_kustos_keyservice() {
     let Some(sops) = sops() else { return };
@@ -90,43 +107,14 @@ fn real_sops_decrypts_and_encrypts_through_kustos_keyservice() {
         &["encrypt", "--age", &env.recipient, plain.to_str().unwrap()],
     ));
     let age_file = env.write("age.enc.yaml", &by_age);
-    let out = keyless(&env, &sops)
-        .args([
-            "decrypt",
-            "--enable-local-keyservice=false",
-            "--keyservice",
-            &svc.uri(),
-        ])
-        .arg(&age_file)
-        .output()
-        .unwrap();
+    let out = only_through(&env, &sops, &svc.uri(), &["decrypt"], &age_file);
     assert_eq!(ok(&out), PLAIN);
 
     // sops wraps for the PGP key through the service (no local GnuPG key),
     // and decrypts through it again.
-    let out = keyless(&env, &sops)
-        .args([
-            "encrypt",
-            "--enable-local-keyservice=false",
-            "--keyservice",
-            &svc.uri(),
-            "--pgp",
-            &fpr,
-        ])
-        .arg(&plain)
-        .output()
-        .unwrap();
+    let out = only_through(&env, &sops, &svc.uri(), &["encrypt", "--pgp", &fpr], &plain);
     let pgp_file = env.write("pgp.enc.yaml", &ok(&out));
-    let out = keyless(&env, &sops)
-        .args([
-            "decrypt",
-            "--enable-local-keyservice=false",
-            "--keyservice",
-            &svc.uri(),
-        ])
-        .arg(&pgp_file)
-        .output()
-        .unwrap();
+    let out = only_through(&env, &sops, &svc.uri(), &["decrypt"], &pgp_file);
     assert_eq!(ok(&out), PLAIN);
     // And kustos reads it with the key itself.
     let out = env.kustos(&[
@@ -156,32 +144,18 @@ fn kustos_decrypts_and_encrypts_through_sops_keyservice() {
 
     let by_age = ok(&env.kustos(&["encrypt", "--age", &env.recipient, plain.to_str().unwrap()]));
     let age_file = env.write("age.enc.yaml", &by_age);
-    let out = keyless(&env, &kustos_bin())
-        .args([
-            "decrypt",
-            "--enable-local-keyservice=false",
-            "--keyservice",
-            &svc.uri(),
-        ])
-        .arg(&age_file)
-        .output()
-        .unwrap();
+    let out = only_through(&env, &kustos_bin(), &svc.uri(), &["decrypt"], &age_file);
     assert_eq!(ok(&out), PLAIN);
 
     // kustos has neither the certificate nor the key: sops' service wraps
     // and unwraps with its GnuPG.
-    let out = keyless(&env, &kustos_bin())
-        .args([
-            "encrypt",
-            "--enable-local-keyservice=false",
-            "--keyservice",
-            &svc.uri(),
-            "--pgp",
-            &fpr,
-        ])
-        .arg(&plain)
-        .output()
-        .unwrap();
+    let out = only_through(
+        &env,
+        &kustos_bin(),
+        &svc.uri(),
+        &["encrypt", "--pgp", &fpr],
+        &plain,
+    );
     let pgp_file = env.write("pgp.enc.yaml", &ok(&out));
     let out = keyless(&env, &kustos_bin())
         .args(["decrypt", "--keyservice", &svc.uri()])
@@ -225,16 +199,7 @@ fn aws_kms_keys_go_through_key_services_both_ways() {
             .arg(&socket);
         let svc = Service::start(cmd, &socket);
         let through = |program: &Path, args: &[&str], file: &Path| {
-            keyless(&env, program)
-                .args(args)
-                .args([
-                    "--enable-local-keyservice=false",
-                    "--keyservice",
-                    &svc.uri(),
-                ])
-                .arg(file)
-                .output()
-                .unwrap()
+            only_through(&env, program, &svc.uri(), args, file)
         };
         for writer in [kustos_bin(), sops.clone()] {
             let out = through(&writer, &["encrypt", "--kms", &arn], &plain);
@@ -322,16 +287,8 @@ fn keyservice_over_loopback_tcp() {
         assert!(start.elapsed() < Duration::from_secs(20), "not listening");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = keyless(&env, &kustos_bin())
-        .args([
-            "decrypt",
-            "--enable-local-keyservice=false",
-            "--keyservice",
-            &format!("tcp://127.0.0.1:{port}"),
-        ])
-        .arg(&f)
-        .output()
-        .unwrap();
+    let uri = format!("tcp://127.0.0.1:{port}");
+    let out = only_through(&env, &kustos_bin(), &uri, &["decrypt"], &f);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(ok(&out), PLAIN);
@@ -349,18 +306,13 @@ fn keyservice_never_runs_age_plugins_for_callers() {
         .arg(&socket);
     let svc = Service::start(cmd, &socket);
     let plugin_recipient = "age1kustostest1v9nk2vfnw3a8xunvwa5xc7p5wge8ywrnv4nnyethv9ur26r2wfmnvdfhva6kxvrkw9k8qcmwd5c8gdp50qmhwdt9wvu8yvrndpjsan9dz5";
-    let out = keyless(&env, &kustos_bin())
-        .args([
-            "encrypt",
-            "--enable-local-keyservice=false",
-            "--keyservice",
-            &svc.uri(),
-            "--age",
-            plugin_recipient,
-        ])
-        .arg(&plain)
-        .output()
-        .unwrap();
+    let out = only_through(
+        &env,
+        &kustos_bin(),
+        &svc.uri(),
+        &["encrypt", "--age", plugin_recipient],
+        &plain,
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not run age plugins"), "{err}");
